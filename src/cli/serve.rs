@@ -1,0 +1,85 @@
+//! `tidelog serve` and `tidelog admin`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tidelog::core::bundle::Limits;
+use tidelog::server::{self, ServeOptions};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Folder for the SQLite database, uploads and blobs.
+    #[arg(long, default_value = "tidelog-data")]
+    data: PathBuf,
+    /// Database URL (default: SQLite under --data).
+    #[arg(long)]
+    database: Option<String>,
+    /// Origins allowed to call the API from a browser (CORS); repeatable.
+    #[arg(long = "allow-origin")]
+    allow_origin: Vec<String>,
+    /// Largest size a bundle may unpack to, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    max_unpacked_bytes: u64,
+    /// Largest request body (a bundle or a tus chunk), in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_body_bytes: usize,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create an API key for an account; prints it once, only its hash is kept.
+    CreateKey {
+        /// The account the key acts for (created if new).
+        #[arg(long)]
+        account: String,
+        /// The server's data folder.
+        #[arg(long, default_value = "tidelog-data")]
+        data: PathBuf,
+        /// Database URL (default: SQLite under --data).
+        #[arg(long)]
+        database: Option<String>,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let opts = ServeOptions {
+        addr: a.addr,
+        data: a.data,
+        database: a.database,
+        allow_origins: a.allow_origin,
+        limits: Limits {
+            max_unpacked: a.max_unpacked_bytes,
+            ..Limits::default()
+        },
+        max_body: a.max_body_bytes,
+    };
+    runtime()?.block_on(server::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AdminCommand::CreateKey {
+            account,
+            data,
+            database,
+        } => {
+            let key = runtime()?.block_on(server::create_key(&data, database.as_deref(), &account))?;
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The I/O-free core shared by every home: record model, log framing, step semantics,
+//! bundles and the sync engine. No files, threads, clocks or sockets in here.
+
+pub mod bundle;
+pub mod frame;
+pub mod keys;
+pub mod log_index;
+pub mod record;
+pub mod run_log;
+pub mod sync;
+pub mod value;
+pub mod varint;

@@ -1,0 +1,399 @@
+//! The in-memory side of a run: step semantics of `wandb.log`, key interning, and the batch
+//! of encoded frames waiting for the store. No I/O and no clock: callers pass the time in.
+
+use serde_json::{Map, Value as Json};
+
+use super::frame::Frames;
+use super::keys::KeyTable;
+use super::record::{decode, encode_key, encode_meta, encode_row, DecodeError, Meta, Record, RowKind};
+use super::value::Value;
+
+/// Largest single value accepted, so one runaway string cannot exhaust memory or the server.
+pub const MAX_VALUE_BYTES: usize = 32 << 20;
+/// Longest metric name.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Options of one `log()` call, as in `wandb.log(data, step=, commit=)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Log at this step instead of the current one.
+    pub step: Option<u64>,
+    /// Close the row now (default: yes without `step`, no with it).
+    pub commit: Option<bool>,
+}
+
+/// What happened to a `log()` call that was not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logged {
+    /// The values joined the row at this step.
+    Accepted,
+    /// The explicit step was below the current one; the values were dropped.
+    DroppedStaleStep {
+        /// The step asked for.
+        step: u64,
+        /// The run's current step.
+        current: u64,
+    },
+}
+
+/// A value or key that cannot be logged; nothing of the call was kept.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogError {
+    /// Empty, reserved or oversized metric name.
+    #[error("invalid key {key:?}: {why}")]
+    InvalidKey {
+        /// The offending key (truncated to 64 bytes).
+        key: String,
+        /// Why it was refused.
+        why: &'static str,
+    },
+    /// A single value larger than [`MAX_VALUE_BYTES`].
+    #[error("value of key {key:?} is {size} bytes, over the {MAX_VALUE_BYTES}-byte limit")]
+    TooLarge {
+        /// The key whose value was too large.
+        key: String,
+        /// Its size.
+        size: usize,
+    },
+}
+
+/// Keys the server adds to every row.
+const RESERVED: [&str; 3] = ["_step", "_timestamp", "_runtime"];
+
+/// The run's log state; one per run, guarded by the caller's lock.
+#[derive(Default)]
+pub struct RunLog {
+    keys: KeyTable,
+    step: u64,
+    pending: Vec<(u32, Value)>,
+    slots: Vec<u32>,
+    pending_ts: i64,
+    last: Vec<Option<Value>>,
+    batch: Vec<u8>,
+    records: u64,
+    dropped: u64,
+}
+
+fn short(key: &str) -> String {
+    key.chars().take(64).collect()
+}
+
+impl RunLog {
+    /// Rebuilds the state of an existing log so appends continue it (resume).
+    pub fn restore(log: &[u8]) -> Result<(RunLog, usize), DecodeError> {
+        let mut me = RunLog::default();
+        let mut frames = Frames::new(log);
+        for f in frames.by_ref() {
+            me.records += 1;
+            match decode(f.payload)? {
+                Record::Key { name, .. } => {
+                    me.keys.intern(name);
+                    me.last.push(None);
+                    me.slots.push(0);
+                }
+                Record::Row(row) if row.kind == RowKind::History => {
+                    me.step = me.step.max(row.step + 1);
+                    for v in row.values() {
+                        let (id, v) = v?;
+                        if let Some(slot) = me.last.get_mut(id as usize) {
+                            *slot = Some(v.to_owned());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((me, frames.valid_len()))
+    }
+
+    /// Logs one call's values with `wandb.log` step semantics.
+    pub fn log<K, V, I>(&mut self, now_ms: i64, items: I, opts: LogOptions) -> Result<Logged, LogError>
+    where
+        K: AsRef<str>,
+        V: Into<Value>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        if let Some(step) = opts.step {
+            if step < self.step {
+                self.dropped += 1;
+                log::warn!(
+                    "tidelog: dropped values logged at step {step}: the run is at step {}; steps must not decrease",
+                    self.step
+                );
+                return Ok(Logged::DroppedStaleStep {
+                    step,
+                    current: self.step,
+                });
+            }
+            if step > self.step {
+                self.write_pending(RowKind::History);
+                self.step = step;
+            }
+        }
+        let start = self.pending.len();
+        for (k, v) in items {
+            if let Err(e) = self.stage(k.as_ref(), v.into()) {
+                self.unstage(start);
+                return Err(e);
+            }
+        }
+        self.pending_ts = now_ms;
+        if opts.commit.unwrap_or(opts.step.is_none()) {
+            self.write_pending(RowKind::History);
+            self.step += 1;
+        }
+        Ok(Logged::Accepted)
+    }
+
+    /// Writes a system-metrics row at the current step, apart from the history row.
+    pub fn system<K: AsRef<str>>(&mut self, now_ms: i64, items: &[(K, f64)]) -> Result<(), LogError> {
+        let mut row = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let id = match self.keys.get(k.as_ref()) {
+                Some(id) => id,
+                None => self.new_key(k.as_ref())?,
+            };
+            row.push((id, Value::Num(*v)));
+        }
+        encode_row(&mut self.batch, RowKind::System, self.step, now_ms, &row);
+        self.records += 1;
+        Ok(())
+    }
+
+    fn stage(&mut self, key: &str, v: Value) -> Result<(), LogError> {
+        let id = match self.keys.get(key) {
+            Some(id) => id,
+            None => self.new_key(key)?,
+        };
+        if let Value::Str(_) | Value::Json(_) = v {
+            let size = v.approx_size();
+            if size > MAX_VALUE_BYTES {
+                return Err(LogError::TooLarge {
+                    key: short(key),
+                    size,
+                });
+            }
+        }
+        let slot = &mut self.slots[id as usize];
+        if *slot == 0 {
+            self.pending.push((id, v));
+            *slot = self.pending.len() as u32;
+        } else {
+            self.pending[*slot as usize - 1].1 = v;
+        }
+        Ok(())
+    }
+
+    fn unstage(&mut self, start: usize) {
+        for (id, _) in self.pending.drain(start..) {
+            self.slots[id as usize] = 0;
+        }
+    }
+
+    #[cold]
+    fn new_key(&mut self, key: &str) -> Result<u32, LogError> {
+        let why = if key.is_empty() {
+            Some("empty")
+        } else if key.len() > MAX_KEY_BYTES {
+            Some("longer than 1024 bytes")
+        } else if RESERVED.contains(&key) {
+            Some("reserved for the server")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(LogError::InvalidKey { key: short(key), why });
+        }
+        let (id, _) = self.keys.intern(key);
+        encode_key(&mut self.batch, id, key);
+        self.records += 1;
+        self.slots.push(0);
+        self.last.push(None);
+        Ok(id)
+    }
+
+    fn write_pending(&mut self, kind: RowKind) {
+        if self.pending.is_empty() {
+            return;
+        }
+        encode_row(&mut self.batch, kind, self.step, self.pending_ts, &self.pending);
+        self.records += 1;
+        for (id, v) in self.pending.drain(..) {
+            self.slots[id as usize] = 0;
+            if kind == RowKind::History {
+                self.last[id as usize] = Some(v);
+            }
+        }
+    }
+
+    /// Appends a JSON record, closing any open row first so order is kept.
+    pub fn meta(&mut self, meta: &Meta) {
+        if matches!(meta, Meta::Finish { .. }) {
+            self.write_pending(RowKind::History);
+        }
+        encode_meta(&mut self.batch, meta);
+        self.records += 1;
+    }
+
+    /// Swaps the encoded batch into `out` (cleared first), leaving an empty batch behind.
+    pub fn take_batch(&mut self, out: &mut Vec<u8>) {
+        out.clear();
+        std::mem::swap(&mut self.batch, out);
+    }
+
+    /// Puts back a batch the store could not write, ahead of anything logged since.
+    pub fn restore_batch(&mut self, mut failed: Vec<u8>) {
+        failed.extend_from_slice(&self.batch);
+        self.batch = failed;
+    }
+
+    /// Bytes encoded but not yet handed to the store.
+    pub fn batch_len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// The step the next committed row gets.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Records encoded over the run's life (including restored ones).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// How many calls were dropped for a decreasing step.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The last committed value of every history key: the default summary.
+    pub fn last_values(&self) -> Map<String, Json> {
+        let mut out = Map::new();
+        for (id, v) in self.last.iter().enumerate() {
+            if let (Some(v), Some(name)) = (v, self.keys.name(id as u32)) {
+                out.insert(name.to_owned(), v.to_json());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::value::ValueRef;
+
+    fn rows(log: &RunLog) -> Vec<(u64, Vec<(String, f64)>)> {
+        let mut names = KeyTable::default();
+        let mut out = Vec::new();
+        for f in Frames::new(&log.batch) {
+            match decode(f.payload).unwrap() {
+                Record::Key { name, .. } => {
+                    names.intern(name);
+                }
+                Record::Row(r) => out.push((
+                    r.step,
+                    r.values()
+                        .map(|v| match v.unwrap() {
+                            (id, ValueRef::Num(x)) => (names.name(id).unwrap().to_owned(), x),
+                            _ => panic!("not a number"),
+                        })
+                        .collect(),
+                )),
+                Record::Meta(_) => {}
+            }
+        }
+        out
+    }
+
+    fn kv(k: &str, v: f64) -> [(&str, f64); 1] {
+        [(k, v)]
+    }
+
+    #[test]
+    fn wandb_step_semantics() {
+        let mut log = RunLog::default();
+        let o = LogOptions::default();
+        log.log(1, kv("a", 1.0), o).unwrap();
+        log.log(
+            2,
+            kv("lr", 0.1),
+            LogOptions {
+                commit: Some(false),
+                ..o
+            },
+        )
+        .unwrap();
+        log.log(3, kv("a", 2.0), o).unwrap();
+        log.log(4, kv("v", 9.0), LogOptions { step: Some(10), ..o })
+            .unwrap();
+        log.log(5, kv("w", 8.0), LogOptions { step: Some(10), ..o })
+            .unwrap();
+        let dropped = log
+            .log(6, kv("x", 0.0), LogOptions { step: Some(3), ..o })
+            .unwrap();
+        assert_eq!(dropped, Logged::DroppedStaleStep { step: 3, current: 10 });
+        log.log(7, kv("a", 3.0), o).unwrap();
+        assert_eq!(log.step(), 11);
+        assert_eq!(log.dropped(), 1);
+        let got = rows(&log);
+        let want = vec![
+            (0, vec![("a".to_owned(), 1.0)]),
+            (1, vec![("lr".to_owned(), 0.1), ("a".to_owned(), 2.0)]),
+            (
+                10,
+                vec![
+                    ("v".to_owned(), 9.0),
+                    ("w".to_owned(), 8.0),
+                    ("a".to_owned(), 3.0),
+                ],
+            ),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(log.last_values()["a"], serde_json::json!(3.0));
+    }
+
+    #[test]
+    fn duplicate_keys_in_a_row_keep_the_last_value() {
+        let mut log = RunLog::default();
+        log.log(1, [("a", 1.0), ("a", 2.0)], LogOptions::default())
+            .unwrap();
+        assert_eq!(rows(&log), vec![(0, vec![("a".to_owned(), 2.0)])]);
+    }
+
+    #[test]
+    fn bad_keys_and_huge_values_are_refused_whole() {
+        let mut log = RunLog::default();
+        let err = log
+            .log(
+                1,
+                [("ok", Value::Num(1.0)), ("_step", Value::Num(2.0))],
+                LogOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, LogError::InvalidKey { ref key, .. } if key == "_step"));
+        let big = "x".repeat(MAX_VALUE_BYTES + 1);
+        let err = log.log(1, [("s", big)], LogOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("\"s\""), "{err}");
+        log.log(2, kv("ok", 5.0), LogOptions::default()).unwrap();
+        assert_eq!(rows(&log), vec![(0, vec![("ok".to_owned(), 5.0)])]);
+    }
+
+    #[test]
+    fn restore_continues_steps_and_keys() {
+        let mut log = RunLog::default();
+        log.log(1, kv("a", 1.0), LogOptions::default()).unwrap();
+        log.log(1, kv("b", 1.0), LogOptions::default()).unwrap();
+        let mut bytes = Vec::new();
+        log.take_batch(&mut bytes);
+        let (mut again, valid) = RunLog::restore(&bytes).unwrap();
+        assert_eq!(valid, bytes.len());
+        assert_eq!(again.step(), 2);
+        assert_eq!(again.records(), 4);
+        again.log(1, kv("b", 2.0), LogOptions::default()).unwrap();
+        let mut more = Vec::new();
+        again.take_batch(&mut more);
+        assert_eq!(Frames::new(&more).count(), 1, "no second key definition for b");
+    }
+}

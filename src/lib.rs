@@ -1,0 +1,16 @@
+//! tidelog: an offline-first experiment tracker. Log runs with no network; sync them to a
+//! tidelog server later, exactly once.
+//!
+//! [`core`] is the I/O-free heart shared by every target; `native` (files, threads, HTTP
+//! client) and `server` (axum + SQL) wrap it on the host.
+
+pub mod core;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod server;
+
+pub use crate::core::record::{FileRef, Meta, RunInfo, RunState};
+pub use crate::core::run_log::{LogError, LogOptions, Logged};
+pub use crate::core::value::Value;
