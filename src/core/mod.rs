@@ -8,5 +8,6 @@ pub mod log_index;
 pub mod record;
 pub mod run_log;
 pub mod sync;
+pub mod time;
 pub mod value;
 pub mod varint;
