@@ -14,3 +14,5 @@ pub mod server;
 pub use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 pub use crate::core::run_log::{LogError, LogOptions, Logged};
 pub use crate::core::value::Value;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::run::{init, Mode, Resume, Run, RunError, Settings};

@@ -1,6 +1,9 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
+mod credentials;
+mod local;
 mod serve;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -16,6 +19,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Upload unsynced runs to the server, exactly once.
+    Sync(sync::SyncArgs),
+    /// Store an API key for a server (checked first).
+    Login(credentials::LoginArgs),
+    /// List local runs, their state and what is unsynced.
+    Ls(local::LsArgs),
+    /// Write pending bundles as .tar.gz files (air-gapped transfer).
+    Bundle(local::BundleArgs),
+    /// Upload bundle files made by `tidelog bundle`.
+    Upload(local::UploadArgs),
     /// Run the tidelog server and dashboard.
     Serve(serve::ServeArgs),
     /// Server administration.
@@ -28,6 +41,11 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Sync(args) => sync::sync(args),
+        Command::Login(args) => credentials::login(args),
+        Command::Ls(args) => local::ls(args),
+        Command::Bundle(args) => local::bundle(args),
+        Command::Upload(args) => local::upload(args),
         Command::Serve(args) => serve::serve(args),
         Command::Admin(cmd) => serve::admin(cmd),
     };

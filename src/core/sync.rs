@@ -102,7 +102,8 @@ pub trait RunStore {
     fn is_live(&self) -> bool;
     /// The persisted progress.
     fn progress(&self) -> Result<SyncProgress, Self::Error>;
-    /// Persists progress; `synced_bytes` is set once every intact record is acknowledged.
+    /// Persists progress; `synced_bytes` (the log's length) is set once every intact record is
+    /// acknowledged.
     fn save_progress(
         &mut self,
         progress: &SyncProgress,
@@ -253,7 +254,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 report.duplicates_skipped += ack.duplicates_skipped;
                 progress.acked_records = range.end;
                 progress.upload = None;
-                let done = (range.end == index.len()).then_some(index.valid_len() as u64);
+                let done = (range.end == index.len()).then_some(log.len() as u64);
                 store.save_progress(&progress, done).map_err(store_err)?;
             }
             Err(SyncError::Transport(TransportError::Gap { next_seq }))
@@ -270,7 +271,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
     }
     if progress.acked_records == index.len() {
         store
-            .save_progress(&progress, Some(index.valid_len() as u64))
+            .save_progress(&progress, Some(log.len() as u64))
             .map_err(store_err)?;
     }
     report.acked_records = progress.acked_records;

@@ -1,0 +1,139 @@
+//! Commands on local runs and bundle files: `ls`, `bundle`, `upload`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use tidelog::core::bundle::{sha256_hex, write_bundle};
+use tidelog::core::log_index::LogIndex;
+use tidelog::core::sync::{RunStore, SyncOptions, Transport};
+use tidelog::native::layout::{discover, is_run_dir};
+use tidelog::native::store::RunDir;
+use tidelog::native::transport::HttpTransport;
+
+use super::credentials;
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Folder to look under (default: the current directory).
+    dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BundleArgs {
+    /// Run folders to bundle.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Folder to write the `.tar.gz` bundles into.
+    #[arg(short = 'o', long = "out")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct UploadArgs {
+    /// Bundle files written by `tidelog bundle`.
+    #[arg(required = true)]
+    bundles: Vec<PathBuf>,
+    /// Server base URL.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+pub fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
+    let dir = a.dir.unwrap_or_else(|| PathBuf::from("."));
+    let runs = if is_run_dir(&dir) {
+        vec![dir]
+    } else {
+        discover(&dir)?
+    };
+    if runs.is_empty() {
+        println!("no runs under this folder");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<48} {:<10} {:<20} {:<9} {:>8} {:>9}",
+        "RUN", "ID", "PROJECT", "STATE", "RECORDS", "UNSYNCED"
+    );
+    for path in runs {
+        let run = RunDir::new(&path);
+        match run.status() {
+            Ok(s) => println!(
+                "{:<48} {:<10} {:<20} {:<9} {:>8} {:>9}",
+                path.display(),
+                s.id,
+                s.project,
+                s.state.as_str(),
+                s.records,
+                s.unsynced
+            ),
+            Err(e) => println!("{:<48} unreadable: {e}", path.display()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
+    fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let opts = SyncOptions::default();
+    for path in &a.runs {
+        if !is_run_dir(path) {
+            bail!("{} is not a run folder (no records.tlog)", path.display());
+        }
+        let run = RunDir::new(path);
+        let log = run.read_log()?;
+        let index = LogIndex::new(&log)?;
+        let info = index.run().cloned().context("the log has no start record")?;
+        let state = index.state(run.is_live());
+        let mut start = run.progress()?.acked_records.min(index.len());
+        while start < index.len() {
+            let range = index.plan(start, opts.max_bundle_log_bytes);
+            let last = range.end == index.len();
+            let b = write_bundle(
+                &index,
+                &info,
+                if last { state } else { tidelog::RunState::Running },
+                range.clone(),
+                |f| run.read_file(f),
+            )?;
+            let file = a
+                .out
+                .join(format!("{}-{:08}-{:08}.tar.gz", info.id, range.start, range.end));
+            fs::write(&file, &b.bytes).with_context(|| format!("writing {}", file.display()))?;
+            println!("{}  {} bytes  sha256 {}", file.display(), b.bytes.len(), b.sha256);
+            start = range.end;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn upload(a: UploadArgs) -> anyhow::Result<ExitCode> {
+    let Some((server, key)) = credentials::require(a.server.as_deref())? else {
+        return Ok(ExitCode::from(2));
+    };
+    let mut t = HttpTransport::new(&server, &key, Duration::from_secs(30));
+    let mut failed = 0;
+    for path in &a.bundles {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let sha = sha256_hex(&bytes);
+        match pollster::block_on(t.post_bundle(&sha, &bytes)) {
+            Ok(ack) => println!(
+                "uploaded {}: {} rows added, {} duplicates skipped",
+                path.display(),
+                ack.rows_added,
+                ack.duplicates_skipped
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed {}: {e}", path.display());
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,217 @@
+//! `tidelog sync`: upload every unsynced run, exactly once, resuming where a previous
+//! sync stopped.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tidelog::core::sync::{sync_run, SyncOptions, SyncReport};
+use tidelog::native::layout::{discover, is_run_dir, runs_in};
+use tidelog::native::store::RunDir;
+use tidelog::native::transport::HttpTransport;
+use tidelog::RunState;
+
+use super::credentials;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// Run folders (or `tidelog/` folders) to sync; default: every run under the current directory.
+    runs: Vec<PathBuf>,
+    /// Delete each run's folder once it has finished and the server acknowledged all of it.
+    #[arg(long)]
+    clean: bool,
+    /// Also re-send runs already synced (the server skips what it has).
+    #[arg(long)]
+    include_synced: bool,
+    /// List what would be synced; upload nothing.
+    #[arg(long)]
+    view: bool,
+    /// Server base URL (default: $TIDELOG_BASE_URL, the stored login, or http://127.0.0.1:8080).
+    #[arg(long)]
+    server: Option<String>,
+    /// Upload under this project instead of each run's own.
+    #[arg(long)]
+    project: Option<String>,
+    /// Upload under this entity instead of each run's own.
+    #[arg(long)]
+    entity: Option<String>,
+    /// Runs uploaded in parallel.
+    #[arg(short = 'n', long, default_value_t = 4)]
+    parallel: usize,
+    /// Connect and idle timeout, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+/// Expands the arguments into run folders.
+fn select(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    if args.is_empty() {
+        return Ok(discover(std::path::Path::new("."))?);
+    }
+    let mut out = Vec::new();
+    for a in args {
+        if is_run_dir(a) {
+            out.push(a.clone());
+        } else if a.is_dir() && !runs_in(a)?.is_empty() {
+            out.extend(runs_in(a)?);
+        } else if a.join("tidelog").is_dir() {
+            out.extend(runs_in(&a.join("tidelog"))?);
+        } else {
+            bail!("{} is not a run folder (no records.tlog)", a.display());
+        }
+    }
+    Ok(out)
+}
+
+pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
+    let runs: Vec<RunDir> = select(&a.runs)?
+        .into_iter()
+        .map(RunDir::new)
+        .filter(|r| a.include_synced || !r.is_synced())
+        .collect();
+    if a.view {
+        if runs.is_empty() {
+            println!("nothing to sync");
+        }
+        for r in &runs {
+            let s = r
+                .status()
+                .with_context(|| format!("reading {}", r.path().display()))?;
+            println!(
+                "{}  id={} project={} state={} unsynced_records={}",
+                r.path().display(),
+                s.id,
+                s.project,
+                s.state.as_str(),
+                s.unsynced
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("nothing to sync");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some((server, key)) = credentials::require(a.server.as_deref())? else {
+        return Ok(ExitCode::from(2));
+    };
+    let opts = SyncOptions {
+        project: a.project.clone(),
+        entity: a.entity.clone(),
+        ..SyncOptions::default()
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(runs.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} runs  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    let say = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => println!("{line}"),
+    };
+    let queue = Mutex::new(
+        runs.into_iter()
+            .map(|r| if a.include_synced { r.resend_all() } else { r }),
+    );
+    let failed = Mutex::new(Vec::new());
+    let sent = AtomicU64::new(0);
+    let timeout = Duration::from_secs(a.timeout);
+    std::thread::scope(|s| {
+        for _ in 0..a.parallel.max(1) {
+            s.spawn(|| loop {
+                let Some(mut run) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                    return;
+                };
+                let mut transport = HttpTransport::new(&server, &key, timeout);
+                let label = run_label(&run);
+                let mut on_sent = |n: u64| {
+                    let total = sent.fetch_add(n, Ordering::Relaxed) + n;
+                    if let Some(b) = &bar {
+                        b.set_message(format!("{} sent  {label}", indicatif::HumanBytes(total)));
+                    }
+                };
+                let result = pollster::block_on(sync_run(&mut run, &mut transport, &opts, &mut on_sent));
+                match result {
+                    Ok(report) => {
+                        say(describe(&run, &report));
+                        if a.clean {
+                            clean(&run, &report, &say);
+                        }
+                    }
+                    Err(e) => {
+                        say(format!("failed {}: {e}", run.path().display()));
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(run.path().to_path_buf());
+                    }
+                }
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            });
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "tidelog: {} run(s) left unsynced; `tidelog sync` resumes them:",
+        failed.len()
+    );
+    for f in failed {
+        eprintln!("  {}", f.display());
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn run_label(run: &RunDir) -> String {
+    run.path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn describe(run: &RunDir, r: &SyncReport) -> String {
+    format!(
+        "synced {} ({}): {} rows added, {} duplicates skipped, {} bundles, {} bytes sent",
+        run.path().display(),
+        r.state.as_str(),
+        r.rows_added,
+        r.duplicates_skipped,
+        r.bundles,
+        r.bytes_sent
+    )
+}
+
+fn clean(run: &RunDir, report: &SyncReport, say: &impl Fn(String)) {
+    let whole = report.acked_records == report.total_records && run.is_synced();
+    if !whole || report.state == RunState::Running {
+        say(format!(
+            "kept {}: not finished or not fully acknowledged",
+            run.path().display()
+        ));
+        return;
+    }
+    match std::fs::remove_dir_all(run.path()) {
+        Ok(()) => say(format!("removed {}", run.path().display())),
+        Err(e) => say(format!("could not remove {}: {e}", run.path().display())),
+    }
+}

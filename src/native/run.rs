@@ -1,0 +1,593 @@
+//! The native logging API (`tidelog::init`, `Run::log`, `Run::finish`): `log()` only
+//! touches memory; a background writer appends the batch to `records.tlog` at most 100 ms
+//! later.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value as Json};
+
+use crate::core::bundle::sha256_hex;
+use crate::core::record::{FileRef, Meta, RunInfo, RunState};
+use crate::core::run_log::{LogError, LogOptions, Logged, RunLog};
+use crate::core::value::Value;
+
+use super::layout::{
+    find_run, read_json, run_dir_name, write_atomic, write_json_atomic, LatestSpec, RunSpec, SyncSpec, FILES,
+    LATEST_SPEC, LOCK, RECORDS, ROOT, RUN_SPEC,
+};
+use super::store::VERSIONS;
+
+/// Longest a logged value waits in memory before it reaches the file.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// A batch this large wakes the writer early, bounding memory while logging fast.
+const EARLY_FLUSH_BYTES: usize = 1 << 20;
+/// Largest file `save()` accepts.
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// When a run talks to the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Buffer always; sync at `finish()` when a server and key are configured.
+    #[default]
+    Auto,
+    /// Never sync from the run; use `tidelog sync` later.
+    Offline,
+    /// Sync at `finish()`, and report a failure as an error.
+    Online,
+}
+
+/// What to do when the run id already exists locally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resume {
+    /// Continue it if it exists, else start it.
+    #[default]
+    Allow,
+    /// Continue it; error if it does not exist.
+    Must,
+    /// Error if it exists.
+    Never,
+}
+
+/// Arguments of [`init`], mirroring the JS `init({...})`.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Project (required).
+    pub project: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Team or user namespace.
+    pub entity: Option<String>,
+    /// Run id; default a fresh 8-character `[a-z0-9]` id.
+    pub id: Option<String>,
+    /// Initial config.
+    pub config: Map<String, Json>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Description.
+    pub notes: Option<String>,
+    /// When to sync.
+    pub mode: Mode,
+    /// Continuing an existing id.
+    pub resume: Resume,
+    /// Folder that holds `tidelog/` (default: `$TIDELOG_DIR` or the current directory).
+    pub dir: Option<PathBuf>,
+    /// Server for `Mode::Auto`/`Online` (default: `$TIDELOG_BASE_URL` or the stored login).
+    pub server: Option<String>,
+    /// API key for `Mode::Auto`/`Online` (default: `$TIDELOG_API_KEY` or the stored login).
+    pub api_key: Option<String>,
+}
+
+impl Settings {
+    /// Settings for `project` with everything else default.
+    pub fn new(project: impl Into<String>) -> Self {
+        Settings {
+            project: project.into(),
+            ..Settings::default()
+        }
+    }
+}
+
+/// Why a run could not start, save or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting was wrong.
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    /// `resume` rules were not met.
+    #[error("{0}")]
+    Resume(String),
+    /// The disk refused; the unwritten records are still in memory.
+    #[error("storage error in {path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A value or key was refused.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The existing log could not be read for resume.
+    #[error("cannot resume: {0}")]
+    Corrupt(String),
+    /// `Mode::Online` could not sync at finish.
+    #[error("sync at finish failed: {0}")]
+    Sync(String),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A fresh 8-character `[a-z0-9]` run id.
+pub fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut raw = [0u8; 8];
+    getrandom::fill(&mut raw).expect("the OS random source is available");
+    raw.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+struct Shared {
+    log: Mutex<RunLog>,
+    wake: Condvar,
+    closing: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, RunLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A live run. Dropping it finishes it (exit code 1 while panicking, else 0).
+pub struct Run {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    dir: PathBuf,
+    info: RunInfo,
+    settings: Settings,
+    config: Map<String, Json>,
+    summary: Map<String, Json>,
+    _lock: File,
+}
+
+/// Starts a run: creates (or reopens) its folder and the background writer.
+pub fn init(settings: Settings) -> Result<Run, RunError> {
+    if settings.project.trim().is_empty() {
+        return Err(RunError::Settings("project is required".into()));
+    }
+    if let Some(id) = &settings.id {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            return Err(RunError::Settings(format!(
+                "id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
+            )));
+        }
+    }
+    let base = settings
+        .dir
+        .clone()
+        .or_else(|| std::env::var_os("TIDELOG_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let root = base.join(ROOT);
+    fs::create_dir_all(&root).map_err(io_at(&root))?;
+    let existing = match &settings.id {
+        Some(id) => find_run(&root, id).map_err(io_at(&root))?,
+        None => None,
+    };
+    match (&existing, settings.resume) {
+        (Some(dir), Resume::Never) => {
+            return Err(RunError::Resume(format!(
+                "run {} already exists at {} (resume: never)",
+                settings.id.as_deref().unwrap_or_default(),
+                dir.display()
+            )))
+        }
+        (None, Resume::Must) => {
+            return Err(RunError::Resume(format!(
+                "no run {} under {} to resume (resume: must)",
+                settings.id.as_deref().unwrap_or_default(),
+                root.display()
+            )))
+        }
+        _ => {}
+    }
+    let now = now_ms();
+    let (dir, log, info, valid_len) = match existing {
+        Some(dir) => {
+            let bytes = fs::read(dir.join(RECORDS)).map_err(io_at(&dir))?;
+            let index = crate::core::log_index::LogIndex::new(&bytes)
+                .map_err(|e| RunError::Corrupt(e.to_string()))?;
+            let info = index
+                .run()
+                .cloned()
+                .ok_or_else(|| RunError::Corrupt("the log has no start record".into()))?;
+            let (log, valid) = RunLog::restore(&bytes).map_err(|e| RunError::Corrupt(e.to_string()))?;
+            (dir, log, info, valid as u64)
+        }
+        None => {
+            let info = RunInfo {
+                id: settings.id.clone().unwrap_or_else(new_id),
+                project: settings.project.clone(),
+                name: settings.name.clone(),
+                entity: settings.entity.clone(),
+                tags: settings.tags.clone(),
+                notes: settings.notes.clone(),
+                created_ms: now,
+            };
+            let dir = root.join(run_dir_name(now, &info.id));
+            fs::create_dir_all(dir.join(FILES)).map_err(io_at(&dir))?;
+            let mut log = RunLog::default();
+            log.meta(&Meta::Start(info.clone()));
+            (dir, log, info, 0)
+        }
+    };
+    let lock = File::create(dir.join(LOCK)).map_err(io_at(&dir))?;
+    lock.try_lock()
+        .map_err(|_| RunError::Resume(format!("run {} is open in another process", info.id)))?;
+    let records = dir.join(RECORDS);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&records)
+        .map_err(io_at(&records))?;
+    if file.metadata().map_err(io_at(&records))?.len() > valid_len {
+        file.set_len(valid_len).map_err(io_at(&records))?;
+    }
+    let mut me = Run {
+        shared: Arc::new(Shared {
+            log: Mutex::new(log),
+            wake: Condvar::new(),
+            closing: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }),
+        writer: None,
+        dir,
+        config: Map::new(),
+        summary: Map::new(),
+        info,
+        settings,
+        _lock: lock,
+    };
+    let files = me.dir.join(FILES);
+    me.config = read_json(&files.join("config.json"))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !me.settings.config.is_empty() {
+        let initial = me.settings.config.clone();
+        me.shared.lock().meta(&Meta::Config {
+            update: initial.clone(),
+        });
+        me.config.extend(initial);
+    }
+    write_json_atomic(&files.join("config.json"), &me.config).map_err(io_at(&files))?;
+    write_json_atomic(&files.join("metadata.json"), &metadata(&me.info)).map_err(io_at(&files))?;
+    me.write_specs(RunState::Running)?;
+    let shared = Arc::clone(&me.shared);
+    me.writer = Some(
+        std::thread::Builder::new()
+            .name(format!("tidelog-writer-{}", me.info.id))
+            .spawn(move || writer_loop(&shared, file, valid_len))
+            .map_err(io_at(&records))?,
+    );
+    Ok(me)
+}
+
+fn metadata(info: &RunInfo) -> Json {
+    serde_json::json!({
+        "id": info.id,
+        "started": crate::core::time::rfc3339(info.created_ms),
+        "program": std::env::args().next(),
+        "args": std::env::args().skip(1).collect::<Vec<_>>(),
+        "cwd": std::env::current_dir().ok(),
+        "host": std::env::var("HOSTNAME").ok().or_else(|| fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned())),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "tidelog": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
+    let mut buf = Vec::new();
+    loop {
+        let closing = {
+            let mut log = shared.lock();
+            if log.batch_len() == 0 && !shared.closing.load(Ordering::Acquire) {
+                log = shared
+                    .wake
+                    .wait_timeout(log, FLUSH_INTERVAL)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            log.take_batch(&mut buf);
+            shared.closing.load(Ordering::Acquire)
+        };
+        if !buf.is_empty() {
+            match file.write_all(&buf) {
+                Ok(()) => {
+                    good_len += buf.len() as u64;
+                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    if buf.capacity() > 8 * EARLY_FLUSH_BYTES {
+                        buf = Vec::new();
+                    }
+                }
+                Err(e) => {
+                    let _ = file.set_len(good_len);
+                    log::error!("tidelog: cannot write records ({e}); keeping them in memory");
+                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    shared.lock().restore_batch(std::mem::take(&mut buf));
+                    if closing {
+                        return;
+                    }
+                    std::thread::sleep(FLUSH_INTERVAL);
+                    continue;
+                }
+            }
+        }
+        if closing && shared.lock().batch_len() == 0 {
+            let _ = file.sync_all();
+            return;
+        }
+    }
+}
+
+impl Run {
+    /// Logs values at the next step, like `wandb.log(data)`.
+    #[inline]
+    pub fn log<K, V, I>(&self, items: I) -> Result<Logged, LogError>
+    where
+        K: AsRef<str>,
+        V: Into<Value>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        self.log_with(items, LogOptions::default())
+    }
+
+    /// Logs with an explicit step or `commit: false`, like `wandb.log(data, step=, commit=)`.
+    #[inline]
+    pub fn log_with<K, V, I>(&self, items: I, opts: LogOptions) -> Result<Logged, LogError>
+    where
+        K: AsRef<str>,
+        V: Into<Value>,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let now = now_ms();
+        let mut log = self.shared.lock();
+        let out = log.log(now, items, opts);
+        if log.batch_len() >= EARLY_FLUSH_BYTES {
+            self.shared.wake.notify_one();
+        }
+        out
+    }
+
+    /// Records a system-metrics sample.
+    pub fn log_system<K: AsRef<str>>(&self, items: &[(K, f64)]) -> Result<(), LogError> {
+        self.shared.lock().system(now_ms(), items)
+    }
+
+    /// Merges keys into the run's config.
+    pub fn config_update(&mut self, update: Map<String, Json>) -> Result<(), RunError> {
+        self.shared.lock().meta(&Meta::Config {
+            update: update.clone(),
+        });
+        self.config.extend(update);
+        let path = self.dir.join(FILES).join("config.json");
+        write_json_atomic(&path, &self.config).map_err(io_at(&path))
+    }
+
+    /// Sets a summary key, overriding the default "last logged value".
+    pub fn summary_set(&mut self, key: &str, value: impl Into<Value>) {
+        let v = value.into().to_json();
+        let mut update = Map::new();
+        update.insert(key.to_owned(), v.clone());
+        self.shared.lock().meta(&Meta::Summary { update });
+        self.summary.insert(key.to_owned(), v);
+    }
+
+    /// Saves a file (a checkpoint, an artifact) with the run; it is uploaded on sync.
+    pub fn save(&self, name: &str, bytes: &[u8]) -> Result<FileRef, RunError> {
+        let rel = Path::new(name);
+        let safe = !name.is_empty()
+            && rel.components().all(|c| matches!(c, Component::Normal(_)))
+            && !name.starts_with('.')
+            && !name.contains('\\');
+        if !safe {
+            return Err(RunError::Settings(format!(
+                "file name {name:?} must be a relative path without '..' or a leading '.'"
+            )));
+        }
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(RunError::Settings(format!(
+                "file {name:?} is {} bytes, over the {MAX_FILE_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
+        let files = self.dir.join(FILES);
+        let path = files.join(rel);
+        let sha256 = sha256_hex(bytes);
+        if let Ok(old) = fs::read(&path) {
+            let old_sha = sha256_hex(&old);
+            if old_sha != sha256 {
+                let versions = files.join(VERSIONS);
+                fs::create_dir_all(&versions).map_err(io_at(&versions))?;
+                fs::rename(&path, versions.join(old_sha)).map_err(io_at(&path))?;
+            }
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        write_atomic(&path, bytes).map_err(io_at(&path))?;
+        let file = FileRef {
+            path: name.to_owned(),
+            sha256,
+            size: bytes.len() as u64,
+        };
+        self.shared.lock().meta(&Meta::File(file.clone()));
+        Ok(file)
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// The run's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The step the next committed row gets.
+    pub fn step(&self) -> u64 {
+        self.shared.lock().step()
+    }
+
+    /// The last storage error, while records are held back in memory.
+    pub fn storage_error(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Ends the run with `exit_code` (non-zero marks it failed), writes everything to disk,
+    /// and in `Mode::Auto`/`Online` syncs it when a server is configured.
+    pub fn finish(mut self, exit_code: i32) -> Result<PathBuf, RunError> {
+        self.close(exit_code)?;
+        if self.settings.mode != Mode::Offline {
+            self.sync_at_finish()?;
+        }
+        Ok(self.dir.clone())
+    }
+
+    fn close(&mut self, exit_code: i32) -> Result<(), RunError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        let last = {
+            let mut log = self.shared.lock();
+            log.meta(&Meta::Finish {
+                exit_code,
+                ts_ms: now_ms(),
+            });
+            log.last_values()
+        };
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        let _ = writer.join();
+        if let Some(e) = self.storage_error() {
+            return Err(RunError::Io {
+                path: self.dir.join(RECORDS),
+                source: io::Error::other(e),
+            });
+        }
+        let mut summary = last;
+        summary.extend(self.summary.clone());
+        let path = self.dir.join(FILES).join("summary.json");
+        write_json_atomic(&path, &summary).map_err(io_at(&path))?;
+        self.write_specs(if exit_code == 0 {
+            RunState::Finished
+        } else {
+            RunState::Failed
+        })
+    }
+
+    fn sync_at_finish(&self) -> Result<(), RunError> {
+        let creds =
+            super::credentials::resolve(self.settings.server.as_deref(), self.settings.api_key.clone());
+        let Some(key) = creds.api_key else {
+            if self.settings.mode == Mode::Online {
+                return Err(RunError::Sync(
+                    "no API key: set TIDELOG_API_KEY or run `tidelog login`".into(),
+                ));
+            }
+            return Ok(());
+        };
+        if self.settings.mode == Mode::Auto && !creds.explicit_server {
+            return Ok(());
+        }
+        let mut transport =
+            super::transport::HttpTransport::new(&creds.server, &key, Duration::from_secs(30));
+        let mut store = super::store::RunDir::new(&self.dir);
+        let opts = crate::core::sync::SyncOptions::default();
+        match pollster::block_on(crate::core::sync::sync_run(
+            &mut store,
+            &mut transport,
+            &opts,
+            &mut |_| {},
+        )) {
+            Ok(_) => Ok(()),
+            Err(e) if self.settings.mode == Mode::Online => Err(RunError::Sync(e.to_string())),
+            Err(e) => {
+                log::warn!(
+                    "tidelog: run {} stays offline, `tidelog sync` will upload it: {e}",
+                    self.info.id
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn write_specs(&self, state: RunState) -> Result<(), RunError> {
+        let spec = RunSpec {
+            id: self.info.id.clone(),
+            project: self.info.project.clone(),
+            name: self.info.name.clone(),
+            entity: self.info.entity.clone(),
+            created: crate::core::time::rfc3339(self.info.created_ms),
+            state,
+            sync: SyncSpec {
+                state: "unsynced".into(),
+                acked_records: 0,
+            },
+        };
+        let path = self.dir.join(RUN_SPEC);
+        write_json_atomic(&path, &spec).map_err(io_at(&path))?;
+        let latest = LatestSpec {
+            id: self.info.id.clone(),
+            project: self.info.project.clone(),
+            dir: self
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            state,
+            synced: false,
+        };
+        let path = self.dir.with_file_name(LATEST_SPEC);
+        write_json_atomic(&path, &latest).map_err(io_at(&path))
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let code = i32::from(std::thread::panicking());
+        if let Err(e) = self.close(code) {
+            log::error!("tidelog: run {} did not finish cleanly: {e}", self.info.id);
+        }
+    }
+}
