@@ -6,6 +6,7 @@ pub mod frame;
 pub mod keys;
 pub mod log_index;
 pub mod record;
+pub mod row;
 pub mod run_log;
 pub mod sync;
 pub mod time;

@@ -214,12 +214,30 @@ pub fn decode_plain<'a>(buf: &'a [u8], pos: &mut usize) -> Result<ValueRef<'a>, 
     Ok(v)
 }
 
-/// Appends one value in the row encoding.
+/// Appends one number in the row encoding; one copy when the key id fits a byte.
 #[inline]
-pub fn encode_value(buf: &mut Vec<u8>, id: u32, v: &Value) {
+fn encode_num(buf: &mut Vec<u8>, id: u32, x: f64) {
+    if id < 0x80 {
+        let mut one = [0u8; 10];
+        one[0] = id as u8;
+        one[1] = V_NUM;
+        one[2..].copy_from_slice(&x.to_le_bytes());
+        buf.extend_from_slice(&one);
+    } else {
+        put_u64(buf, u64::from(id));
+        buf.push(V_NUM);
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+/// Appends one value in the row encoding.
+fn encode_value(buf: &mut Vec<u8>, id: u32, v: &Value) {
     put_u64(buf, u64::from(id));
     match v {
-        Value::Num(x) => encode_plain(buf, ValueRef::Num(*x)),
+        Value::Num(x) => {
+            buf.push(V_NUM);
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
         Value::Bool(b) => encode_plain(buf, ValueRef::Bool(*b)),
         Value::Str(s) => encode_plain(buf, ValueRef::Str(s)),
         Value::Json(j) => encode_plain(buf, ValueRef::Json(&j.to_string())),
@@ -247,8 +265,16 @@ pub fn encode_plain(buf: &mut Vec<u8>, v: ValueRef<'_>) {
     }
 }
 
-/// Frames a row onto `buf`.
-pub fn encode_row(buf: &mut Vec<u8>, kind: RowKind, step: u64, ts_ms: i64, values: &[(u32, Value)]) {
+/// Frames a row of numbers and other values onto `buf`.
+pub fn encode_row(
+    buf: &mut Vec<u8>,
+    kind: RowKind,
+    step: u64,
+    ts_ms: i64,
+    nums: &[(u32, f64)],
+    others: &[(u32, Value)],
+) {
+    buf.reserve(frame::HEADER + 24 + nums.len() * 10 + others.len() * 16);
     let at = frame::begin(buf);
     buf.push(match kind {
         RowKind::History => TAG_HISTORY,
@@ -256,8 +282,11 @@ pub fn encode_row(buf: &mut Vec<u8>, kind: RowKind, step: u64, ts_ms: i64, value
     });
     put_u64(buf, step);
     put_i64(buf, ts_ms);
-    put_u64(buf, values.len() as u64);
-    for (id, v) in values {
+    put_u64(buf, (nums.len() + others.len()) as u64);
+    for &(id, x) in nums {
+        encode_num(buf, id, x);
+    }
+    for (id, v) in others {
         encode_value(buf, *id, v);
     }
     frame::end(buf, at);
@@ -324,14 +353,13 @@ mod tests {
     fn rows_keys_and_meta_roundtrip() {
         let mut buf = Vec::new();
         encode_key(&mut buf, 0, "loss");
+        let nums = [(0, f64::NAN), (1, f64::NEG_INFINITY)];
         let vals = vec![
-            (0, Value::Num(f64::NAN)),
-            (1, Value::Num(f64::NEG_INFINITY)),
             (2, Value::Bool(true)),
             (3, Value::Str("héllo".into())),
             (4, Value::Json(serde_json::json!({"a": [1, 2]}))),
         ];
-        encode_row(&mut buf, RowKind::System, 7, -3, &vals);
+        encode_row(&mut buf, RowKind::System, 7, -3, &nums, &vals);
         encode_meta(
             &mut buf,
             &Meta::Finish {
@@ -350,7 +378,7 @@ mod tests {
         assert_eq!(got[1], (1, ValueRef::Num(f64::NEG_INFINITY)));
         assert_eq!(got[2], (2, ValueRef::Bool(true)));
         assert_eq!(got[3], (3, ValueRef::Str("héllo")));
-        assert_eq!(got[4].1.to_owned(), vals[4].1);
+        assert_eq!(got[4].1.to_owned(), vals[2].1);
         assert_eq!(
             recs[2],
             Record::Meta(Meta::Finish {
@@ -365,7 +393,7 @@ mod tests {
         assert!(decode(&[]).is_err());
         assert!(decode(&[9]).is_err());
         let mut buf = Vec::new();
-        encode_row(&mut buf, RowKind::History, 1, 1, &[(0, Value::Num(1.0))]);
+        encode_row(&mut buf, RowKind::History, 1, 1, &[(0, 1.0)], &[]);
         let payload = &buf[frame::HEADER..buf.len() - 3];
         let Record::Row(row) = decode(payload).unwrap() else {
             panic!()

@@ -6,6 +6,7 @@ use serde_json::{Map, Value as Json};
 use super::frame::Frames;
 use super::keys::KeyTable;
 use super::record::{decode, encode_key, encode_meta, encode_row, DecodeError, Meta, Record, RowKind};
+use super::row::PendingRow;
 use super::value::Value;
 
 /// Largest single value accepted, so one runaway string cannot exhaust memory or the server.
@@ -65,8 +66,8 @@ const RESERVED: [&str; 3] = ["_step", "_timestamp", "_runtime"];
 pub struct RunLog {
     keys: KeyTable,
     step: u64,
-    pending: Vec<(u32, Value)>,
-    slots: Vec<u32>,
+    pending: PendingRow,
+    shape: Vec<u32>,
     pending_ts: i64,
     last: Vec<Option<Value>>,
     batch: Vec<u8>,
@@ -89,7 +90,7 @@ impl RunLog {
                 Record::Key { name, .. } => {
                     me.keys.intern(name);
                     me.last.push(None);
-                    me.slots.push(0);
+                    me.pending.add_key();
                 }
                 Record::Row(row) if row.kind == RowKind::History => {
                     me.step = me.step.max(row.step + 1);
@@ -130,10 +131,13 @@ impl RunLog {
                 self.step = step;
             }
         }
-        let start = self.pending.len();
-        for (k, v) in items {
-            if let Err(e) = self.stage(k.as_ref(), v.into()) {
-                self.unstage(start);
+        let saved = (!self.pending.is_empty()).then(|| self.pending.clone());
+        for (i, (k, v)) in items.into_iter().enumerate() {
+            if let Err(e) = self.stage(i, k.as_ref(), v.into()) {
+                self.pending.clear();
+                if let Some(saved) = saved {
+                    self.pending.restore(saved);
+                }
                 return Err(e);
             }
         }
@@ -153,41 +157,56 @@ impl RunLog {
                 Some(id) => id,
                 None => self.new_key(k.as_ref())?,
             };
-            row.push((id, Value::Num(*v)));
+            row.push((id, *v));
         }
-        encode_row(&mut self.batch, RowKind::System, self.step, now_ms, &row);
+        encode_row(&mut self.batch, RowKind::System, self.step, now_ms, &row, &[]);
         self.records += 1;
         Ok(())
     }
 
-    fn stage(&mut self, key: &str, v: Value) -> Result<(), LogError> {
-        let id = match self.keys.get(key) {
-            Some(id) => id,
-            None => self.new_key(key)?,
-        };
-        if let Value::Str(_) | Value::Json(_) = v {
-            let size = v.approx_size();
-            if size > MAX_VALUE_BYTES {
-                return Err(LogError::TooLarge {
-                    key: short(key),
-                    size,
-                });
+    /// Stages the `nth` value of a call. Numbers take a path of their own so the value is
+    /// never copied through a stack temporary (a store-forwarding stall on the hot path).
+    #[inline]
+    fn stage(&mut self, nth: usize, key: &str, v: Value) -> Result<(), LogError> {
+        match v {
+            Value::Num(x) => {
+                let id = self.key_id(nth, key)?;
+                self.pending.put_num(id, x);
             }
-        }
-        let slot = &mut self.slots[id as usize];
-        if *slot == 0 {
-            self.pending.push((id, v));
-            *slot = self.pending.len() as u32;
-        } else {
-            self.pending[*slot as usize - 1].1 = v;
+            other => {
+                let size = other.approx_size();
+                if size > MAX_VALUE_BYTES {
+                    return Err(LogError::TooLarge {
+                        key: short(key),
+                        size,
+                    });
+                }
+                let id = self.key_id(nth, key)?;
+                self.pending.put_other(id, other);
+            }
         }
         Ok(())
     }
 
-    fn unstage(&mut self, start: usize) {
-        for (id, _) in self.pending.drain(start..) {
-            self.slots[id as usize] = 0;
+    /// Calls usually repeat the previous call's keys in the same order, so the key at the
+    /// same position is checked before hashing.
+    #[inline]
+    fn key_id(&mut self, nth: usize, key: &str) -> Result<u32, LogError> {
+        if let Some(&id) = self.shape.get(nth) {
+            if self.keys.name(id) == Some(key) {
+                return Ok(id);
+            }
         }
+        let id = match self.keys.get(key) {
+            Some(id) => id,
+            None => self.new_key(key)?,
+        };
+        if nth < self.shape.len() {
+            self.shape[nth] = id;
+        } else {
+            self.shape.push(id);
+        }
+        Ok(id)
     }
 
     #[cold]
@@ -207,7 +226,7 @@ impl RunLog {
         let (id, _) = self.keys.intern(key);
         encode_key(&mut self.batch, id, key);
         self.records += 1;
-        self.slots.push(0);
+        self.pending.add_key();
         self.last.push(None);
         Ok(id)
     }
@@ -216,14 +235,14 @@ impl RunLog {
         if self.pending.is_empty() {
             return;
         }
-        encode_row(&mut self.batch, kind, self.step, self.pending_ts, &self.pending);
+        let last = &mut self.last;
+        self.pending
+            .commit(&mut self.batch, kind, self.step, self.pending_ts, |id, v| {
+                if kind == RowKind::History {
+                    last[id as usize] = Some(v);
+                }
+            });
         self.records += 1;
-        for (id, v) in self.pending.drain(..) {
-            self.slots[id as usize] = 0;
-            if kind == RowKind::History {
-                self.last[id as usize] = Some(v);
-            }
-        }
     }
 
     /// Appends a JSON record, closing any open row first so order is kept.
