@@ -80,7 +80,8 @@ impl TransportError {
 pub trait Transport {
     /// Posts a whole bundle to `/api/v1/bundles`.
     async fn post_bundle(&mut self, sha256: &str, bytes: &[u8]) -> Result<Ack, TransportError>;
-    /// Creates a tus upload of `len` bytes; returns its URL.
+    /// Creates a tus upload of `len` bytes; returns its URL (a path is kept as given, so the
+    /// upload resumes even when the server comes back on another address).
     async fn create_upload(&mut self, sha256: &str, len: u64) -> Result<String, TransportError>;
     /// The server's offset of an upload, or `None` when it no longer knows it.
     async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError>;

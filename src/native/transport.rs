@@ -132,13 +132,13 @@ impl Transport for HttpTransport {
             .get("Location")
             .and_then(|l| l.to_str().ok())
             .ok_or_else(|| TransportError::Network("upload created without a Location".into()))?;
-        Ok(self.url(location))
+        Ok(location.to_owned())
     }
 
     async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError> {
         let resp = self
             .agent
-            .head(url)
+            .head(self.url(url))
             .header("Authorization", &self.auth)
             .header("Tus-Resumable", "1.0.0")
             .call()
@@ -153,7 +153,7 @@ impl Transport for HttpTransport {
     async fn patch(&mut self, url: &str, offset: u64, chunk: &[u8]) -> Result<u64, TransportError> {
         let resp = self
             .agent
-            .patch(url)
+            .patch(self.url(url))
             .header("Authorization", &self.auth)
             .header("Tus-Resumable", "1.0.0")
             .header("Content-Type", "application/offset+octet-stream")

@@ -1,0 +1,274 @@
+//! Shared test harness: a real `tidelog serve` child on 127.0.0.1, the CLI, and HTTP helpers.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tidelog");
+
+/// A `tidelog serve` child process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn tidelog serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("tidelog server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url,
+            data: data.to_path_buf(),
+        }
+    }
+
+    pub fn key(&self, account: &str) -> String {
+        create_key(&self.data, account)
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn create_key(data: &Path, account: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["admin", "create-key", "--account", account, "--data"])
+        .arg(data)
+        .output()
+        .expect("create-key");
+    assert!(
+        out.status.success(),
+        "create-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+/// Runs the CLI in `cwd` with a clean credential environment plus `env`.
+pub fn tidelog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let config = cwd.join(".test-config");
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(cwd)
+        .args(args)
+        .env_remove("TIDELOG_API_KEY")
+        .env_remove("TIDELOG_BASE_URL")
+        .env_remove("TIDELOG_DIR")
+        .env("TIDELOG_CONFIG_DIR", &config)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tidelog")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `tidelog sync ARGS` against `server` with `key`; asserts the exit code.
+pub fn sync(cwd: &Path, server: &str, key: &str, args: &[&str], code: i32) -> Output {
+    let mut all = vec!["sync"];
+    all.extend_from_slice(args);
+    let out = tidelog(
+        cwd,
+        &all,
+        &[("TIDELOG_API_KEY", key), ("TIDELOG_BASE_URL", server)],
+    );
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    out
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET a JSON route; returns status and body.
+pub fn get(server: &str, key: &str, path: &str) -> (u16, Value) {
+    let mut resp = agent()
+        .get(format!("{server}{path}"))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .expect("GET");
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .expect("body");
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+/// GET raw bytes.
+pub fn get_bytes(server: &str, key: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut resp = agent()
+        .get(format!("{server}{path}"))
+        .header("Authorization", format!("Bearer {key}"))
+        .call()
+        .expect("GET");
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .expect("body");
+    (status, body)
+}
+
+pub fn runs(server: &str, key: &str) -> Vec<Value> {
+    let (status, body) = get(server, key, "/api/v1/runs");
+    assert_eq!(status, 200, "{body}");
+    body["runs"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn history(server: &str, key: &str, id: &str) -> Vec<Value> {
+    let (status, body) = get(server, key, &format!("/api/v1/runs/{id}/history"));
+    assert_eq!(status, 200, "{body}");
+    body["rows"].as_array().cloned().expect("rows")
+}
+
+/// A loopback TCP proxy that counts client→server bytes and, once armed with a budget,
+/// cuts every connection after that many bytes.
+pub struct Proxy {
+    pub url: String,
+    pub sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(target: &str, cut_after: Option<u64>) -> Proxy {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, stop2) = (Arc::clone(&sent), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(upstream) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let sent = Arc::clone(&s2);
+                let (c2, u2) = (
+                    client.try_clone().expect("clone"),
+                    upstream.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || pump_back(u2, c2));
+                std::thread::spawn(move || pump_forward(client, upstream, sent, cut_after));
+            }
+        });
+        Proxy { url, sent, stop }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+    }
+}
+
+fn pump_forward(mut from: TcpStream, mut to: TcpStream, sent: Arc<AtomicU64>, cut_after: Option<u64>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+        if let Some(limit) = cut_after {
+            if before + n as u64 > limit {
+                let keep = limit.saturating_sub(before) as usize;
+                let _ = to.write_all(&buf[..keep]);
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+fn pump_back(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// The quickstart example binary, built by `cargo test` beside the test executables.
+pub fn quickstart_exe() -> PathBuf {
+    let deps = std::env::current_exe().expect("exe");
+    deps.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Settings for an offline library run under `dir`.
+pub fn settings(dir: &Path, project: &str) -> tidelog::Settings {
+    let mut s = tidelog::Settings::new(project);
+    s.mode = tidelog::Mode::Offline;
+    s.dir = Some(dir.to_path_buf());
+    s
+}
+
+/// The single run folder under `dir/tidelog`.
+pub fn only_run(dir: &Path) -> PathBuf {
+    let runs = tidelog::native::layout::runs_in(&dir.join("tidelog")).expect("runs");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
