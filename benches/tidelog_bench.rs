@@ -150,10 +150,7 @@ fn main() {
     let (mut bundle_bytes, mut start, mut bundles) = (0usize, 0u64, 0);
     while start < index.len() {
         let range = index.plan(start, opts.max_bundle_log_bytes);
-        let b = write_bundle(&index, &info, index.state(false), range.clone(), |_| {
-            Ok::<_, String>(Vec::new())
-        })
-        .expect("bundle");
+        let b = write_bundle(&index, &info, index.state(false), range.clone(), &[]).expect("bundle");
         bundle_bytes += b.bytes.len();
         bundles += 1;
         start = range.end;

@@ -83,20 +83,25 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
             bail!("{} is not a run folder (no records.tlog)", path.display());
         }
         let run = RunDir::new(path);
-        let log = run.read_log()?;
+        let log = run.log_bytes()?;
         let index = LogIndex::new(&log)?;
         let info = index.run().cloned().context("the log has no start record")?;
         let state = index.state(run.is_live());
-        let mut start = run.progress()?.acked_records.min(index.len());
+        let mut start = run.saved_progress()?.acked_records.min(index.len());
         while start < index.len() {
             let range = index.plan(start, opts.max_bundle_log_bytes);
             let last = range.end == index.len();
+            let files = index
+                .files(range.clone())
+                .iter()
+                .map(|f| run.file_bytes(f))
+                .collect::<Result<Vec<_>, _>>()?;
             let b = write_bundle(
                 &index,
                 &info,
                 if last { state } else { tidelog::RunState::Running },
                 range.clone(),
-                |f| run.read_file(f),
+                &files,
             )?;
             let file = a
                 .out

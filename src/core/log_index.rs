@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::frame::{Frames, HEADER};
 use super::keys::KeyTable;
-use super::record::{decode, DecodeError, Meta, Record, RunInfo, RunState};
+use super::record::{decode, DecodeError, FileRef, Meta, Record, RunInfo, RunState};
 
 /// A parsed view of a run's log.
 pub struct LogIndex<'a> {
@@ -97,6 +97,19 @@ impl<'a> LogIndex<'a> {
             let len = u32::from_le_bytes(self.log[at..at + 4].try_into().expect("4 bytes")) as usize;
             (seq, &self.log[at + HEADER..at + HEADER + len])
         })
+    }
+
+    /// The distinct saved files referenced by records `range`, in first-reference order.
+    pub fn files(&self, range: Range<u64>) -> Vec<FileRef> {
+        let mut out: Vec<FileRef> = Vec::new();
+        for (_, payload) in self.payloads(range) {
+            if let Ok(Record::Meta(Meta::File(f))) = decode(payload) {
+                if !out.iter().any(|o| o.path == f.path && o.sha256 == f.sha256) {
+                    out.push(f);
+                }
+            }
+        }
+        out
     }
 
     /// The records from `start` that fit in about `max_bytes` of log (always at least one).

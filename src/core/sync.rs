@@ -91,21 +91,22 @@ pub trait Transport {
     async fn sleep(&mut self, ms: u64);
 }
 
-/// Where a run's log, files and sync progress live.
+/// Where a run's log, files and sync progress live (a folder, IndexedDB, memory).
+#[allow(async_fn_in_trait)]
 pub trait RunStore {
     /// The store's error.
     type Error: Display;
     /// The whole `records.tlog`.
-    fn read_log(&self) -> Result<Vec<u8>, Self::Error>;
-    /// A saved file's content.
-    fn read_file(&self, file: &FileRef) -> Result<Vec<u8>, Self::Error>;
+    async fn read_log(&self) -> Result<Vec<u8>, Self::Error>;
+    /// Saved files' contents, in the order asked.
+    async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, Self::Error>;
     /// Whether a live process still writes this run (a dead one without finish is crashed).
     fn is_live(&self) -> bool;
     /// The persisted progress.
-    fn progress(&self) -> Result<SyncProgress, Self::Error>;
+    async fn progress(&self) -> Result<SyncProgress, Self::Error>;
     /// Persists progress; `synced_bytes` (the log's length) is set once every intact record is
     /// acknowledged.
-    fn save_progress(
+    async fn save_progress(
         &mut self,
         progress: &SyncProgress,
         synced_bytes: Option<u64>,
@@ -195,7 +196,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
     opts: &SyncOptions,
     on_sent: &mut dyn FnMut(u64),
 ) -> Result<SyncReport, SyncError> {
-    let log = store.read_log().map_err(store_err)?;
+    let log = store.read_log().await.map_err(store_err)?;
     let index = LogIndex::new(&log)?;
     let mut run = index.run().cloned().ok_or(SyncError::NoStart)?;
     if let Some(p) = &opts.project {
@@ -205,7 +206,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
         run.entity = Some(e.clone());
     }
     let state = index.state(store.is_live());
-    let mut progress = store.progress().map_err(store_err)?;
+    let mut progress = store.progress().await.map_err(store_err)?;
     if progress.acked_records > index.len() {
         progress = SyncProgress::default();
     }
@@ -227,7 +228,9 @@ pub async fn sync_run<S: RunStore, T: Transport>(
         } else {
             RunState::Running
         };
-        let bundle = write_bundle(&index, &run, bundle_state, range.clone(), |f| store.read_file(f))?;
+        let refs = index.files(range.clone());
+        let contents = store.read_files(&refs).await.map_err(store_err)?;
+        let bundle = write_bundle(&index, &run, bundle_state, range.clone(), &contents)?;
         let mut attempt = 0;
         let ack = loop {
             attempt += 1;
@@ -256,7 +259,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 progress.acked_records = range.end;
                 progress.upload = None;
                 let done = (range.end == index.len()).then_some(log.len() as u64);
-                store.save_progress(&progress, done).map_err(store_err)?;
+                store.save_progress(&progress, done).await.map_err(store_err)?;
             }
             Err(SyncError::Transport(TransportError::Gap { next_seq }))
                 if next_seq < range.start && !rewound =>
@@ -273,6 +276,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
     if progress.acked_records == index.len() {
         store
             .save_progress(&progress, Some(log.len() as u64))
+            .await
             .map_err(store_err)?;
     }
     report.acked_records = progress.acked_records;
@@ -315,7 +319,7 @@ async fn send<S: RunStore, T: Transport>(
                 seq_start: bundle.manifest.seq_start,
                 seq_end: bundle.manifest.seq_end,
             });
-            store.save_progress(progress, None).map_err(store_err)?;
+            store.save_progress(progress, None).await.map_err(store_err)?;
             (url, 0)
         }
     };

@@ -68,9 +68,9 @@ impl RunDir {
 
     /// Reads the log and progress to describe the run.
     pub fn status(&self) -> io::Result<RunStatus> {
-        let log = self.read_log()?;
+        let log = self.log_bytes()?;
         let index = LogIndex::new(&log).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let acked = self.progress()?.acked_records.min(index.len());
+        let acked = self.saved_progress()?.acked_records.min(index.len());
         let (id, project) = index
             .run()
             .map(|r| (r.id.clone(), r.project.clone()))
@@ -90,7 +90,7 @@ impl RunDir {
             return Ok(());
         };
         if !self.is_live() {
-            let log = self.read_log()?;
+            let log = self.log_bytes()?;
             if let Ok(index) = LogIndex::new(&log) {
                 spec.state = index.state(false);
             }
@@ -122,24 +122,12 @@ impl RunDir {
 impl RunStore for RunDir {
     type Error = io::Error;
 
-    fn read_log(&self) -> io::Result<Vec<u8>> {
-        fs::read(self.path.join(RECORDS))
+    async fn read_log(&self) -> io::Result<Vec<u8>> {
+        self.log_bytes()
     }
 
-    fn read_file(&self, file: &FileRef) -> io::Result<Vec<u8>> {
-        let files = self.path.join(FILES);
-        for candidate in [files.join(&file.path), files.join(VERSIONS).join(&file.sha256)] {
-            match fs::read(&candidate) {
-                Ok(data) if sha256_hex(&data) == file.sha256 => return Ok(data),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no copy of {} with sha256 {}", file.path, file.sha256),
-        ))
+    async fn read_files(&self, files: &[FileRef]) -> io::Result<Vec<Vec<u8>>> {
+        files.iter().map(|f| self.file_bytes(f)).collect()
     }
 
     fn is_live(&self) -> bool {
@@ -149,22 +137,11 @@ impl RunStore for RunDir {
         matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock))
     }
 
-    fn progress(&self) -> io::Result<SyncProgress> {
-        if self.include_synced {
-            return Ok(SyncProgress::default());
-        }
-        if let Some(p) = read_json::<SyncProgress>(&self.path.join(PROGRESS))? {
-            return Ok(p);
-        }
-        Ok(read_json::<SyncedMarker>(&self.path.join(SYNCED))?
-            .map(|m| SyncProgress {
-                acked_records: m.acked_records,
-                upload: None,
-            })
-            .unwrap_or_default())
+    async fn progress(&self) -> io::Result<SyncProgress> {
+        self.saved_progress()
     }
 
-    fn save_progress(&mut self, progress: &SyncProgress, synced_bytes: Option<u64>) -> io::Result<()> {
+    async fn save_progress(&mut self, progress: &SyncProgress, synced_bytes: Option<u64>) -> io::Result<()> {
         self.include_synced = false;
         match synced_bytes {
             Some(log_bytes) => {
@@ -184,5 +161,46 @@ impl RunStore for RunDir {
             }
         }
         self.update_specs(synced_bytes.is_some(), progress.acked_records)
+    }
+}
+
+impl RunDir {
+    /// The whole `records.tlog`.
+    pub fn log_bytes(&self) -> io::Result<Vec<u8>> {
+        fs::read(self.path.join(RECORDS))
+    }
+
+    /// A saved file's content: its current copy, or the version kept when it was replaced.
+    pub fn file_bytes(&self, file: &FileRef) -> io::Result<Vec<u8>> {
+        let files = self.path.join(FILES);
+        for candidate in [files.join(&file.path), files.join(VERSIONS).join(&file.sha256)] {
+            match fs::read(&candidate) {
+                Ok(data) if sha256_hex(&data) == file.sha256 => return Ok(data),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no copy of {} with sha256 {}", file.path, file.sha256),
+        ))
+    }
+
+    /// The progress a sync starts from: none with `--include-synced`, else `.sync-progress`,
+    /// else what `.synced` recorded.
+    pub fn saved_progress(&self) -> io::Result<SyncProgress> {
+        if self.include_synced {
+            return Ok(SyncProgress::default());
+        }
+        if let Some(p) = read_json::<SyncProgress>(&self.path.join(PROGRESS))? {
+            return Ok(p);
+        }
+        Ok(read_json::<SyncedMarker>(&self.path.join(SYNCED))?
+            .map(|m| SyncProgress {
+                acked_records: m.acked_records,
+                upload: None,
+            })
+            .unwrap_or_default())
     }
 }

@@ -41,7 +41,7 @@ pub struct BundleContents {
     pub history: Columns,
     /// System metric rows.
     pub system: Columns,
-    /// Saved files by path relative to `files/`.
+    /// Saved files' contents by sha256 (entries `files/<sha256>`), checked against it.
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
@@ -225,9 +225,10 @@ pub fn read_bundle(bytes: &[u8], limits: &Limits) -> Result<BundleContents, Bund
     let mut files = BTreeMap::new();
     for (path, data) in entries {
         match path.strip_prefix(FILES_DIR) {
-            Some(rel) if !rel.is_empty() => {
-                files.insert(rel.to_owned(), data);
+            Some(sha) if sha == sha256_hex(&data) => {
+                files.insert(sha.to_owned(), data);
             }
+            Some(_) => return Err(BundleError::ChecksumMismatch(path)),
             _ => return Err(BundleError::Manifest(format!("unexpected entry {path:?}"))),
         }
     }

@@ -45,9 +45,13 @@ fn sample_log() -> Vec<u8> {
 fn build(log: &[u8]) -> Bundle {
     let index = LogIndex::new(log).unwrap();
     let run = index.run().unwrap().clone();
-    write_bundle(&index, &run, index.state(false), 0..index.len(), |_| {
-        Ok::<_, String>(b"weights".to_vec())
-    })
+    write_bundle(
+        &index,
+        &run,
+        index.state(false),
+        0..index.len(),
+        &[b"weights".to_vec()],
+    )
     .unwrap()
 }
 
@@ -69,7 +73,7 @@ fn bundle_roundtrips_every_record_and_is_deterministic() {
     assert_eq!(got.history.steps[49], 49);
     assert_eq!(got.history.ts[49], 1049);
     assert_eq!(got.system.len(), 1);
-    assert_eq!(got.files["model.bin"], b"weights");
+    assert_eq!(got.files[&sha256_hex(b"weights")], b"weights");
     assert!(matches!(
         got.records.last(),
         Some((_, Meta::Finish { exit_code: 0, .. }))

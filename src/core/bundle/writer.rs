@@ -11,7 +11,7 @@ use super::columns::ColumnsBuilder;
 use super::manifest::{Entry, Manifest, FORMAT};
 use super::{sha256_hex, BundleError, FILES_DIR, HISTORY, MANIFEST, RECORDS, SYSTEM};
 use crate::core::log_index::LogIndex;
-use crate::core::record::{decode, FileRef, Meta, Record, RowKind, RunInfo, RunState};
+use crate::core::record::{decode, Meta, Record, RowKind, RunInfo, RunState};
 
 /// gzip level: column planes compress well already at a fast level.
 const LEVEL: u32 = 3;
@@ -34,14 +34,24 @@ struct MetaLine<'a> {
     meta: &'a Meta,
 }
 
-/// Builds the bundle of `range`; `file` reads a saved file's content by its reference.
-pub fn write_bundle<E: std::fmt::Display>(
+/// Builds the bundle of `range`; `contents` holds the files of `index.files(range)`, in order.
+pub fn write_bundle(
     index: &LogIndex<'_>,
     run: &RunInfo,
     state: RunState,
     range: Range<u64>,
-    mut file: impl FnMut(&FileRef) -> Result<Vec<u8>, E>,
+    contents: &[Vec<u8>],
 ) -> Result<Bundle, BundleError> {
+    let refs = index.files(range.clone());
+    if refs.len() != contents.len() {
+        return Err(BundleError::MissingFile {
+            path: refs
+                .get(contents.len())
+                .map(|f| f.path.clone())
+                .unwrap_or_default(),
+            why: format!("{} files referenced, {} given", refs.len(), contents.len()),
+        });
+    }
     let mut history = ColumnsBuilder::default();
     let mut system = ColumnsBuilder::default();
     let mut records = Vec::new();
@@ -64,13 +74,19 @@ pub fn write_bundle<E: std::fmt::Display>(
             Record::Row(row) => system.push(seq, &row, |id| keys.name(id)).map_err(bad_row)?,
             Record::Meta(meta) => {
                 if let Meta::File(f) = &meta {
-                    let path = format!("{FILES_DIR}{}", f.path);
-                    if !files.iter().any(|(p, _)| *p == path) {
-                        let data = file(f).map_err(|e| BundleError::MissingFile {
+                    let path = format!("{FILES_DIR}{}", f.sha256);
+                    let i = refs
+                        .iter()
+                        .position(|r| r == f)
+                        .expect("files() lists every reference");
+                    if sha256_hex(&contents[i]) != f.sha256 {
+                        return Err(BundleError::MissingFile {
                             path: f.path.clone(),
-                            why: e.to_string(),
-                        })?;
-                        files.push((path, data));
+                            why: "content does not match its sha256".into(),
+                        });
+                    }
+                    if !files.iter().any(|(p, _)| *p == path) {
+                        files.push((path, contents[i].clone()));
                     }
                 }
                 serde_json::to_writer(&mut records, &MetaLine { seq, meta: &meta })
