@@ -10,6 +10,8 @@ pub mod core;
 pub mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod server;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 pub use crate::core::run_log::{LogError, LogOptions, Logged};

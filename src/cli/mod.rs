@@ -2,6 +2,7 @@
 
 mod credentials;
 mod local;
+mod run_cmd;
 mod serve;
 mod sync;
 
@@ -29,6 +30,8 @@ enum Command {
     Bundle(local::BundleArgs),
     /// Upload bundle files made by `tidelog bundle`.
     Upload(local::UploadArgs),
+    /// Run a command as a run: output.log, system metrics, exit code.
+    Run(run_cmd::RunArgs),
     /// Run the tidelog server and dashboard.
     Serve(serve::ServeArgs),
     /// Server administration.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Ls(args) => local::ls(args),
         Command::Bundle(args) => local::bundle(args),
         Command::Upload(args) => local::upload(args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Admin(cmd) => serve::admin(cmd),
     };

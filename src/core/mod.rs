@@ -2,8 +2,10 @@
 //! bundles and the sync engine. No files, threads, clocks or sockets in here.
 
 pub mod bundle;
+pub mod folder;
 pub mod frame;
 pub mod keys;
+pub mod layout;
 pub mod log_index;
 pub mod record;
 pub mod row;

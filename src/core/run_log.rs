@@ -114,6 +114,57 @@ impl RunLog {
         V: Into<Value>,
         I: IntoIterator<Item = (K, V)>,
     {
+        self.call(now_ms, opts, |me| {
+            for (i, (k, v)) in items.into_iter().enumerate() {
+                me.stage(i, k.as_ref(), v.into())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Logs numbers by interned key id (`ids_values` alternates id, value) plus other values
+    /// by name: the path of the JS wrapper, which caches ids and writes numbers into wasm memory.
+    pub fn log_ids(
+        &mut self,
+        now_ms: i64,
+        ids_values: &[f64],
+        others: Vec<(String, Value)>,
+        opts: LogOptions,
+    ) -> Result<Logged, LogError> {
+        self.call(now_ms, opts, |me| {
+            for pair in ids_values.chunks_exact(2) {
+                let id = pair[0] as u32;
+                if f64::from(id) != pair[0] || id as usize >= me.keys.len() {
+                    return Err(LogError::InvalidKey {
+                        key: format!("#{}", pair[0]),
+                        why: "not an interned key id",
+                    });
+                }
+                me.pending.put_num(id, pair[1]);
+            }
+            for (k, v) in others {
+                me.stage(usize::MAX, &k, v)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The id of `key`, interning (and logging its definition) when new.
+    pub fn intern(&mut self, key: &str) -> Result<u32, LogError> {
+        match self.keys.get(key) {
+            Some(id) => Ok(id),
+            None => self.new_key(key),
+        }
+    }
+
+    /// One `log()` call: the step rules before staging, all-or-nothing staging, the commit.
+    #[inline]
+    fn call(
+        &mut self,
+        now_ms: i64,
+        opts: LogOptions,
+        stage_all: impl FnOnce(&mut Self) -> Result<(), LogError>,
+    ) -> Result<Logged, LogError> {
         if let Some(step) = opts.step {
             if step < self.step {
                 self.dropped += 1;
@@ -132,14 +183,12 @@ impl RunLog {
             }
         }
         let saved = (!self.pending.is_empty()).then(|| self.pending.clone());
-        for (i, (k, v)) in items.into_iter().enumerate() {
-            if let Err(e) = self.stage(i, k.as_ref(), v.into()) {
-                self.pending.clear();
-                if let Some(saved) = saved {
-                    self.pending.restore(saved);
-                }
-                return Err(e);
+        if let Err(e) = stage_all(self) {
+            self.pending.clear();
+            if let Some(saved) = saved {
+                self.pending.restore(saved);
             }
+            return Err(e);
         }
         self.pending_ts = now_ms;
         if opts.commit.unwrap_or(opts.step.is_none()) {

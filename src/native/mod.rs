@@ -5,4 +5,5 @@ pub mod credentials;
 pub mod layout;
 pub mod run;
 pub mod store;
+pub mod sysmetrics;
 pub mod transport;

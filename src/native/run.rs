@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -17,18 +17,15 @@ use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 use crate::core::run_log::{LogError, LogOptions, Logged, RunLog};
 use crate::core::value::Value;
 
-use super::layout::{
-    find_run, read_json, run_dir_name, write_atomic, write_json_atomic, LatestSpec, RunSpec, SyncSpec, FILES,
-    LATEST_SPEC, LOCK, RECORDS, ROOT, RUN_SPEC,
-};
-use super::store::VERSIONS;
+use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
+use super::store::RunDir;
+use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
+use crate::core::layout::check_saved_file;
 
 /// Longest a logged value waits in memory before it reaches the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer early, bounding memory while logging fast.
 const EARLY_FLUSH_BYTES: usize = 1 << 20;
-/// Largest file `save()` accepts.
-pub const MAX_FILE_BYTES: u64 = 2 << 30;
 
 /// When a run talks to the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,7 +52,7 @@ pub enum Resume {
 }
 
 /// Arguments of [`init`], mirroring the JS `init({...})`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Project (required).
     pub project: String,
@@ -81,6 +78,28 @@ pub struct Settings {
     pub server: Option<String>,
     /// API key for `Mode::Auto`/`Online` (default: `$TIDELOG_API_KEY` or the stored login).
     pub api_key: Option<String>,
+    /// Time between system-metric samples (default 10 s); `None` or zero turns them off.
+    pub system_interval: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            project: String::new(),
+            name: None,
+            entity: None,
+            id: None,
+            config: Map::new(),
+            tags: Vec::new(),
+            notes: None,
+            mode: Mode::default(),
+            resume: Resume::default(),
+            dir: None,
+            server: None,
+            api_key: None,
+            system_interval: Some(DEFAULT_INTERVAL),
+        }
+    }
 }
 
 impl Settings {
@@ -162,6 +181,7 @@ impl Shared {
 pub struct Run {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
+    sampler: Option<Sampler>,
     dir: PathBuf,
     info: RunInfo,
     settings: Settings,
@@ -265,6 +285,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
             failure: Mutex::new(None),
         }),
         writer: None,
+        sampler: None,
         dir,
         config: Map::new(),
         summary: Map::new(),
@@ -294,6 +315,16 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
             .spawn(move || writer_loop(&shared, file, valid_len))
             .map_err(io_at(&records))?,
     );
+    if let Some(every) = me.settings.system_interval.filter(|d| !d.is_zero()) {
+        let shared = Arc::clone(&me.shared);
+        let name = format!("tidelog-sysmetrics-{}", me.info.id);
+        let write = move |row: &[(String, f64)]| {
+            if let Err(e) = shared.lock().system(now_ms(), row) {
+                log::warn!("tidelog: system metrics not recorded: {e}");
+            }
+        };
+        me.sampler = Some(Sampler::start(name, every, write).map_err(io_at(&me.dir))?);
+    }
     Ok(me)
 }
 
@@ -410,37 +441,9 @@ impl Run {
 
     /// Saves a file (a checkpoint, an artifact) with the run; it is uploaded on sync.
     pub fn save(&self, name: &str, bytes: &[u8]) -> Result<FileRef, RunError> {
-        let rel = Path::new(name);
-        let safe = !name.is_empty()
-            && rel.components().all(|c| matches!(c, Component::Normal(_)))
-            && !name.starts_with('.')
-            && !name.contains('\\');
-        if !safe {
-            return Err(RunError::Settings(format!(
-                "file name {name:?} must be a relative path without '..' or a leading '.'"
-            )));
-        }
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err(RunError::Settings(format!(
-                "file {name:?} is {} bytes, over the {MAX_FILE_BYTES}-byte limit",
-                bytes.len()
-            )));
-        }
-        let files = self.dir.join(FILES);
-        let path = files.join(rel);
+        check_saved_file(name, bytes.len() as u64).map_err(RunError::Settings)?;
+        self.folder().put_file(name, bytes).map_err(io_at(&self.dir))?;
         let sha256 = sha256_hex(bytes);
-        if let Ok(old) = fs::read(&path) {
-            let old_sha = sha256_hex(&old);
-            if old_sha != sha256 {
-                let versions = files.join(VERSIONS);
-                fs::create_dir_all(&versions).map_err(io_at(&versions))?;
-                fs::rename(&path, versions.join(old_sha)).map_err(io_at(&path))?;
-            }
-        }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
-        }
-        write_atomic(&path, bytes).map_err(io_at(&path))?;
         let file = FileRef {
             path: name.to_owned(),
             sha256,
@@ -488,6 +491,9 @@ impl Run {
         let Some(writer) = self.writer.take() else {
             return Ok(());
         };
+        if let Some(sampler) = self.sampler.take() {
+            sampler.stop();
+        }
         let last = {
             let mut log = self.shared.lock();
             log.meta(&Meta::Finish {
@@ -553,33 +559,13 @@ impl Run {
     }
 
     fn write_specs(&self, state: RunState) -> Result<(), RunError> {
-        let spec = RunSpec {
-            id: self.info.id.clone(),
-            project: self.info.project.clone(),
-            name: self.info.name.clone(),
-            entity: self.info.entity.clone(),
-            created: crate::core::time::rfc3339(self.info.created_ms),
-            state,
-            sync: SyncSpec {
-                state: "unsynced".into(),
-                acked_records: 0,
-            },
-        };
-        let path = self.dir.join(RUN_SPEC);
-        write_json_atomic(&path, &spec).map_err(io_at(&path))?;
-        let latest = LatestSpec {
-            id: self.info.id.clone(),
-            project: self.info.project.clone(),
-            dir: self
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            state,
-            synced: false,
-        };
-        let path = self.dir.with_file_name(LATEST_SPEC);
-        write_json_atomic(&path, &latest).map_err(io_at(&path))
+        self.folder()
+            .write_specs(&self.info, state)
+            .map_err(io_at(&self.dir))
+    }
+
+    fn folder(&self) -> RunDir {
+        RunDir::new(&self.dir)
     }
 }
 

@@ -1,0 +1,133 @@
+//! Names and JSON formats of the on-disk layout (CONTRACT §3), shared by the native
+//! filesystem store and the Node store of the wasm build.
+
+use serde::{Deserialize, Serialize};
+
+use super::record::RunState;
+
+/// The folder every run lives under.
+pub const ROOT: &str = "tidelog";
+/// Per-run identity and state.
+pub const RUN_SPEC: &str = "run.spec";
+/// The most recent run of a `tidelog/` folder.
+pub const LATEST_SPEC: &str = "latest.spec";
+/// The append-only record log.
+pub const RECORDS: &str = "records.tlog";
+/// Config, summary, metadata, media and saved files.
+pub const FILES: &str = "files";
+/// Marker: everything up to the last record is acknowledged.
+pub const SYNCED: &str = ".synced";
+/// Partial sync progress (acknowledged records, an upload in flight).
+pub const PROGRESS: &str = ".sync-progress";
+/// Held locked by the process writing the run.
+pub const LOCK: &str = ".lock";
+
+/// Sync status shown in `run.spec`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncSpec {
+    /// `unsynced`, `partial` or `synced`.
+    pub state: String,
+    /// Records the server acknowledged.
+    pub acked_records: u64,
+}
+
+/// `run.spec`: what a person (or `tidelog ls`) reads to know a run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunSpec {
+    /// Run id.
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Entity.
+    pub entity: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Running, finished, failed or crashed.
+    pub state: RunState,
+    /// Sync status.
+    pub sync: SyncSpec,
+}
+
+/// `latest.spec`: a pointer to the newest run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LatestSpec {
+    /// Run id.
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// The run's folder name inside `tidelog/`.
+    pub dir: String,
+    /// Running, finished, failed or crashed.
+    pub state: RunState,
+    /// Whether everything was acknowledged.
+    pub synced: bool,
+}
+
+/// Written by `tidelog sync` once the server acknowledged the whole log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SyncedMarker {
+    /// Records acknowledged.
+    pub acked_records: u64,
+    /// Length of `records.tlog` when it was synced; a longer log is unsynced again.
+    pub log_bytes: u64,
+}
+
+/// The folder name of a run: `run-20261126_171930-a1b2c3d4`.
+pub fn run_dir_name(created_ms: i64, id: &str) -> String {
+    format!("run-{}-{id}", crate::core::time::compact(created_ms))
+}
+
+/// Largest file `save()` accepts.
+pub const MAX_FILE_BYTES: u64 = 2 << 30;
+
+/// Checks a saved file's name and size: a relative path inside `files/`, no `..`, no hidden
+/// names (they are tidelog's own), within [`MAX_FILE_BYTES`].
+pub fn check_saved_file(name: &str, len: u64) -> Result<(), String> {
+    let safe = !name.is_empty()
+        && !name.contains('\\')
+        && !name.contains('\0')
+        && !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.starts_with('.'));
+    if !safe {
+        return Err(format!(
+            "file name {name:?} must be a relative path without '..', empty or hidden parts"
+        ));
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "file {name:?} is {len} bytes, over the {MAX_FILE_BYTES}-byte limit"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_file_names() {
+        for ok in ["model.onnx", "ckpt/epoch-1.bin", "media/images/a_1.png"] {
+            assert_eq!(check_saved_file(ok, 1), Ok(()));
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            ".synced",
+            "a/.hidden",
+            "a//b",
+            "a\\b",
+        ] {
+            assert!(check_saved_file(bad, 1).is_err(), "{bad:?}");
+        }
+        assert!(check_saved_file("big", MAX_FILE_BYTES + 1)
+            .unwrap_err()
+            .contains("limit"));
+    }
+}

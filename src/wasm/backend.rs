@@ -1,0 +1,115 @@
+//! One interface over the three places a wasm run can live: IndexedDB, a Node folder, memory.
+
+use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::sync::SyncProgress;
+
+use super::fs_host::FsStore;
+use super::idb::IdbStore;
+use super::memory::MemoryStore;
+
+/// Why the store refused; `quota` marks a full disk or an exceeded browser quota.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// What happened, with the platform's own words.
+    pub message: String,
+    /// True for QuotaExceededError / ENOSPC: the caller should tell the page.
+    pub quota: bool,
+}
+
+impl StoreError {
+    /// An error from any displayable cause, flagging quota exhaustion by its name.
+    pub fn new(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let quota =
+            message.contains("QuotaExceeded") || message.contains("ENOSPC") || message.contains("quota");
+        StoreError { message, quota }
+    }
+}
+
+/// Where runs are kept.
+pub enum Backend {
+    /// Browser IndexedDB (database `tidelog`).
+    Idb(IdbStore),
+    /// Node: the on-disk layout of CONTRACT §3.
+    Fs(FsStore),
+    /// Edge runtimes without storage.
+    Memory(MemoryStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Backend::Idb($s) => $e,
+            Backend::Fs($s) => $e,
+            Backend::Memory($s) => $e,
+        }
+    };
+}
+
+impl Backend {
+    /// The log of run `id`, if it exists (for resume).
+    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.existing_log(id).await)
+    }
+
+    /// Creates the run's home (folder, row, entry) and records it as the latest run.
+    pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
+        each!(self, s => s.create(info).await)
+    }
+
+    /// Appends framed records starting at record `seq`, with the saved files they reference,
+    /// all or nothing.
+    pub async fn append(
+        &self,
+        id: &str,
+        seq: u64,
+        bytes: &[u8],
+        files: &[(FileRef, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.append(id, seq, bytes, files).await)
+    }
+
+    /// Cuts a torn tail off a run's log before appending to it again.
+    pub async fn truncate(&self, id: &str, len: u64) -> Result<(), StoreError> {
+        match self {
+            Backend::Fs(s) => s.truncate(id, len).await,
+            Backend::Idb(_) | Backend::Memory(_) => Ok(()),
+        }
+    }
+
+    /// The whole log of a run.
+    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        each!(self, s => s.read_log(id).await)
+    }
+
+    /// A saved file's content.
+    pub async fn read_file(&self, id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
+        each!(self, s => s.read_file(id, file).await)
+    }
+
+    /// Persisted sync progress.
+    pub async fn progress(&self, id: &str) -> Result<SyncProgress, StoreError> {
+        each!(self, s => s.progress(id).await)
+    }
+
+    /// Persists sync progress; `synced_bytes` marks the whole log acknowledged.
+    pub async fn save_progress(
+        &self,
+        id: &str,
+        progress: &SyncProgress,
+        synced_bytes: Option<u64>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.save_progress(id, progress, synced_bytes).await)
+    }
+
+    /// Records the run's state where people look (run.spec, latest.spec, the runs row).
+    pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
+        each!(self, s => s.set_state(info, state).await)
+    }
+
+    /// Ids of the runs whose log is not fully acknowledged.
+    pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.unsynced().await)
+    }
+}

@@ -1,0 +1,138 @@
+//! The sync engine's [`Transport`] over `fetch` (gloo-net), for browsers, workers and Node.
+
+use base64::Engine;
+use gloo_net::http::{Request, RequestBuilder, Response};
+use js_sys::Uint8Array;
+use serde::Deserialize;
+
+use crate::core::sync::{Ack, Transport, TransportError};
+
+/// A client bound to one server and key.
+pub struct FetchTransport {
+    base: String,
+    auth: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    next_seq: Option<u64>,
+}
+
+fn net(e: gloo_net::Error) -> TransportError {
+    TransportError::Network(e.to_string())
+}
+
+async fn failure(resp: Response) -> TransportError {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+    if status == 409 {
+        if let Some(next_seq) = body.as_ref().and_then(|b| b.next_seq) {
+            return TransportError::Gap { next_seq };
+        }
+    }
+    let message = body.and_then(|b| b.error).unwrap_or(text);
+    TransportError::Status { status, message }
+}
+
+fn header_u64(resp: &Response, name: &str) -> Option<u64> {
+    resp.headers().get(name)?.trim().parse().ok()
+}
+
+impl FetchTransport {
+    /// A client for `base` authenticating with `api_key`.
+    pub fn new(base: &str, api_key: &str) -> Self {
+        FetchTransport {
+            base: base.trim_end_matches('/').to_owned(),
+            auth: format!("Bearer {api_key}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    fn tus(&self, req: RequestBuilder) -> RequestBuilder {
+        req.header("Authorization", &self.auth)
+            .header("Tus-Resumable", "1.0.0")
+    }
+}
+
+impl Transport for FetchTransport {
+    async fn post_bundle(&mut self, sha256: &str, bytes: &[u8]) -> Result<Ack, TransportError> {
+        let resp = Request::post(&self.url("/api/v1/bundles"))
+            .header("Authorization", &self.auth)
+            .header("Content-Type", "application/gzip")
+            .header("Tidelog-Bundle-Sha256", sha256)
+            .body(Uint8Array::from(bytes))
+            .map_err(net)?
+            .send()
+            .await
+            .map_err(net)?;
+        match resp.status() {
+            200 | 201 => Ok(serde_json::from_str(&resp.text().await.map_err(net)?).unwrap_or_default()),
+            _ => Err(failure(resp).await),
+        }
+    }
+
+    async fn create_upload(&mut self, sha256: &str, len: u64) -> Result<String, TransportError> {
+        let meta = format!(
+            "sha256 {}",
+            base64::engine::general_purpose::STANDARD.encode(sha256)
+        );
+        let resp = self
+            .tus(Request::post(&self.url("/api/v1/uploads")))
+            .header("Upload-Length", &len.to_string())
+            .header("Upload-Metadata", &meta)
+            .header("Tidelog-Bundle-Sha256", sha256)
+            .send()
+            .await
+            .map_err(net)?;
+        if resp.status() != 201 {
+            return Err(failure(resp).await);
+        }
+        resp.headers()
+            .get("Location")
+            .ok_or_else(|| TransportError::Network("upload created without a readable Location".into()))
+    }
+
+    async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError> {
+        let resp = self
+            .tus(RequestBuilder::new(&self.url(url)).method(gloo_net::http::Method::HEAD))
+            .send()
+            .await
+            .map_err(net)?;
+        match resp.status() {
+            200 | 204 => Ok(header_u64(&resp, "Upload-Offset")),
+            404 | 410 => Ok(None),
+            _ => Err(failure(resp).await),
+        }
+    }
+
+    async fn patch(&mut self, url: &str, offset: u64, chunk: &[u8]) -> Result<u64, TransportError> {
+        let resp = self
+            .tus(Request::patch(&self.url(url)))
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Upload-Offset", &offset.to_string())
+            .body(Uint8Array::from(chunk))
+            .map_err(net)?
+            .send()
+            .await
+            .map_err(net)?;
+        match resp.status() {
+            200 | 204 => header_u64(&resp, "Upload-Offset").ok_or_else(|| {
+                TransportError::Network("PATCH answered without a readable Upload-Offset".into())
+            }),
+            _ => Err(failure(resp).await),
+        }
+    }
+
+    async fn sleep(&mut self, ms: u64) {
+        super::store::sleep(ms).await;
+    }
+}

@@ -1,0 +1,213 @@
+//! Node: the on-disk layout through an `fs` adapter object the JS entry passes in, so the
+//! browser build never imports `node:fs`. Runs written here sync with the native CLI too.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use wasm_bindgen::prelude::*;
+
+use super::backend::StoreError;
+use crate::core::folder::{find_run, runs_in, Dir, FolderRun};
+use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::sync::{RunStore, SyncProgress};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The duck-typed adapter built in `js/node.js` over `node:fs`.
+    #[derive(Clone)]
+    pub type FsHost;
+
+    #[wasm_bindgen(method, catch)]
+    fn read(this: &FsHost, path: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = writeAtomic)]
+    fn write_atomic(this: &FsHost, path: &str, data: &[u8]) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn append(this: &FsHost, path: &str, data: &[u8]) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn remove(this: &FsHost, path: &str) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn rename(this: &FsHost, from: &str, to: &str) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn mkdirp(this: &FsHost, path: &str) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn list(this: &FsHost, path: &str) -> Result<Vec<String>, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn size(this: &FsHost, path: &str) -> Result<f64, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn truncate(this: &FsHost, path: &str, len: f64) -> Result<(), JsValue>;
+}
+
+fn io_err(e: JsValue) -> io::Error {
+    let msg = js_sys::Reflect::get(&e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    let code = js_sys::Reflect::get(&e, &"code".into())
+        .ok()
+        .and_then(|c| c.as_string());
+    io::Error::other(match code {
+        Some(code) => format!("{code}: {msg}"),
+        None => msg,
+    })
+}
+
+fn p(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Node's filesystem as the layout's [`Dir`].
+#[derive(Clone)]
+pub struct NodeDir(pub FsHost);
+
+impl Dir for NodeDir {
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        let v = self.0.read(&p(path)).map_err(io_err)?;
+        Ok((!v.is_null() && !v.is_undefined()).then(|| js_sys::Uint8Array::new(&v).to_vec()))
+    }
+
+    fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.0.write_atomic(&p(path), data).map_err(io_err)
+    }
+
+    fn append(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.0.append(&p(path), data).map_err(io_err)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.0.remove(&p(path)).map_err(io_err)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.0.rename(&p(from), &p(to)).map_err(io_err)
+    }
+
+    fn mkdirp(&self, path: &Path) -> io::Result<()> {
+        self.0.mkdirp(&p(path)).map_err(io_err)
+    }
+
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.0.list(&p(path)).map_err(io_err)
+    }
+
+    fn size(&self, path: &Path) -> io::Result<Option<u64>> {
+        let n = self.0.size(&p(path)).map_err(io_err)?;
+        Ok((n >= 0.0).then_some(n as u64))
+    }
+
+    fn is_locked(&self, _run: &Path) -> bool {
+        false
+    }
+}
+
+fn store_err(e: io::Error) -> StoreError {
+    StoreError::new(e.to_string())
+}
+
+/// Runs under one `tidelog/` folder.
+pub struct FsStore {
+    dir: NodeDir,
+    root: PathBuf,
+}
+
+impl FsStore {
+    /// Runs under `root` (the `tidelog/` folder).
+    pub fn new(host: FsHost, root: String) -> Self {
+        FsStore {
+            dir: NodeDir(host),
+            root: PathBuf::from(root),
+        }
+    }
+
+    fn run(&self, id: &str) -> Result<FolderRun<NodeDir>, StoreError> {
+        let path = find_run(&self.dir, &self.root, id)
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                StoreError::new(format!("run {id} has no folder under {}", self.root.display()))
+            })?;
+        Ok(FolderRun::open(self.dir.clone(), path))
+    }
+
+    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match find_run(&self.dir, &self.root, id).map_err(store_err)? {
+            Some(path) => FolderRun::open(self.dir.clone(), path)
+                .log_bytes()
+                .map(Some)
+                .map_err(store_err),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
+        let run = FolderRun::create(self.dir.clone(), &self.root, info).map_err(store_err)?;
+        run.write_specs(info, RunState::Running).map_err(store_err)
+    }
+
+    pub async fn append(
+        &self,
+        id: &str,
+        _seq: u64,
+        bytes: &[u8],
+        files: &[(FileRef, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let run = self.run(id)?;
+        for (f, data) in files {
+            run.put_file(&f.path, data).map_err(store_err)?;
+        }
+        run.append_records(bytes).map_err(store_err)
+    }
+
+    pub async fn truncate(&self, id: &str, len: u64) -> Result<(), StoreError> {
+        let path = self.run(id)?.path().join(crate::core::layout::RECORDS);
+        self.dir
+            .0
+            .truncate(&p(&path), len as f64)
+            .map_err(io_err)
+            .map_err(store_err)
+    }
+
+    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        self.run(id)?.log_bytes().map_err(store_err)
+    }
+
+    pub async fn read_file(&self, id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
+        self.run(id)?.file_bytes(file).map_err(store_err)
+    }
+
+    pub async fn progress(&self, id: &str) -> Result<SyncProgress, StoreError> {
+        self.run(id)?.saved_progress().map_err(store_err)
+    }
+
+    pub async fn save_progress(
+        &self,
+        id: &str,
+        progress: &SyncProgress,
+        synced: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.run(id)?
+            .save_progress(progress, synced)
+            .await
+            .map_err(store_err)
+    }
+
+    pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
+        self.run(&info.id)?.write_specs(info, state).map_err(store_err)
+    }
+
+    pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for path in runs_in(&self.dir, &self.root).map_err(store_err)? {
+            let run = FolderRun::open(self.dir.clone(), &path);
+            if !run.is_synced() {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if let Some(id) = name.rsplit('-').next() {
+                    out.push(id.to_owned());
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,259 @@
+//! Browser storage in IndexedDB (database `tidelog`): a run row, the log as chunks keyed by
+//! `[run, first record]` (one chunk per flush, written in one transaction with the files it
+//! references), and saved files as blobs keyed by sha256.
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
+use wasm_bindgen::JsValue;
+
+use super::backend::StoreError;
+use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::sync::SyncProgress;
+
+const DB: &str = "tidelog";
+const RUNS: &str = "runs";
+const CHUNKS: &str = "chunks";
+const BLOBS: &str = "blobs";
+
+/// An open `tidelog` database.
+pub struct IdbStore {
+    db: Rexie,
+}
+
+fn err(e: impl std::error::Error) -> StoreError {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    StoreError::new(msg)
+}
+
+fn js_err(e: JsValue) -> StoreError {
+    StoreError::new(format!("{e:?}"))
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn object(pairs: &[(&str, JsValue)]) -> Result<JsValue, StoreError> {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &(*k).into(), v).map_err(js_err)?;
+    }
+    Ok(o.into())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> JsValue {
+    JsValue::from_str(&serde_json::to_string(v).unwrap_or_default())
+}
+
+impl IdbStore {
+    /// Opens (creating on first use) the `tidelog` database.
+    pub async fn open() -> Result<Self, StoreError> {
+        let db = Rexie::builder(DB)
+            .version(1)
+            .add_object_store(ObjectStore::new(RUNS).key_path("id"))
+            .add_object_store(ObjectStore::new(CHUNKS).key_path_array(["run", "seq"]))
+            .add_object_store(ObjectStore::new(BLOBS).key_path("sha"))
+            .build()
+            .await
+            .map_err(err)?;
+        Ok(IdbStore { db })
+    }
+
+    async fn row(&self, id: &str) -> Result<Option<JsValue>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let row = tx.store(RUNS).map_err(err)?.get(id.into()).await.map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(row)
+    }
+
+    async fn update_row(
+        &self,
+        id: &str,
+        f: impl FnOnce(&JsValue) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let store = tx.store(RUNS).map_err(err)?;
+        let row = store
+            .get(id.into())
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
+        f(&row)?;
+        store.put(&row, None).await.map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(())
+    }
+
+    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.row(id).await?.is_none() {
+            return Ok(None);
+        }
+        self.read_log(id).await.map(Some)
+    }
+
+    pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
+        let row = object(&[
+            ("id", info.id.as_str().into()),
+            ("info", json(info)),
+            ("state", RunState::Running.as_str().into()),
+            ("progress", json(&SyncProgress::default())),
+            ("synced_bytes", JsValue::NULL),
+            ("log_bytes", 0.into()),
+        ])?;
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        tx.store(RUNS).map_err(err)?.put(&row, None).await.map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(())
+    }
+
+    pub async fn append(
+        &self,
+        id: &str,
+        seq: u64,
+        bytes: &[u8],
+        files: &[(FileRef, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS, CHUNKS, BLOBS], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let blobs = tx.store(BLOBS).map_err(err)?;
+        for (f, data) in files {
+            let blob = object(&[
+                ("sha", f.sha256.as_str().into()),
+                ("bytes", Uint8Array::from(&data[..]).into()),
+            ])?;
+            blobs.put(&blob, None).await.map_err(err)?;
+        }
+        let chunk = object(&[
+            ("run", id.into()),
+            ("seq", (seq as f64).into()),
+            ("bytes", Uint8Array::from(bytes).into()),
+        ])?;
+        tx.store(CHUNKS)
+            .map_err(err)?
+            .put(&chunk, None)
+            .await
+            .map_err(err)?;
+        let runs = tx.store(RUNS).map_err(err)?;
+        let row = runs
+            .get(id.into())
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
+        let len = get(&row, "log_bytes").as_f64().unwrap_or(0.0) + bytes.len() as f64;
+        Reflect::set(&row, &"log_bytes".into(), &len.into()).map_err(js_err)?;
+        runs.put(&row, None).await.map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(())
+    }
+
+    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        let lower: JsValue = Array::of2(&id.into(), &0.into()).into();
+        let upper: JsValue = Array::of2(&id.into(), &f64::INFINITY.into()).into();
+        let range = KeyRange::bound(&lower, &upper, None, None).map_err(err)?;
+        let tx = self
+            .db
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let chunks = tx
+            .store(CHUNKS)
+            .map_err(err)?
+            .get_all(Some(range), None)
+            .await
+            .map_err(err)?;
+        tx.done().await.map_err(err)?;
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend_from_slice(&Uint8Array::new(&get(&c, "bytes")).to_vec());
+        }
+        Ok(out)
+    }
+
+    pub async fn read_file(&self, _id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[BLOBS], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let blob = tx
+            .store(BLOBS)
+            .map_err(err)?
+            .get(file.sha256.as_str().into())
+            .await
+            .map_err(err)?;
+        tx.done().await.map_err(err)?;
+        blob.map(|b| Uint8Array::new(&get(&b, "bytes")).to_vec())
+            .ok_or_else(|| {
+                StoreError::new(format!(
+                    "file {} ({}) is not in IndexedDB",
+                    file.path, file.sha256
+                ))
+            })
+    }
+
+    pub async fn progress(&self, id: &str) -> Result<SyncProgress, StoreError> {
+        let row = self
+            .row(id)
+            .await?
+            .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
+        let text = get(&row, "progress").as_string().unwrap_or_default();
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    pub async fn save_progress(
+        &self,
+        id: &str,
+        progress: &SyncProgress,
+        synced: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.update_row(id, |row| {
+            Reflect::set(row, &"progress".into(), &json(progress)).map_err(js_err)?;
+            let synced = synced.map_or(JsValue::NULL, |b| (b as f64).into());
+            Reflect::set(row, &"synced_bytes".into(), &synced).map_err(js_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
+        self.update_row(&info.id, |row| {
+            Reflect::set(row, &"state".into(), &state.as_str().into()).map_err(js_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let rows = tx
+            .store(RUNS)
+            .map_err(err)?
+            .get_all(None, None)
+            .await
+            .map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(rows
+            .iter()
+            .filter(|r| get(r, "synced_bytes").as_f64() != get(r, "log_bytes").as_f64())
+            .filter_map(|r| get(r, "id").as_string())
+            .collect())
+    }
+}

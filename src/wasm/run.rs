@@ -1,0 +1,393 @@
+//! `WasmRun`: one run in a page or a Node process. `log()` work happens here synchronously
+//! in memory; `flush()` moves the batch into the store as one atomic append.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+use wasm_bindgen::prelude::*;
+
+use super::store::Store;
+use super::{js_error, now_ms};
+use crate::core::bundle::sha256_hex;
+use crate::core::layout::check_saved_file;
+use crate::core::log_index::LogIndex;
+use crate::core::record::{FileRef, Meta, RunInfo, RunState};
+use crate::core::run_log::{LogOptions, Logged, RunLog};
+use crate::core::value::Value;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct InitOptions {
+    project: String,
+    name: Option<String>,
+    entity: Option<String>,
+    id: Option<String>,
+    #[serde(default)]
+    config: Map<String, Json>,
+    #[serde(default)]
+    tags: Vec<String>,
+    notes: Option<String>,
+    resume: Option<String>,
+}
+
+struct Inner {
+    store: Store,
+    info: RunInfo,
+    log: RunLog,
+    staging: Vec<f64>,
+    others: Vec<(String, Value)>,
+    files: Vec<(FileRef, Vec<u8>)>,
+    stored_records: u64,
+    finished: bool,
+}
+
+/// A live run, driven by the JS wrapper.
+#[wasm_bindgen]
+pub struct WasmRun {
+    inner: Rc<RefCell<Inner>>,
+}
+
+fn type_error(message: impl std::fmt::Display) -> JsValue {
+    js_sys::TypeError::new(&message.to_string()).into()
+}
+
+fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 8];
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok();
+    let filled = crypto.and_then(|c| {
+        let buf = js_sys::Uint8Array::new_with_length(8);
+        let get = js_sys::Reflect::get(&c, &"getRandomValues".into()).ok()?;
+        js_sys::Function::from(get).call1(&c, &buf).ok()?;
+        buf.copy_to(&mut bytes);
+        Some(())
+    });
+    if filled.is_none() {
+        for b in bytes.iter_mut() {
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Converts a JS value the wrapper could not fast-path; anything unloggable names its key.
+fn to_value(key: &str, v: &JsValue) -> Result<Value, JsValue> {
+    if let Some(n) = v.as_f64() {
+        return Ok(Value::Num(n));
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(Value::Str(s));
+    }
+    if v.is_object() && !v.is_function() {
+        return serde_wasm_bindgen::from_value::<Json>(v.clone())
+            .map(Value::Json)
+            .map_err(|e| type_error(format!("tidelog: value of key {key:?} cannot be logged: {e}")));
+    }
+    Err(type_error(format!(
+        "tidelog: value of key {key:?} cannot be logged: {} is not a number, boolean, string, object or array",
+        v.js_typeof().as_string().unwrap_or_default()
+    )))
+}
+
+impl Store {
+    async fn open(&self, opts: InitOptions) -> Result<WasmRun, JsValue> {
+        if opts.project.trim().is_empty() {
+            return Err(type_error("tidelog.init: project is required"));
+        }
+        if let Some(id) = &opts.id {
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(type_error(format!(
+                    "tidelog.init: id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
+                )));
+            }
+        }
+        let resume = opts.resume.as_deref().unwrap_or("allow");
+        let existing = match &opts.id {
+            Some(id) => self.backend.existing_log(id).await.map_err(js_error)?,
+            None => None,
+        };
+        let inner = match (existing, resume) {
+            (Some(_), "never") => {
+                return Err(js_error(format!(
+                    "tidelog.init: run {} already exists (resume: \"never\")",
+                    opts.id.unwrap_or_default()
+                )))
+            }
+            (None, "must") => {
+                return Err(js_error(format!(
+                    "tidelog.init: no run {} to resume (resume: \"must\")",
+                    opts.id.unwrap_or_default()
+                )))
+            }
+            (Some(bytes), _) => {
+                let index = LogIndex::new(&bytes).map_err(js_error)?;
+                let info = index
+                    .run()
+                    .cloned()
+                    .ok_or_else(|| js_error("tidelog.init: the stored run has no start record"))?;
+                let (log, valid) = RunLog::restore(&bytes).map_err(js_error)?;
+                if valid < bytes.len() {
+                    self.backend
+                        .truncate(&info.id, valid as u64)
+                        .await
+                        .map_err(js_error)?;
+                }
+                let stored_records = log.records();
+                Inner {
+                    store: self.clone(),
+                    info,
+                    log,
+                    staging: Vec::new(),
+                    others: Vec::new(),
+                    files: Vec::new(),
+                    stored_records,
+                    finished: false,
+                }
+            }
+            (None, _) => {
+                let info = RunInfo {
+                    id: opts.id.clone().unwrap_or_else(new_id),
+                    project: opts.project.clone(),
+                    name: opts.name.clone(),
+                    entity: opts.entity.clone(),
+                    tags: opts.tags.clone(),
+                    notes: opts.notes.clone(),
+                    created_ms: now_ms(),
+                };
+                self.backend.create(&info).await.map_err(js_error)?;
+                let mut log = RunLog::default();
+                log.meta(&Meta::Start(info.clone()));
+                Inner {
+                    store: self.clone(),
+                    info,
+                    log,
+                    staging: Vec::new(),
+                    others: Vec::new(),
+                    files: Vec::new(),
+                    stored_records: 0,
+                    finished: false,
+                }
+            }
+        };
+        let run = WasmRun {
+            inner: Rc::new(RefCell::new(inner)),
+        };
+        if !opts.config.is_empty() {
+            run.inner
+                .borrow_mut()
+                .log
+                .meta(&Meta::Config { update: opts.config });
+        }
+        flush(Rc::clone(&run.inner)).await?;
+        Ok(run)
+    }
+}
+
+#[wasm_bindgen]
+impl Store {
+    /// Starts (or resumes) a run: `opts` = `{ project, name, entity, id, config, tags, notes, resume }`.
+    #[wasm_bindgen(js_name = openRun)]
+    pub fn open_run(&self, opts: JsValue) -> js_sys::Promise {
+        let store = self.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let opts: InitOptions = serde_wasm_bindgen::from_value(opts)
+                .map_err(|e| type_error(format!("tidelog.init: bad options: {e}")))?;
+            store.open(opts).await.map(JsValue::from)
+        })
+    }
+}
+
+async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
+    let (store, id, seq, upto, bytes, files) = {
+        let mut me = inner.borrow_mut();
+        let mut bytes = Vec::new();
+        me.log.take_batch(&mut bytes);
+        let files = std::mem::take(&mut me.files);
+        (
+            me.store.clone(),
+            me.info.id.clone(),
+            me.stored_records,
+            me.log.records(),
+            bytes,
+            files,
+        )
+    };
+    if bytes.is_empty() && files.is_empty() {
+        return Ok(JsValue::UNDEFINED);
+    }
+    match store.backend.append(&id, seq, &bytes, &files).await {
+        Ok(()) => {
+            inner.borrow_mut().stored_records = upto;
+            Ok(JsValue::UNDEFINED)
+        }
+        Err(e) => {
+            let mut me = inner.borrow_mut();
+            me.log.restore_batch(bytes);
+            let newer = std::mem::replace(&mut me.files, files);
+            me.files.extend(newer);
+            let err = js_sys::Error::new(&format!(
+                "tidelog: could not store records (kept in memory): {}",
+                e.message
+            ));
+            let _ = js_sys::Reflect::set(&err, &"quota".into(), &e.quota.into());
+            Err(err.into())
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl WasmRun {
+    /// The run's id.
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.inner.borrow().info.id.clone()
+    }
+
+    /// The step the next committed row gets.
+    #[wasm_bindgen(getter)]
+    pub fn step(&self) -> f64 {
+        self.inner.borrow().log.step() as f64
+    }
+
+    /// Records logged but not yet in the store.
+    #[wasm_bindgen(getter)]
+    pub fn buffered(&self) -> f64 {
+        let me = self.inner.borrow();
+        (me.log.records() - me.stored_records) as f64
+    }
+
+    /// Records logged over the run's life.
+    #[wasm_bindgen(getter)]
+    pub fn records(&self) -> f64 {
+        self.inner.borrow().log.records() as f64
+    }
+
+    /// Drops values staged by a call that failed half-way.
+    #[wasm_bindgen(js_name = discardStaged)]
+    pub fn discard_staged(&self) {
+        self.inner.borrow_mut().others.clear();
+    }
+
+    /// The id of `key`, interned on first use; the wrapper caches it.
+    pub fn intern(&self, key: &str) -> Result<u32, JsValue> {
+        self.inner.borrow_mut().log.intern(key).map_err(type_error)
+    }
+
+    /// Address of `pairs` (id, value) slots of f64 in wasm memory for the wrapper to fill.
+    pub fn staging(&self, pairs: usize) -> u32 {
+        let mut me = self.inner.borrow_mut();
+        if me.staging.len() < pairs * 2 {
+            me.staging.resize(pairs * 2, 0.0);
+        }
+        me.staging.as_ptr() as u32
+    }
+
+    /// Stages a value that is not a plain number (string, boolean, object, media).
+    #[wasm_bindgen(js_name = stageValue)]
+    pub fn stage_value(&self, key: String, value: JsValue) -> Result<(), JsValue> {
+        let v = to_value(&key, &value)?;
+        self.inner.borrow_mut().others.push((key, v));
+        Ok(())
+    }
+
+    /// Logs the `n` staged numbers and the staged values: `step` < 0 means none, `commit`
+    /// 0 = false, 1 = true, 2 = default. Returns false when a lower step dropped the call.
+    #[wasm_bindgen(js_name = logStaged)]
+    pub fn log_staged(&self, n: usize, step: f64, commit: u8) -> Result<bool, JsValue> {
+        let mut guard = self.inner.borrow_mut();
+        let me = &mut *guard;
+        let others = std::mem::take(&mut me.others);
+        let opts = LogOptions {
+            step: (step >= 0.0).then_some(step as u64),
+            commit: match commit {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            },
+        };
+        let n = n.min(me.staging.len() / 2);
+        match me.log.log_ids(now_ms(), &me.staging[..n * 2], others, opts) {
+            Ok(Logged::Accepted) => Ok(true),
+            Ok(Logged::DroppedStaleStep { .. }) => Ok(false),
+            Err(e) => Err(type_error(format!("tidelog: {e}"))),
+        }
+    }
+
+    /// Merges keys into the run's config.
+    #[wasm_bindgen(js_name = configUpdate)]
+    pub fn config_update(&self, update: JsValue) -> Result<(), JsValue> {
+        let update: Map<String, Json> = serde_wasm_bindgen::from_value(update)
+            .map_err(|e| type_error(format!("tidelog: config.update needs a plain object: {e}")))?;
+        self.inner.borrow_mut().log.meta(&Meta::Config { update });
+        Ok(())
+    }
+
+    /// Sets a summary key, overriding "last logged value".
+    #[wasm_bindgen(js_name = summarySet)]
+    pub fn summary_set(&self, key: String, value: JsValue) -> Result<(), JsValue> {
+        let v = to_value(&key, &value)?.to_json();
+        let mut update = Map::new();
+        update.insert(key, v);
+        self.inner.borrow_mut().log.meta(&Meta::Summary { update });
+        Ok(())
+    }
+
+    /// Saves a file with the run; it is stored with the next flush and uploaded once.
+    pub fn save(&self, name: String, bytes: Vec<u8>) -> Result<JsValue, JsValue> {
+        check_saved_file(&name, bytes.len() as u64).map_err(|e| type_error(format!("tidelog.save: {e}")))?;
+        let file = FileRef {
+            sha256: sha256_hex(&bytes),
+            size: bytes.len() as u64,
+            path: name,
+        };
+        let mut me = self.inner.borrow_mut();
+        me.log.meta(&Meta::File(file.clone()));
+        me.files.push((file.clone(), bytes));
+        serde_wasm_bindgen::to_value(&file).map_err(js_error)
+    }
+
+    /// Moves the batch into the store; rejects (keeping the batch) when the store refuses,
+    /// with `error.quota` set when storage is full.
+    pub fn flush(&self) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(flush(Rc::clone(&self.inner)))
+    }
+
+    /// Ends the run with `exit_code` (non-zero marks it failed) and stores everything.
+    pub fn finish(&self, exit_code: i32) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (store, info) = {
+                let mut me = inner.borrow_mut();
+                if !me.finished {
+                    me.finished = true;
+                    me.log.meta(&Meta::Finish {
+                        exit_code,
+                        ts_ms: now_ms(),
+                    });
+                }
+                (me.store.clone(), me.info.clone())
+            };
+            flush(Rc::clone(&inner)).await?;
+            let state = if exit_code == 0 {
+                RunState::Finished
+            } else {
+                RunState::Failed
+            };
+            store.backend.set_state(&info, state).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}

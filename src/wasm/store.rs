@@ -1,0 +1,166 @@
+//! `Store`: where this page's (or process's) runs live, and the sync of all of them.
+
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::backend::{Backend, StoreError};
+use super::fetch::FetchTransport;
+use super::fs_host::{FsHost, FsStore};
+use super::idb::IdbStore;
+use super::js_error;
+use super::memory::MemoryStore;
+use crate::core::record::FileRef;
+use crate::core::sync::{sync_run, RunStore, SyncOptions, SyncProgress};
+
+/// The storage of runs, opened once per page or process and shared by its runs.
+#[wasm_bindgen]
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) backend: Rc<Backend>,
+}
+
+/// Resolves after `ms` milliseconds (setTimeout in any JS runtime).
+pub(crate) async fn sleep(ms: u64) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        if let Ok(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()) {
+            let set_timeout: js_sys::Function = set_timeout.into();
+            let _ = set_timeout.call2(&global, &resolve, &(ms as f64).into());
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// One run's share of a [`Store`], as the sync engine sees it.
+struct StoredRun {
+    backend: Rc<Backend>,
+    id: String,
+    live: bool,
+}
+
+impl RunStore for StoredRun {
+    type Error = StoreError;
+
+    async fn read_log(&self) -> Result<Vec<u8>, StoreError> {
+        self.backend.read_log(&self.id).await
+    }
+
+    async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            out.push(self.backend.read_file(&self.id, f).await?);
+        }
+        Ok(out)
+    }
+
+    fn is_live(&self) -> bool {
+        self.live
+    }
+
+    async fn progress(&self) -> Result<SyncProgress, StoreError> {
+        self.backend.progress(&self.id).await
+    }
+
+    async fn save_progress(
+        &mut self,
+        progress: &SyncProgress,
+        synced: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.backend.save_progress(&self.id, progress, synced).await
+    }
+}
+
+#[derive(Serialize)]
+struct RunReport {
+    id: String,
+    state: &'static str,
+    rows_added: u64,
+    duplicates_skipped: u64,
+    acked_records: u64,
+    total_records: u64,
+    bytes_sent: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Store {
+    /// IndexedDB, for browsers and workers.
+    #[wasm_bindgen(js_name = indexedDb)]
+    pub async fn indexed_db() -> Result<Store, JsValue> {
+        let idb = IdbStore::open().await.map_err(js_error)?;
+        Ok(Store {
+            backend: Rc::new(Backend::Idb(idb)),
+        })
+    }
+
+    /// A `tidelog/` folder through a Node `fs` adapter.
+    pub fn folder(host: FsHost, root: String) -> Store {
+        Store {
+            backend: Rc::new(Backend::Fs(FsStore::new(host, root))),
+        }
+    }
+
+    /// Memory only.
+    pub fn memory() -> Store {
+        Store {
+            backend: Rc::new(Backend::Memory(MemoryStore::default())),
+        }
+    }
+
+    /// Ids of runs with records the server has not acknowledged.
+    pub async fn unsynced(&self) -> Result<Vec<String>, JsValue> {
+        self.backend.unsynced().await.map_err(js_error)
+    }
+
+    /// Uploads every unsynced run; `live` names runs still being written (by this or another
+    /// tab), which are uploaded as `running` instead of `crashed`. Resolves to one report per
+    /// run (an `error` field where it failed; what was acknowledged stays acknowledged).
+    #[wasm_bindgen(js_name = syncAll)]
+    pub async fn sync_all(
+        &self,
+        server: String,
+        api_key: String,
+        live: Vec<String>,
+    ) -> Result<JsValue, JsValue> {
+        let opts = SyncOptions {
+            attempts: 1,
+            ..SyncOptions::default()
+        };
+        let mut reports = Vec::new();
+        for id in self.backend.unsynced().await.map_err(js_error)? {
+            let mut run = StoredRun {
+                backend: Rc::clone(&self.backend),
+                live: live.contains(&id),
+                id: id.clone(),
+            };
+            let mut transport = FetchTransport::new(&server, &api_key);
+            let report = match sync_run(&mut run, &mut transport, &opts, &mut |_| {}).await {
+                Ok(r) => RunReport {
+                    id,
+                    state: r.state.as_str(),
+                    rows_added: r.rows_added,
+                    duplicates_skipped: r.duplicates_skipped,
+                    acked_records: r.acked_records,
+                    total_records: r.total_records,
+                    bytes_sent: r.bytes_sent,
+                    error: None,
+                },
+                Err(e) => RunReport {
+                    id,
+                    state: "",
+                    rows_added: 0,
+                    duplicates_skipped: 0,
+                    acked_records: 0,
+                    total_records: 0,
+                    bytes_sent: 0,
+                    error: Some(e.to_string()),
+                },
+            };
+            reports.push(report);
+        }
+        serde_wasm_bindgen::to_value(&reports).map_err(js_error)
+    }
+}

@@ -1,0 +1,243 @@
+//! `tidelog run -- CMD`: real child processes, synced at finish to a real `tidelog serve` on
+//! 127.0.0.1 and checked through the HTTP API and the local run folder.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use serde_json::json;
+use tidelog::core::log_index::LogIndex;
+use tidelog::RunState;
+
+/// The local run's state and exit code, read from its log.
+fn local_state(work: &Path) -> RunState {
+    let bytes = fs::read(only_run(work).join("records.tlog")).unwrap();
+    LogIndex::new(&bytes).unwrap().state(false)
+}
+
+/// The local `files/output.log` of the only run under `work`, once there is one.
+fn output_log(work: &Path) -> Option<String> {
+    let runs = tidelog::native::layout::runs_in(&work.join("tidelog")).ok()?;
+    fs::read_to_string(runs.first()?.join("files/output.log")).ok()
+}
+
+#[test]
+fn a_failing_command_is_recorded_synced_and_its_exit_code_kept() {
+    let parent = tempfile::tempdir().unwrap();
+    let work = parent.path().join("demo-project");
+    fs::create_dir(&work).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    let script = "echo hi; echo oops >&2; exit 3";
+
+    let out = tidelog(
+        &work,
+        &["run", "--", "sh", "-c", script],
+        &[("TIDELOG_API_KEY", &key), ("TIDELOG_BASE_URL", &server.url)],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hi\n"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops\n"),
+        "{}",
+        text(&out)
+    );
+
+    let local = fs::read_to_string(only_run(&work).join("files/output.log")).unwrap();
+    assert!(local.contains("hi\n") && local.contains("oops\n"), "{local:?}");
+    assert!(
+        only_run(&work).join(".synced").is_file(),
+        "synced at finish: {}",
+        text(&out)
+    );
+
+    let runs = runs(&server.url, &key);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    let id = run["id"].as_str().unwrap();
+    assert_eq!(run["state"], "failed");
+    assert_eq!(run["exit_code"], json!(3));
+    assert_eq!(run["project"], "demo-project", "the folder name by default");
+    assert_eq!(run["config"]["command"], json!(["sh", "-c", script]));
+
+    let (status, files) = get(&server.url, &key, &format!("/api/v1/runs/{id}/files"));
+    assert_eq!(status, 200, "{files}");
+    let listed: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(listed.contains(&"output.log"), "{files}");
+    let (status, body) = get_bytes(&server.url, &key, &format!("/api/v1/runs/{id}/files/output.log"));
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(body).unwrap(), local);
+
+    let (status, system) = get(&server.url, &key, &format!("/api/v1/runs/{id}/system"));
+    assert_eq!(status, 200, "{system}");
+    let rows = system["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{system}");
+    let ncpu = std::thread::available_parallelism().unwrap().get() as f64;
+    for row in rows {
+        let cpu = row["cpu.percent"].as_f64().unwrap();
+        assert!((0.0..=100.0 * ncpu).contains(&cpu), "{row}");
+        let used = row["memory.used_bytes"].as_f64().unwrap();
+        assert!(
+            used > 0.0 && used <= row["memory.total_bytes"].as_f64().unwrap(),
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn a_command_that_cannot_start_exits_127_and_is_named() {
+    let work = tempfile::tempdir().unwrap();
+    let out = tidelog(
+        work.path(),
+        &["run", "--project", "p", "--", "tidelog-no-such-command"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot run \"tidelog-no-such-command\""),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(local_state(work.path()), RunState::Failed);
+    let log = fs::read_to_string(only_run(work.path()).join("files/output.log")).unwrap();
+    assert!(log.contains("tidelog-no-such-command"), "{log:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_command_killed_by_a_signal_exits_128_plus_the_signal() {
+    let work = tempfile::tempdir().unwrap();
+    let out = tidelog(
+        work.path(),
+        &[
+            "run",
+            "--system-interval",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "echo before; kill -TERM $$",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", text(&out));
+    assert_eq!(local_state(work.path()), RunState::Failed);
+    let log = fs::read_to_string(only_run(work.path()).join("files/output.log")).unwrap();
+    assert_eq!(log, "before\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_command_and_the_run_is_still_recorded() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let work = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(work.path())
+        .args([
+            "run",
+            "--project",
+            "p",
+            "--",
+            "sh",
+            "-c",
+            "echo before; sleep 30; echo after",
+        ])
+        .env_remove("TIDELOG_API_KEY")
+        .env_remove("TIDELOG_BASE_URL")
+        .env_remove("TIDELOG_DIR")
+        .env("TIDELOG_CONFIG_DIR", work.path().join(".test-config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !output_log(work.path()).is_some_and(|l| l.contains("before")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let group = format!("-{}", child.id());
+    let kill = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 2),
+        "tidelog outlives Ctrl-C and reports it"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(local_state(work.path()), RunState::Failed);
+    assert_eq!(output_log(work.path()).unwrap(), "before\n");
+}
+
+#[test]
+fn a_background_process_holding_the_output_does_not_hold_up_the_run() {
+    let work = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = tidelog(
+        work.path(),
+        &["run", "--project", "p", "--", "sh", "-c", "sleep 8 & echo hi"],
+        &[],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(output_log(work.path()).unwrap(), "hi\n");
+    assert_eq!(local_state(work.path()), RunState::Finished);
+}
+
+#[test]
+fn a_successful_command_without_a_key_stays_local() {
+    let work = tempfile::tempdir().unwrap();
+    let out = tidelog(
+        work.path(),
+        &[
+            "run",
+            "--project",
+            "p",
+            "--name",
+            "n",
+            "--",
+            "sh",
+            "-c",
+            "printf 'a\\nb'",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb");
+    let run = only_run(work.path());
+    assert_eq!(fs::read_to_string(run.join("files/output.log")).unwrap(), "a\nb");
+    assert_eq!(local_state(work.path()), RunState::Finished);
+    assert!(!run.join(".synced").exists());
+    let spec: serde_json::Value = serde_json::from_slice(&fs::read(run.join("run.spec")).unwrap()).unwrap();
+    assert_eq!(
+        (spec["project"].as_str(), spec["name"].as_str()),
+        (Some("p"), Some("n"))
+    );
+}
