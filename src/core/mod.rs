@@ -7,6 +7,7 @@ pub mod frame;
 pub mod keys;
 pub mod layout;
 pub mod log_index;
+pub mod media;
 pub mod record;
 pub mod row;
 pub mod run_log;

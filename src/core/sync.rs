@@ -69,7 +69,9 @@ impl TransportError {
     pub fn retryable(&self) -> bool {
         match self {
             TransportError::Network(_) => true,
-            TransportError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            TransportError::Status { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 423 || *status == 429
+            }
             TransportError::Gap { .. } => false,
         }
     }
@@ -85,8 +87,14 @@ pub trait Transport {
     async fn create_upload(&mut self, sha256: &str, len: u64) -> Result<String, TransportError>;
     /// The server's offset of an upload, or `None` when it no longer knows it.
     async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError>;
-    /// Sends `chunk` at `offset`; returns the new offset.
-    async fn patch(&mut self, url: &str, offset: u64, chunk: &[u8]) -> Result<u64, TransportError>;
+    /// Sends `chunk` at `offset`; returns the new offset, and the server's ingest result when
+    /// the chunk completed the upload.
+    async fn patch(
+        &mut self,
+        url: &str,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Result<(u64, Option<Ack>), TransportError>;
     /// Waits before a retry.
     async fn sleep(&mut self, ms: u64);
 }
@@ -326,7 +334,7 @@ async fn send<S: RunStore, T: Transport>(
     while offset < len {
         let end = (offset as usize + opts.chunk).min(bundle.bytes.len());
         let chunk = &bundle.bytes[offset as usize..end];
-        let next = t.patch(&url, offset, chunk).await?;
+        let (next, ack) = t.patch(&url, offset, chunk).await?;
         let sent = chunk.len() as u64;
         report.bytes_sent += sent;
         on_sent(sent);
@@ -338,6 +346,9 @@ async fn send<S: RunStore, T: Transport>(
             .into());
         }
         offset = next;
+        if let Some(ack) = ack {
+            return Ok(ack);
+        }
     }
     Ok(Ack::default())
 }

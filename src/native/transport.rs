@@ -150,7 +150,12 @@ impl Transport for HttpTransport {
         }
     }
 
-    async fn patch(&mut self, url: &str, offset: u64, chunk: &[u8]) -> Result<u64, TransportError> {
+    async fn patch(
+        &mut self,
+        url: &str,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Result<(u64, Option<Ack>), TransportError> {
         let resp = self
             .agent
             .patch(self.url(url))
@@ -161,8 +166,15 @@ impl Transport for HttpTransport {
             .send(chunk)
             .map_err(net)?;
         match resp.status().as_u16() {
-            200 | 204 => header_u64(&resp, "Upload-Offset")
-                .ok_or_else(|| TransportError::Network("PATCH answered without Upload-Offset".into())),
+            200 | 204 => {
+                let offset = header_u64(&resp, "Upload-Offset")
+                    .ok_or_else(|| TransportError::Network("PATCH answered without Upload-Offset".into()))?;
+                let ack = header_u64(&resp, "Tidelog-Rows-Added").map(|rows_added| Ack {
+                    rows_added,
+                    duplicates_skipped: header_u64(&resp, "Tidelog-Duplicates-Skipped").unwrap_or(0),
+                });
+                Ok((offset, ack))
+            }
             _ => Err(failure(resp)),
         }
     }

@@ -114,7 +114,12 @@ impl Transport for FetchTransport {
         }
     }
 
-    async fn patch(&mut self, url: &str, offset: u64, chunk: &[u8]) -> Result<u64, TransportError> {
+    async fn patch(
+        &mut self,
+        url: &str,
+        offset: u64,
+        chunk: &[u8],
+    ) -> Result<(u64, Option<Ack>), TransportError> {
         let resp = self
             .tus(Request::patch(&self.url(url)))
             .header("Content-Type", "application/offset+octet-stream")
@@ -125,9 +130,16 @@ impl Transport for FetchTransport {
             .await
             .map_err(net)?;
         match resp.status() {
-            200 | 204 => header_u64(&resp, "Upload-Offset").ok_or_else(|| {
-                TransportError::Network("PATCH answered without a readable Upload-Offset".into())
-            }),
+            200 | 204 => {
+                let offset = header_u64(&resp, "Upload-Offset").ok_or_else(|| {
+                    TransportError::Network("PATCH answered without a readable Upload-Offset".into())
+                })?;
+                let ack = header_u64(&resp, "Tidelog-Rows-Added").map(|rows_added| Ack {
+                    rows_added,
+                    duplicates_skipped: header_u64(&resp, "Tidelog-Duplicates-Skipped").unwrap_or(0),
+                });
+                Ok((offset, ack))
+            }
             _ => Err(failure(resp).await),
         }
     }

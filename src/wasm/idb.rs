@@ -132,6 +132,11 @@ impl IdbStore {
             .db
             .transaction(&[RUNS, CHUNKS, BLOBS], TransactionMode::ReadWrite)
             .map_err(err)?;
+        let runs = tx.store(RUNS).map_err(err)?;
+        let Some(row) = runs.get(id.into()).await.map_err(err)? else {
+            let _ = tx.abort().await;
+            return Err(StoreError::new(format!("run {id} is not in IndexedDB")));
+        };
         let blobs = tx.store(BLOBS).map_err(err)?;
         for (f, data) in files {
             let blob = object(&[
@@ -150,12 +155,6 @@ impl IdbStore {
             .put(&chunk, None)
             .await
             .map_err(err)?;
-        let runs = tx.store(RUNS).map_err(err)?;
-        let row = runs
-            .get(id.into())
-            .await
-            .map_err(err)?
-            .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
         let len = get(&row, "log_bytes").as_f64().unwrap_or(0.0) + bytes.len() as f64;
         Reflect::set(&row, &"log_bytes".into(), &len.into()).map_err(js_err)?;
         runs.put(&row, None).await.map_err(err)?;

@@ -6,11 +6,12 @@ mod backend;
 mod fetch;
 mod fs_host;
 mod idb;
+mod media;
 mod memory;
 mod run;
 mod store;
 
-pub use run::WasmRun;
+pub use run::{InitOptions, WasmRun};
 pub use store::Store;
 
 /// A JS `Error` carrying `message`, for rejections the page can show.

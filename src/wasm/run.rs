@@ -17,19 +17,28 @@ use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 use crate::core::run_log::{LogOptions, Logged, RunLog};
 use crate::core::value::Value;
 
+/// The `init()` options the wasm side needs (the JS wrapper keeps the rest).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct InitOptions {
-    project: String,
-    name: Option<String>,
-    entity: Option<String>,
-    id: Option<String>,
+pub struct InitOptions {
+    /// Project (required).
+    pub project: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Entity.
+    pub entity: Option<String>,
+    /// Run id; default a fresh one.
+    pub id: Option<String>,
+    /// Initial config.
     #[serde(default)]
-    config: Map<String, Json>,
+    pub config: Map<String, Json>,
+    /// Labels.
     #[serde(default)]
-    tags: Vec<String>,
-    notes: Option<String>,
-    resume: Option<String>,
+    pub tags: Vec<String>,
+    /// Description.
+    pub notes: Option<String>,
+    /// `allow` (default), `must` or `never`.
+    pub resume: Option<String>,
 }
 
 struct Inner {
@@ -98,7 +107,8 @@ fn to_value(key: &str, v: &JsValue) -> Result<Value, JsValue> {
 }
 
 impl Store {
-    async fn open(&self, opts: InitOptions) -> Result<WasmRun, JsValue> {
+    /// Starts (or resumes) a run: the Rust side of `openRun`.
+    pub async fn open(&self, opts: InitOptions) -> Result<WasmRun, JsValue> {
         if opts.project.trim().is_empty() {
             return Err(type_error("tidelog.init: project is required"));
         }
@@ -324,6 +334,21 @@ impl WasmRun {
             Ok(Logged::DroppedStaleStep { .. }) => Ok(false),
             Err(e) => Err(type_error(format!("tidelog: {e}"))),
         }
+    }
+
+    /// Writes a system-metrics row (`keys[i]` = `values[i]`).
+    #[wasm_bindgen(js_name = logSystem)]
+    pub fn log_system(&self, keys: Vec<String>, values: &[f64]) -> Result<(), JsValue> {
+        let row: Vec<(&str, f64)> = keys
+            .iter()
+            .map(String::as_str)
+            .zip(values.iter().copied())
+            .collect();
+        self.inner
+            .borrow_mut()
+            .log
+            .system(now_ms(), &row)
+            .map_err(|e| type_error(format!("tidelog: {e}")))
     }
 
     /// Merges keys into the run's config.

@@ -110,6 +110,12 @@ impl Store {
         }
     }
 
+    /// A run's whole log (`records.tlog` bytes), e.g. to download it from a page.
+    #[wasm_bindgen(js_name = logBytes)]
+    pub async fn log_bytes(&self, id: String) -> Result<Vec<u8>, JsValue> {
+        self.backend.read_log(&id).await.map_err(js_error)
+    }
+
     /// Ids of runs with records the server has not acknowledged.
     pub async fn unsynced(&self) -> Result<Vec<String>, JsValue> {
         self.backend.unsynced().await.map_err(js_error)

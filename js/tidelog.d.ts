@@ -1,0 +1,96 @@
+// Types of the tidelog npm package (browser and Node entries share them).
+
+export type Scalar = number | boolean | string;
+export type Loggable = Scalar | number[] | { [key: string]: unknown } | Media;
+
+/** A media value built by Image, Audio, Histogram, Table or Plot. */
+export interface Media { readonly __tidelogMedia?: never }
+
+export interface InitOptions {
+  /** Required: the project the run is filed under. */
+  project: string;
+  name?: string;
+  entity?: string;
+  config?: Record<string, unknown>;
+  tags?: string[];
+  notes?: string;
+  /** Default: a fresh 8-character [a-z0-9] id. */
+  id?: string;
+  /** Default "auto": buffer always, sync when online. */
+  mode?: "offline" | "online" | "auto";
+  /** Default: TIDELOG_BASE_URL (Node) or globalThis.tidelogConfig.server (browser). */
+  server?: string;
+  /** Default: TIDELOG_API_KEY (Node) or globalThis.tidelogConfig.apiKey (browser). */
+  apiKey?: string;
+  /** Continue a run id that already exists locally. Default "allow". */
+  resume?: "allow" | "must" | "never";
+  /** "memory" for runtimes without storage; default IndexedDB (browser) or ./tidelog/ (Node). */
+  storage?: "default" | "memory";
+  /** Node: folder that holds tidelog/ (default TIDELOG_DIR or the current directory). */
+  dir?: string;
+  /** System-metric sampling; 0 disables. Default 10000. */
+  systemIntervalMs?: number;
+  /** Browser: how often pending records are offered to the server while online. Default 3000. */
+  syncIntervalMs?: number;
+}
+
+export interface LogOptions {
+  /** Log at this step; a step lower than the current one is dropped with a warning. */
+  step?: number;
+  /** false joins the current step; default true without step, false with it. */
+  commit?: boolean;
+}
+
+export interface FileRef { path: string; sha256: string; size: number }
+
+export interface Run {
+  readonly id: string;
+  readonly step: number;
+  log(data: Record<string, Loggable>, opts?: LogOptions): boolean;
+  config: { update(values: Record<string, unknown>): void };
+  summary: { set(key: string, value: Loggable): void };
+  save(name: string, bytes: Uint8Array | ArrayBuffer | string): FileRef;
+  flush(): Promise<void>;
+  finish(opts?: { exitCode?: number }): Promise<void>;
+}
+
+export interface SyncReport {
+  id: string;
+  state: "running" | "finished" | "failed" | "crashed" | "";
+  rows_added: number;
+  duplicates_skipped: number;
+  acked_records: number;
+  total_records: number;
+  bytes_sent: number;
+  error?: string;
+}
+
+export interface Pending {
+  run: string | null;
+  /** Records logged but not yet in IndexedDB / on disk. */
+  buffered: number;
+  /** Records of the current run the server has not acknowledged. */
+  unsynced: number;
+  syncing: boolean;
+  online: boolean;
+  lastError: string | null;
+  lastSync: number | null;
+  nextAttemptInMs: number;
+}
+
+export function init(opts: InitOptions): Promise<Run>;
+export function log(data: Record<string, Loggable>, opts?: LogOptions): boolean;
+export function finish(opts?: { exitCode?: number }): Promise<void>;
+export function save(name: string, bytes: Uint8Array | ArrayBuffer | string): FileRef;
+export function sync(): Promise<SyncReport[]>;
+export function pending(): Pending;
+export function on(event: "sync" | "error" | "quota", cb: (detail: any) => void): () => void;
+
+export function Image(
+  source: HTMLCanvasElement | ImageData | { data: Uint8Array | Uint8ClampedArray; width: number; height: number } | Uint8Array,
+  opts?: { caption?: string },
+): Media;
+export function Audio(samples: Float32Array | number[], opts?: { sampleRate?: number; caption?: string }): Media;
+export function Histogram(values: ArrayLike<number>, opts?: { bins?: number }): Media;
+export function Table(opts: { columns: string[]; data: unknown[][] }): Media;
+export function Plot(spec: Record<string, unknown>, data?: unknown): Media;

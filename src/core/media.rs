@@ -1,0 +1,156 @@
+//! Media encoders shared by every home, so an image or a sound logged in a browser and
+//! natively become the same bytes: PNG from RGBA, WAV from samples, histogram bins.
+
+use serde::Serialize;
+
+/// Why a media object could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MediaError {
+    /// The pixel buffer does not match the stated size.
+    #[error("image: {len} bytes is not {width}×{height} RGBA ({} bytes expected)", width * height * 4)]
+    BadRgba {
+        /// Bytes given.
+        len: usize,
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+    },
+    /// Bytes that are not a PNG file.
+    #[error("image: not a PNG file ({0})")]
+    NotPng(String),
+    /// An unusable sample rate.
+    #[error("audio: sample rate {0} is out of range")]
+    BadRate(u32),
+}
+
+/// Encodes 8-bit RGBA pixels as a PNG.
+pub fn encode_png(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, MediaError> {
+    let (w, h) = (width as usize, height as usize);
+    if width == 0 || height == 0 || w.checked_mul(h).and_then(|p| p.checked_mul(4)) != Some(rgba.len()) {
+        return Err(MediaError::BadRgba {
+            len: rgba.len(),
+            width: w,
+            height: h,
+        });
+    }
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, width, height);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc
+        .write_header()
+        .map_err(|e| MediaError::NotPng(e.to_string()))?;
+    writer
+        .write_image_data(rgba)
+        .map_err(|e| MediaError::NotPng(e.to_string()))?;
+    writer.finish().map_err(|e| MediaError::NotPng(e.to_string()))?;
+    Ok(out)
+}
+
+/// Width and height of PNG bytes (the header is checked, the pixels are not decoded).
+pub fn png_size(png: &[u8]) -> Result<(u32, u32), MediaError> {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let reader = decoder
+        .read_info()
+        .map_err(|e| MediaError::NotPng(e.to_string()))?;
+    let info = reader.info();
+    Ok((info.width, info.height))
+}
+
+/// Encodes mono samples in [-1, 1] as 16-bit PCM WAV.
+pub fn encode_wav(samples: &[f32], sample_rate: u32) -> Result<Vec<u8>, MediaError> {
+    if !(1..=768_000).contains(&sample_rate) {
+        return Err(MediaError::BadRate(sample_rate));
+    }
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&sample_rate.to_le_bytes());
+    out.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        let v = if s.is_nan() { 0.0 } else { s.clamp(-1.0, 1.0) };
+        out.extend_from_slice(&((v * 32767.0).round() as i16).to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// A histogram as logged: `bins` edges (one more than `counts`).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Bin edges, ascending.
+    pub bins: Vec<f64>,
+    /// Values per bin.
+    pub counts: Vec<u64>,
+}
+
+/// Bins the finite values into `bins` equal-width bins (non-finite values are skipped).
+pub fn histogram(values: &[f64], bins: usize) -> Histogram {
+    let bins = bins.clamp(1, 512);
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+        (l.min(v), h.max(v))
+    });
+    if lo > hi {
+        return Histogram {
+            bins: vec![0.0, 0.0],
+            counts: vec![0],
+        };
+    }
+    let width = if hi > lo { (hi - lo) / bins as f64 } else { 1.0 };
+    let mut counts = vec![0u64; bins];
+    for v in values.iter().filter(|v| v.is_finite()) {
+        let i = (((v - lo) / width) as usize).min(bins - 1);
+        counts[i] += 1;
+    }
+    Histogram {
+        bins: (0..=bins).map(|i| lo + width * i as f64).collect(),
+        counts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_roundtrips_its_size_and_rejects_bad_buffers() {
+        let png = encode_png(&[255u8; 3 * 2 * 4], 3, 2).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        assert_eq!(png_size(&png), Ok((3, 2)));
+        assert!(matches!(
+            encode_png(&[0u8; 5], 3, 2),
+            Err(MediaError::BadRgba { .. })
+        ));
+        assert!(png_size(b"GIF89a").is_err());
+    }
+
+    #[test]
+    fn wav_header_and_samples() {
+        let wav = encode_wav(&[0.0, 1.0, -1.0, 2.0], 8000).unwrap();
+        assert_eq!(&wav[..4], b"RIFF");
+        assert_eq!(wav.len(), 44 + 8);
+        assert_eq!(i16::from_le_bytes([wav[46], wav[47]]), 32767);
+        assert_eq!(i16::from_le_bytes([wav[48], wav[49]]), -32767);
+        assert_eq!(i16::from_le_bytes([wav[50], wav[51]]), 32767, "clamped");
+        assert!(encode_wav(&[], 0).is_err());
+    }
+
+    #[test]
+    fn histogram_counts_every_finite_value() {
+        let h = histogram(&[0.0, 1.0, 2.0, 3.0, f64::NAN, 4.0], 4);
+        assert_eq!(h.counts, vec![1, 1, 1, 2]);
+        assert_eq!(h.bins.first(), Some(&0.0));
+        assert_eq!(h.bins.last(), Some(&4.0));
+        assert_eq!(histogram(&[], 3).counts, vec![0]);
+    }
+}

@@ -1,0 +1,257 @@
+//! The SQL store through `sqlx::Any`: connection, schema, and the run row. Portable SQL only
+//! (`$n` placeholders, `ON CONFLICT`), so another backend is a driver feature away.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value as Json};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use tokio::sync::Notify;
+
+use super::error::ServerError;
+use crate::core::time::rfc3339;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, account TEXT NOT NULL, \
+     created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
+     project TEXT NOT NULL, entity TEXT, name TEXT, tags TEXT NOT NULL, notes TEXT, \
+     state TEXT NOT NULL, exit_code BIGINT, config TEXT NOT NULL, summary TEXT NOT NULL, \
+     created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL, next_seq BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS runs_account ON runs (account, created_ms)",
+    "CREATE TABLE IF NOT EXISTS history (run_id TEXT NOT NULL, seq BIGINT NOT NULL, \
+     step BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
+    "CREATE INDEX IF NOT EXISTS history_step ON history (run_id, step)",
+    "CREATE TABLE IF NOT EXISTS system (run_id TEXT NOT NULL, seq BIGINT NOT NULL, \
+     step BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
+    "CREATE INDEX IF NOT EXISTS system_step ON system (run_id, step)",
+    "CREATE TABLE IF NOT EXISTS files (run_id TEXT NOT NULL, path TEXT NOT NULL, \
+     sha256 TEXT NOT NULL, size BIGINT NOT NULL, PRIMARY KEY (run_id, path))",
+    "CREATE TABLE IF NOT EXISTS bundles (sha256 TEXT PRIMARY KEY, run_id TEXT NOT NULL, \
+     rows_added BIGINT NOT NULL, created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
+     length BIGINT NOT NULL, sha256 TEXT, metadata TEXT, created BIGINT NOT NULL)",
+];
+
+/// Opens the database (default: SQLite `<data>/tidelog.db`, WAL) and creates the schema.
+pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError> {
+    sqlx::any::install_default_drivers();
+    let url = match url {
+        Some(u) => u.to_owned(),
+        None => {
+            let io = |e| ServerError::io(format!("creating {}", data.display()), e);
+            std::fs::create_dir_all(data).map_err(io)?;
+            let file = std::path::absolute(data.join("tidelog.db")).map_err(io)?;
+            let path = file.display().to_string();
+            let path = path.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+            format!("sqlite://{path}?mode=rwc")
+        }
+    };
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    // Checkpoints run after each ingest (see `checkpointer`); this is a backstop.
+                    sqlx::query("PRAGMA wal_autocheckpoint = 262144")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    for stmt in SCHEMA {
+        sqlx::query(stmt).execute(&pool).await?;
+    }
+    Ok(pool)
+}
+
+/// True when the pool talks to SQLite, whose WAL and placeholders need special care.
+pub fn is_sqlite(pool: &AnyPool) -> bool {
+    pool.connect_options().database_url.scheme() == "sqlite"
+}
+
+/// Copies committed WAL pages into the SQLite file whenever `written` is notified, so an
+/// ingest's commit does not pay for the checkpoint. Runs until the server stops.
+pub async fn checkpointer(pool: AnyPool, written: Arc<Notify>) {
+    loop {
+        written.notified().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            log::warn!("tidelog server: WAL checkpoint failed: {e}");
+        }
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored sequence number or step as `u64`; negative values mean a corrupt database.
+pub fn to_u64(v: i64) -> Result<u64, ServerError> {
+    u64::try_from(v).map_err(|_| ServerError::Corrupt(format!("negative counter {v}")))
+}
+
+/// One row of `runs`, decoded.
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Owning account.
+    pub account: String,
+    /// Project.
+    pub project: String,
+    /// Team or user namespace.
+    pub entity: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Description.
+    pub notes: Option<String>,
+    /// `running`, `finished`, `failed` or `crashed`.
+    pub state: String,
+    /// Exit code once finished.
+    pub exit_code: Option<i64>,
+    /// Merged config.
+    pub config: Map<String, Json>,
+    /// Merged summary.
+    pub summary: Map<String, Json>,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    /// Last change, Unix ms.
+    pub updated_ms: i64,
+    /// Records `0..next_seq` are stored.
+    pub next_seq: u64,
+}
+
+const RUN_COLUMNS: &str = "id, account, project, entity, name, tags, notes, state, exit_code, \
+     config, summary, created_ms, updated_ms, next_seq";
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ServerError> {
+    serde_json::from_str(text).map_err(|e| ServerError::Corrupt(e.to_string()))
+}
+
+fn to_text(v: &impl serde::Serialize) -> Result<String, ServerError> {
+    serde_json::to_string(v).map_err(|e| ServerError::Corrupt(e.to_string()))
+}
+
+impl RunRow {
+    fn from_row(r: &AnyRow) -> Result<Self, ServerError> {
+        Ok(RunRow {
+            id: r.try_get("id")?,
+            account: r.try_get("account")?,
+            project: r.try_get("project")?,
+            entity: r.try_get("entity")?,
+            name: r.try_get("name")?,
+            tags: parse(r.try_get("tags")?)?,
+            notes: r.try_get("notes")?,
+            state: r.try_get("state")?,
+            exit_code: r.try_get("exit_code")?,
+            config: parse(r.try_get("config")?)?,
+            summary: parse(r.try_get("summary")?)?,
+            created_ms: r.try_get("created_ms")?,
+            updated_ms: r.try_get("updated_ms")?,
+            next_seq: to_u64(r.try_get("next_seq")?)?,
+        })
+    }
+
+    /// Loads one run by id.
+    pub async fn load<'e, E>(db: E, id: &str) -> Result<Option<RunRow>, ServerError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(db).await?;
+        row.as_ref().map(RunRow::from_row).transpose()
+    }
+
+    /// The account's runs, newest first, optionally of one project.
+    pub async fn list(
+        db: &AnyPool,
+        account: &str,
+        project: Option<&str>,
+    ) -> Result<Vec<RunRow>, ServerError> {
+        let rows = match project {
+            Some(p) => {
+                let sql = format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE account = $1 AND project = $2 \
+                     ORDER BY created_ms DESC, id"
+                );
+                sqlx::query(&sql).bind(account).bind(p).fetch_all(db).await?
+            }
+            None => {
+                let sql =
+                    format!("SELECT {RUN_COLUMNS} FROM runs WHERE account = $1 ORDER BY created_ms DESC, id");
+                sqlx::query(&sql).bind(account).fetch_all(db).await?
+            }
+        };
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
+    /// Inserts or replaces the run.
+    pub async fn save<'e, E>(&self, db: E) -> Result<(), ServerError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let next_seq = i64::try_from(self.next_seq)
+            .map_err(|_| ServerError::Corrupt(format!("next_seq {} out of range", self.next_seq)))?;
+        let sql = format!(
+            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+             $12, $13, $14) ON CONFLICT (id) DO UPDATE SET project = excluded.project, \
+             entity = excluded.entity, name = excluded.name, tags = excluded.tags, \
+             notes = excluded.notes, state = excluded.state, exit_code = excluded.exit_code, \
+             config = excluded.config, summary = excluded.summary, updated_ms = excluded.updated_ms, \
+             next_seq = excluded.next_seq"
+        );
+        sqlx::query(&sql)
+            .bind(&self.id)
+            .bind(&self.account)
+            .bind(&self.project)
+            .bind(self.entity.as_deref())
+            .bind(self.name.as_deref())
+            .bind(to_text(&self.tags)?)
+            .bind(self.notes.as_deref())
+            .bind(&self.state)
+            .bind(self.exit_code)
+            .bind(to_text(&self.config)?)
+            .bind(to_text(&self.summary)?)
+            .bind(self.created_ms)
+            .bind(self.updated_ms)
+            .bind(next_seq)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    /// The run as the API shows it.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "id": self.id,
+            "project": self.project,
+            "entity": self.entity,
+            "name": self.name,
+            "tags": self.tags,
+            "notes": self.notes,
+            "state": self.state,
+            "exit_code": self.exit_code,
+            "config": self.config,
+            "summary": self.summary,
+            "created": rfc3339(self.created_ms),
+            "updated": rfc3339(self.updated_ms),
+            "created_ms": self.created_ms,
+            "updated_ms": self.updated_ms,
+        })
+    }
+}

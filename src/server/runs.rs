@@ -1,0 +1,210 @@
+//! The read API: the caller's runs, their history and system rows, and their saved files.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value as JsonValue};
+use sqlx::Row;
+
+use super::auth::Account;
+use super::db::{to_u64, RunRow};
+use super::disk::is_sha256;
+use super::error::{ApiError, ServerError};
+use super::AppState;
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn params(q: Params) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+/// The run `id` if it belongs to `account`: 404 when unknown, 403 when another's.
+async fn owned_run(state: &AppState, account: &str, id: &str) -> Result<RunRow, ApiError> {
+    let run = RunRow::load(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no run {id:?}")))?;
+    if run.account != account {
+        return Err(ApiError::Forbidden(id.to_owned()));
+    }
+    Ok(run)
+}
+
+/// `GET /api/v1/runs[?project=P]`: the caller's runs, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Account(account): Account,
+    q: Params,
+) -> Result<Json<JsonValue>, ApiError> {
+    let q = params(q)?;
+    let runs = RunRow::list(&state.db, &account, q.get("project").map(String::as_str)).await?;
+    let runs: Vec<JsonValue> = runs.iter().map(RunRow::to_json).collect();
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// `GET /api/v1/runs/{id}`: one run.
+pub async fn get(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> Result<Json<JsonValue>, ApiError> {
+    Ok(Json(owned_run(&state, &account, &id).await?.to_json()))
+}
+
+/// `GET /api/v1/runs/{id}/history[?keys=a,b]`: rows in step order.
+pub async fn history(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    owned_run(&state, &account, &id).await?;
+    rows(&state, "history", &id, &params(q)?).await
+}
+
+/// `GET /api/v1/runs/{id}/system[?keys=a,b]`: system metric rows in step order.
+pub async fn system(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    owned_run(&state, &account, &id).await?;
+    rows(&state, "system", &id, &params(q)?).await
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(ServerError::Corrupt(e.to_string()))
+}
+
+/// Writes `{"rows": [...]}` straight from the stored row JSON; with `keys`, only those keys and
+/// only rows that have one of them.
+async fn rows(
+    state: &AppState,
+    table: &'static str,
+    run_id: &str,
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let keys: Option<HashSet<&str>> = q
+        .get("keys")
+        .map(|k| k.split(',').map(str::trim).filter(|k| !k.is_empty()).collect());
+    let sql = format!("SELECT step, ts_ms, data FROM {table} WHERE run_id = $1 ORDER BY step, seq");
+    let found = sqlx::query(&sql).bind(run_id).fetch_all(&state.db).await?;
+    let mut out = b"{\"rows\":[".to_vec();
+    let mut first = true;
+    for r in &found {
+        let step = to_u64(r.try_get(0)?)?;
+        let ts_ms: i64 = r.try_get(1)?;
+        let data: String = r.try_get(2)?;
+        let timestamp = serde_json::to_string(&(ts_ms as f64 / 1000.0)).map_err(corrupt)?;
+        let head = format!("{{\"_step\":{step},\"_timestamp\":{timestamp}");
+        let tail = match &keys {
+            None => {
+                let inner = data
+                    .strip_prefix('{')
+                    .ok_or_else(|| corrupt("stored row is not an object"))?;
+                if inner == "}" {
+                    inner.to_owned()
+                } else {
+                    format!(",{inner}")
+                }
+            }
+            Some(keys) => {
+                let mut row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(corrupt)?;
+                row.retain(|k, _| keys.contains(k.as_str()));
+                if row.is_empty() {
+                    continue;
+                }
+                let rest = serde_json::to_string(&row).map_err(corrupt)?;
+                format!(",{}", &rest[1..])
+            }
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(tail.as_bytes());
+    }
+    out.extend_from_slice(b"]}");
+    Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// `GET /api/v1/runs/{id}/files`: the run's saved files.
+pub async fn files(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path(id): Path<String>,
+) -> Result<Json<JsonValue>, ApiError> {
+    owned_run(&state, &account, &id).await?;
+    let found = sqlx::query("SELECT path, sha256, size FROM files WHERE run_id = $1 ORDER BY path")
+        .bind(&id)
+        .fetch_all(&state.db)
+        .await?;
+    let files = found
+        .iter()
+        .map(|r| {
+            Ok(json!({
+                "path": r.try_get::<String, _>(0)?,
+                "sha256": r.try_get::<String, _>(1)?,
+                "size": to_u64(r.try_get(2)?)?,
+            }))
+        })
+        .collect::<Result<Vec<_>, ServerError>>()?;
+    Ok(Json(json!({ "files": files })))
+}
+
+/// A content type from the file's extension.
+fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("json") => "application/json",
+        Some("txt" | "log" | "md" | "yaml" | "yml" | "py") => "text/plain; charset=utf-8",
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("svg") => "image/svg+xml",
+        Some("webp") => "image/webp",
+        Some("mp4") => "video/mp4",
+        Some("webm") => "video/webm",
+        Some("wav") => "audio/wav",
+        Some("mp3") => "audio/mpeg",
+        Some("pdf") => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `GET /api/v1/runs/{id}/files/{*path}`: a saved file's bytes, sandboxed so uploaded HTML
+/// or SVG cannot script the dashboard.
+pub async fn file(
+    State(state): State<AppState>,
+    Account(account): Account,
+    Path((id, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    owned_run(&state, &account, &id).await?;
+    let sha: String = sqlx::query_scalar("SELECT sha256 FROM files WHERE run_id = $1 AND path = $2")
+        .bind(&id)
+        .bind(&path)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id:?} has no file {path:?}")))?;
+    if !is_sha256(&sha) {
+        return Err(corrupt(format!("bad blob name {sha:?}")));
+    }
+    let blob = state.disk.blob_path(&sha);
+    let data = tokio::fs::read(&blob)
+        .await
+        .map_err(|e| ServerError::io(format!("reading {}", blob.display()), e))?;
+    let headers = [
+        (CONTENT_TYPE, content_type(&path)),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (CONTENT_SECURITY_POLICY, "sandbox"),
+    ];
+    Ok((headers, data).into_response())
+}
