@@ -7,9 +7,9 @@ const BACKOFF_START_MS = 5_000;
 const BACKOFF_CAP_MS = 300_000;
 
 export function createTidelog(wasm, memory, platform) {
-  const { Store } = wasm;
-  let storePromise = null;
+  const stores = new Map();
   let current = null;
+  let lastOpts = {};
   const runs = new Set();
   const listeners = new Map();
   const acked = new Map();
@@ -32,8 +32,9 @@ export function createTidelog(wasm, memory, platform) {
   }
 
   function openStore(opts) {
-    if (!storePromise) storePromise = platform.openStore(opts);
-    return storePromise;
+    const key = JSON.stringify([opts.storage ?? "default", opts.dir ?? null]);
+    if (!stores.has(key)) stores.set(key, platform.openStore(opts));
+    return stores.get(key);
   }
 
   class Run {
@@ -162,7 +163,7 @@ export function createTidelog(wasm, memory, platform) {
     }
   }
 
-  function credentials(opts = current?._opts ?? {}) {
+  function credentials(opts = current?._opts ?? lastOpts) {
     const server = opts.server ?? platform.config("server");
     const apiKey = opts.apiKey ?? platform.config("apiKey");
     return server && apiKey ? { server, apiKey } : null;
@@ -173,6 +174,7 @@ export function createTidelog(wasm, memory, platform) {
       throw new TypeError("tidelog.init: project is required");
     }
     const store = await openStore(opts);
+    lastOpts = opts;
     const w = await store.openRun({
       project: opts.project, name: opts.name, entity: opts.entity, id: opts.id,
       config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
@@ -218,7 +220,7 @@ export function createTidelog(wasm, memory, platform) {
   async function syncOnce() {
     const creds = credentials();
     if (!creds) throw new Error("tidelog.sync: no server/apiKey (pass them to init, or set TIDELOG_BASE_URL and TIDELOG_API_KEY)");
-    const store = await openStore(current?._opts ?? {});
+    const store = await openStore(current?._opts ?? lastOpts);
     status.syncing = true;
     emit("sync", { phase: "start" });
     try {

@@ -116,6 +116,7 @@ impl<D: Dir> FolderRun<D> {
     pub fn create(dir: D, root: &Path, info: &RunInfo) -> io::Result<Self> {
         let path = root.join(run_dir_name(info.created_ms, &info.id));
         dir.mkdirp(&path.join(FILES))?;
+        dir.append(&path.join(RECORDS), &[])?;
         Ok(FolderRun::open(dir, path))
     }
 
