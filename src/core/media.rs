@@ -48,14 +48,19 @@ pub fn encode_png(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Media
     Ok(out)
 }
 
-/// Width and height of PNG bytes (the header is checked, the pixels are not decoded).
+/// Width and height of PNG bytes, read from the signature and the IHDR chunk (the pixels are
+/// not decoded, which keeps a PNG decoder out of the wasm module).
 pub fn png_size(png: &[u8]) -> Result<(u32, u32), MediaError> {
-    let decoder = png::Decoder::new(std::io::Cursor::new(png));
-    let reader = decoder
-        .read_info()
-        .map_err(|e| MediaError::NotPng(e.to_string()))?;
-    let info = reader.info();
-    Ok((info.width, info.height))
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if png.len() < 24 || &png[..8] != SIGNATURE || &png[12..16] != b"IHDR" {
+        return Err(MediaError::NotPng("no PNG signature and IHDR chunk".into()));
+    }
+    let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    let (width, height) = (be(16), be(20));
+    if width == 0 || height == 0 {
+        return Err(MediaError::NotPng("zero width or height".into()));
+    }
+    Ok((width, height))
 }
 
 /// Encodes mono samples in [-1, 1] as 16-bit PCM WAV.
