@@ -85,7 +85,10 @@ async fn records_round_trip_and_survive_a_reopen() {
     let got = rows(&reopened, &id).await;
     assert_eq!(got.len(), 101);
     assert_eq!(got[100], (100, -1.0));
-    assert!(reopened.open(opts(&id, "never")).await.is_err(), "resume: never refuses an existing id");
+    assert!(
+        reopened.open(opts(&id, "never")).await.is_err(),
+        "resume: never refuses an existing id"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -119,5 +122,8 @@ async fn a_failed_batch_is_kept_and_stored_later_in_order() {
 
     flush(&run).await.unwrap();
     assert_eq!(run.buffered(), 0.0);
-    assert_eq!(rows(&store, &id).await, vec![(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0)]);
+    assert_eq!(
+        rows(&store, &id).await,
+        vec![(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0)]
+    );
 }

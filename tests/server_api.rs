@@ -275,7 +275,11 @@ fn bundle(log: &[u8], range: Option<std::ops::Range<u64>>) -> Bundle {
     } else {
         RunState::Running
     };
-    let files = vec![FILE.to_vec(); index.files(range.clone()).len()];
+    let files: Vec<_> = index
+        .files(range.clone())
+        .into_iter()
+        .map(|f| (f.sha256, FILE.to_vec()))
+        .collect();
     write_bundle(&index, &run, state, range, &files).unwrap()
 }
 

@@ -406,3 +406,54 @@ fn bundle_files_upload_exactly_once_and_discovery_skips_ignored_folders() {
     );
     assert_eq!(runs(&server.url, &key).len(), 2);
 }
+
+#[test]
+fn a_file_saved_again_is_uploaded_once() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let blob: Vec<u8> = (0..1_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+
+    let run = tidelog::init(settings(work.path(), "dedupe")).unwrap();
+    run.save("first.bin", &blob).unwrap();
+    run.log([("x", 1.0)]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let first = sync(work.path(), &server.url, &key, &[], 0);
+    run.save("again/second.bin", &blob).unwrap();
+    let id = run.id().to_owned();
+    run.finish(0).unwrap();
+    let second = sync(work.path(), &server.url, &key, &[], 0);
+
+    let sent = |o: &std::process::Output| -> u64 {
+        let out = String::from_utf8_lossy(&o.stdout);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "bytes").expect("bytes sent");
+        words[at - 1].parse().unwrap()
+    };
+    assert!(sent(&first) > 900_000, "{}", text(&first));
+    assert!(
+        sent(&second) < 100_000,
+        "the second bundle leaves the blob out: {}",
+        text(&second)
+    );
+    let (_, files) = get(&server.url, &key, &format!("/api/v1/runs/{id}/files"));
+    let files = files["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["sha256"], files[1]["sha256"]);
+    let (status, bytes) = get_bytes(
+        &server.url,
+        &key,
+        &format!("/api/v1/runs/{id}/files/again/second.bin"),
+    );
+    assert_eq!(status, 200);
+    assert!(bytes == blob);
+}

@@ -94,7 +94,7 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
             let files = index
                 .files(range.clone())
                 .iter()
-                .map(|f| run.file_bytes(f))
+                .map(|f| run.file_bytes(f).map(|data| (f.sha256.clone(), data)))
                 .collect::<Result<Vec<_>, _>>()?;
             let b = write_bundle(
                 &index,

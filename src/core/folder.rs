@@ -205,6 +205,7 @@ impl<D: Dir> FolderRun<D> {
             .map(|m| SyncProgress {
                 acked_records: m.acked_records,
                 upload: None,
+                acked_files: m.acked_files,
             })
             .unwrap_or_default())
     }
@@ -316,6 +317,7 @@ impl<D: Dir> RunStore for FolderRun<D> {
                 let marker = SyncedMarker {
                     acked_records: progress.acked_records,
                     log_bytes,
+                    acked_files: progress.acked_files.clone(),
                 };
                 write_json(&self.dir, &self.path.join(SYNCED), &marker)?;
                 self.dir.remove(&self.path.join(PROGRESS))?;

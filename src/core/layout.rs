@@ -72,6 +72,9 @@ pub struct SyncedMarker {
     pub acked_records: u64,
     /// Length of `records.tlog` when it was synced; a longer log is unsynced again.
     pub log_bytes: u64,
+    /// Saved files (sha256) the server has, so a resumed run does not upload them again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub acked_files: std::collections::BTreeSet<String>,
 }
 
 /// The folder name of a run: `run-20261126_171930-a1b2c3d4`.

@@ -2,6 +2,7 @@
 //! resuming interrupted uploads. I/O goes through the [`RunStore`] and [`Transport`] seams,
 //! so the same engine runs natively, in Node and in the browser.
 
+use std::collections::BTreeSet;
 use std::fmt::Display;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,9 @@ pub struct SyncProgress {
     /// A resumable upload under way, to continue rather than restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<PendingUpload>,
+    /// Saved files (by sha256) the server acknowledged: later bundles leave them out.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acked_files: BTreeSet<String>,
 }
 
 /// A tus upload that was created but may not have finished.
@@ -236,9 +240,14 @@ pub async fn sync_run<S: RunStore, T: Transport>(
         } else {
             RunState::Running
         };
-        let refs = index.files(range.clone());
+        let refs: Vec<_> = index
+            .files(range.clone())
+            .into_iter()
+            .filter(|f| !progress.acked_files.contains(&f.sha256))
+            .collect();
         let contents = store.read_files(&refs).await.map_err(store_err)?;
-        let bundle = write_bundle(&index, &run, bundle_state, range.clone(), &contents)?;
+        let files: Vec<_> = refs.iter().map(|f| f.sha256.clone()).zip(contents).collect();
+        let bundle = write_bundle(&index, &run, bundle_state, range.clone(), &files)?;
         let mut attempt = 0;
         let ack = loop {
             attempt += 1;
@@ -266,6 +275,13 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 report.duplicates_skipped += ack.duplicates_skipped;
                 progress.acked_records = range.end;
                 progress.upload = None;
+                progress
+                    .acked_files
+                    .extend(bundle.manifest.entries.iter().filter_map(|e| {
+                        e.path
+                            .strip_prefix(crate::core::bundle::FILES_DIR)
+                            .map(str::to_owned)
+                    }));
                 let done = (range.end == index.len()).then_some(log.len() as u64);
                 store.save_progress(&progress, done).await.map_err(store_err)?;
             }
@@ -275,7 +291,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 rewound = true;
                 progress = SyncProgress {
                     acked_records: next_seq,
-                    upload: None,
+                    ..SyncProgress::default()
                 };
             }
             Err(e) => return Err(e),

@@ -300,12 +300,14 @@ pub async fn ingest(
                 summary.extend(update.iter().map(|(k, v)| (*seq, k.clone(), v.clone())));
             }
             Meta::File(f) => {
-                let data = p
-                    .files
-                    .get(&f.sha256)
-                    .ok_or_else(|| bad(format!("file {:?} is missing from the bundle", f.path)))?;
-                if data.len() as u64 != f.size {
-                    return Err(bad(format!("file {:?} does not match its size", f.path)));
+                match p.files.get(&f.sha256) {
+                    Some(data) if data.len() as u64 != f.size => {
+                        return Err(bad(format!("file {:?} does not match its size", f.path)));
+                    }
+                    Some(_) => {}
+                    // Content-addressed: a client leaves out blobs the server acknowledged before.
+                    None if is_sha256(&f.sha256) && state.disk.blob_path(&f.sha256).is_file() => {}
+                    None => return Err(bad(format!("file {:?} is missing from the bundle", f.path))),
                 }
                 files.push((f.path.clone(), f.sha256.clone(), f.size));
             }

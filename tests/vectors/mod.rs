@@ -15,5 +15,6 @@ pub const BUNDLE_SHA256: &str = include_str!("run.bundle.sha256");
 pub fn bundle() -> Bundle {
     let index = LogIndex::new(LOG).expect("the vector decodes");
     let run = index.run().expect("start record").clone();
-    write_bundle(&index, &run, index.state(false), 0..index.len(), &[MODEL.to_vec()]).expect("bundle")
+    let files = [(tidelog::core::bundle::sha256_hex(MODEL), MODEL.to_vec())];
+    write_bundle(&index, &run, index.state(false), 0..index.len(), &files).expect("bundle")
 }

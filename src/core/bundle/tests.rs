@@ -50,7 +50,7 @@ fn build(log: &[u8]) -> Bundle {
         &run,
         index.state(false),
         0..index.len(),
-        &[b"weights".to_vec()],
+        &[(sha256_hex(b"weights"), b"weights".to_vec())],
     )
     .unwrap()
 }

@@ -34,24 +34,15 @@ struct MetaLine<'a> {
     meta: &'a Meta,
 }
 
-/// Builds the bundle of `range`; `contents` holds the files of `index.files(range)`, in order.
+/// Builds the bundle of `range`. `files_in` holds `(sha256, content)` of the saved files to
+/// include; files referenced in the range but absent from it are ones the server already has.
 pub fn write_bundle(
     index: &LogIndex<'_>,
     run: &RunInfo,
     state: RunState,
     range: Range<u64>,
-    contents: &[Vec<u8>],
+    files_in: &[(String, Vec<u8>)],
 ) -> Result<Bundle, BundleError> {
-    let refs = index.files(range.clone());
-    if refs.len() != contents.len() {
-        return Err(BundleError::MissingFile {
-            path: refs
-                .get(contents.len())
-                .map(|f| f.path.clone())
-                .unwrap_or_default(),
-            why: format!("{} files referenced, {} given", refs.len(), contents.len()),
-        });
-    }
     let mut history = ColumnsBuilder::default();
     let mut system = ColumnsBuilder::default();
     let mut records = Vec::new();
@@ -75,18 +66,16 @@ pub fn write_bundle(
             Record::Meta(meta) => {
                 if let Meta::File(f) = &meta {
                     let path = format!("{FILES_DIR}{}", f.sha256);
-                    let i = refs
-                        .iter()
-                        .position(|r| r == f)
-                        .expect("files() lists every reference");
-                    if sha256_hex(&contents[i]) != f.sha256 {
-                        return Err(BundleError::MissingFile {
-                            path: f.path.clone(),
-                            why: "content does not match its sha256".into(),
-                        });
-                    }
-                    if !files.iter().any(|(p, _)| *p == path) {
-                        files.push((path, contents[i].clone()));
+                    if let Some((_, data)) = files_in.iter().find(|(sha, _)| *sha == f.sha256) {
+                        if sha256_hex(data) != f.sha256 {
+                            return Err(BundleError::MissingFile {
+                                path: f.path.clone(),
+                                why: "content does not match its sha256".into(),
+                            });
+                        }
+                        if !files.iter().any(|(p, _)| *p == path) {
+                            files.push((path, data.to_vec()));
+                        }
                     }
                 }
                 serde_json::to_writer(&mut records, &MetaLine { seq, meta: &meta })
