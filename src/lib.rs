@@ -13,6 +13,7 @@ pub mod server;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
+pub use crate::core::media::{Media, MediaError};
 pub use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 pub use crate::core::run_log::{LogError, LogOptions, Logged};
 pub use crate::core::value::Value;

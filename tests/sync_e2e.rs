@@ -457,3 +457,58 @@ fn a_file_saved_again_is_uploaded_once() {
     assert_eq!(status, 200);
     assert!(bytes == blob);
 }
+
+#[test]
+fn native_media_and_files_reach_the_server_byte_identical() {
+    let work = tempfile::tempdir().unwrap();
+    let run = tidelog::init(settings(work.path(), "media")).unwrap();
+    let rgba: Vec<u8> = (0..16 * 8 * 4).map(|i| (i * 7 % 256) as u8).collect();
+    let image = tidelog::Media::image_rgba(&rgba, 16, 8)
+        .unwrap()
+        .with_caption("noise");
+    let png = match &image {
+        tidelog::Media::Image { png, .. } => png.clone(),
+        _ => unreachable!(),
+    };
+    let value = run.media("samples/input", image).unwrap();
+    let hist = run
+        .media(
+            "weights",
+            tidelog::Media::Histogram(tidelog::core::media::histogram(&[1.0, 2.0, 2.0], 2)),
+        )
+        .unwrap();
+    let clip = run
+        .media("clip", tidelog::Media::audio(&[0.0, 0.5, -0.5], 8000).unwrap())
+        .unwrap();
+    run.log([("samples/input", value), ("weights", hist), ("clip", clip)])
+        .unwrap();
+    run.save("ckpt/model.bin", b"\x00\x01weights").unwrap();
+    let id = run.id().to_owned();
+    run.finish(0).unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    sync(work.path(), &server.url, &key, &[], 0);
+    let rows = history(&server.url, &key, &id);
+    let img = &rows[0]["samples/input"];
+    assert_eq!(img["_type"], "image-file");
+    assert_eq!(img["caption"], "noise");
+    assert_eq!(
+        (img["width"].as_u64(), img["height"].as_u64()),
+        (Some(16), Some(8))
+    );
+    assert_eq!(rows[0]["weights"]["counts"], json!([1, 2]));
+    assert_eq!(rows[0]["clip"]["_type"], "audio-file");
+    let path = img["path"].as_str().unwrap();
+    assert_eq!(path, "media/images/samples_input_0.png");
+    let (status, got) = get_bytes(&server.url, &key, &format!("/api/v1/runs/{id}/files/{path}"));
+    assert_eq!(status, 200);
+    assert!(got == png, "the PNG arrives byte-identical");
+    let (_, ckpt) = get_bytes(
+        &server.url,
+        &key,
+        &format!("/api/v1/runs/{id}/files/ckpt/model.bin"),
+    );
+    assert_eq!(ckpt, b"\x00\x01weights");
+}

@@ -2,6 +2,9 @@
 //! natively become the same bytes: PNG from RGBA, WAV from samples, histogram bins.
 
 use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+use super::record::FileRef;
 
 /// Why a media object could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +25,172 @@ pub enum MediaError {
     /// An unusable sample rate.
     #[error("audio: sample rate {0} is out of range")]
     BadRate(u32),
+    /// A table row whose length differs from the columns.
+    #[error("table: row {row} has {len} values for {columns} columns")]
+    BadTable {
+        /// The row's index.
+        row: usize,
+        /// Its length.
+        len: usize,
+        /// The number of columns.
+        columns: usize,
+    },
+}
+
+/// A rich value for a history row, like `wandb.Image` / `wandb.Audio` / `wandb.Histogram` /
+/// `wandb.Table` / `wandb.plot`: images and audio are stored as files under `media/`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Media {
+    /// A PNG image.
+    Image {
+        /// PNG bytes.
+        png: Vec<u8>,
+        /// Pixels.
+        width: u32,
+        /// Pixels.
+        height: u32,
+        /// Shown under it.
+        caption: Option<String>,
+    },
+    /// A mono 16-bit WAV clip.
+    Audio {
+        /// WAV bytes.
+        wav: Vec<u8>,
+        /// Samples per second.
+        sample_rate: u32,
+        /// Seconds.
+        duration: f64,
+        /// Shown beside it.
+        caption: Option<String>,
+    },
+    /// Binned values.
+    Histogram(Histogram),
+    /// Rows of values under named columns.
+    Table {
+        /// Column names.
+        columns: Vec<String>,
+        /// One array per row, one value per column.
+        data: Vec<Vec<Json>>,
+    },
+    /// A chart given as data plus a Vega-Lite spec (like `wandb.plot.line`).
+    Plot {
+        /// The Vega-Lite spec.
+        spec: Json,
+        /// The data it draws, when kept apart from the spec.
+        data: Json,
+    },
+}
+
+impl Media {
+    /// An image from 8-bit RGBA pixels.
+    pub fn image_rgba(rgba: &[u8], width: u32, height: u32) -> Result<Media, MediaError> {
+        Ok(Media::Image {
+            png: encode_png(rgba, width, height)?,
+            width,
+            height,
+            caption: None,
+        })
+    }
+
+    /// An image from PNG bytes.
+    pub fn image_png(png: Vec<u8>) -> Result<Media, MediaError> {
+        let (width, height) = png_size(&png)?;
+        Ok(Media::Image {
+            png,
+            width,
+            height,
+            caption: None,
+        })
+    }
+
+    /// A sound from mono samples in [-1, 1].
+    pub fn audio(samples: &[f32], sample_rate: u32) -> Result<Media, MediaError> {
+        Ok(Media::Audio {
+            wav: encode_wav(samples, sample_rate)?,
+            sample_rate,
+            duration: samples.len() as f64 / f64::from(sample_rate),
+            caption: None,
+        })
+    }
+
+    /// A table; every row must have one value per column.
+    pub fn table(columns: Vec<String>, data: Vec<Vec<Json>>) -> Result<Media, MediaError> {
+        if let Some((row, r)) = data.iter().enumerate().find(|(_, r)| r.len() != columns.len()) {
+            return Err(MediaError::BadTable {
+                row,
+                len: r.len(),
+                columns: columns.len(),
+            });
+        }
+        Ok(Media::Table { columns, data })
+    }
+
+    /// Adds a caption to an image or a sound (others have none).
+    pub fn with_caption(mut self, text: impl Into<String>) -> Media {
+        if let Media::Image { caption, .. } | Media::Audio { caption, .. } = &mut self {
+            *caption = Some(text.into());
+        }
+        self
+    }
+
+    /// The file this value stores: its folder under `media/`, extension and bytes.
+    pub fn file(&self) -> Option<(&'static str, &'static str, &[u8])> {
+        match self {
+            Media::Image { png, .. } => Some(("images", "png", png)),
+            Media::Audio { wav, .. } => Some(("audio", "wav", wav)),
+            _ => None,
+        }
+    }
+
+    /// Where the file of `key` logged at `step` is saved.
+    pub fn file_path(&self, key: &str, step: u64) -> Option<String> {
+        let (dir, ext, _) = self.file()?;
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(format!("media/{dir}/{safe}_{step}.{ext}"))
+    }
+
+    /// The JSON logged in the history row (the same shapes as the JS package's media).
+    pub fn value(&self, file: Option<&FileRef>) -> Json {
+        let file_fields = |kind: &str| json!({"_type": kind, "path": file.map(|f| &f.path), "sha256": file.map(|f| &f.sha256), "size": file.map(|f| f.size)});
+        match self {
+            Media::Image {
+                width,
+                height,
+                caption,
+                ..
+            } => {
+                let mut v = file_fields("image-file");
+                v["width"] = json!(width);
+                v["height"] = json!(height);
+                v["caption"] = json!(caption);
+                v
+            }
+            Media::Audio {
+                sample_rate,
+                duration,
+                caption,
+                ..
+            } => {
+                let mut v = file_fields("audio-file");
+                v["sample_rate"] = json!(sample_rate);
+                v["duration"] = json!(duration);
+                v["caption"] = json!(caption);
+                v
+            }
+            Media::Histogram(h) => json!({"_type": "histogram", "bins": h.bins, "counts": h.counts}),
+            Media::Table { columns, data } => json!({"_type": "table", "columns": columns, "data": data}),
+            Media::Plot { spec, data } => json!({"_type": "plot", "spec": spec, "data": data}),
+        }
+    }
 }
 
 /// Encodes 8-bit RGBA pixels as a PNG.

@@ -21,6 +21,7 @@ use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES,
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
 use crate::core::layout::check_saved_file;
+use crate::core::media::Media;
 
 /// Longest a logged value waits in memory before it reaches the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -451,6 +452,16 @@ impl Run {
         };
         self.shared.lock().meta(&Meta::File(file.clone()));
         Ok(file)
+    }
+
+    /// Stores a media object's file (images, audio) under `files/media/` and returns the value
+    /// to log for it: `run.log([("sample", run.media("sample", img)?)])`.
+    pub fn media(&self, key: &str, media: Media) -> Result<Value, RunError> {
+        let file = match (media.file(), media.file_path(key, self.step())) {
+            (Some((_, _, bytes)), Some(path)) => Some(self.save(&path, bytes)?),
+            _ => None,
+        };
+        Ok(Value::Json(media.value(file.as_ref())))
     }
 
     /// The run's id.
