@@ -14,7 +14,7 @@ use crate::core::log_index::LogIndex;
 use crate::core::record::{decode, Meta, Record, RowKind, RunInfo, RunState};
 
 /// gzip level: column planes compress well already at a fast level.
-const LEVEL: u32 = 3;
+const LEVEL: u32 = 1;
 
 /// A finished bundle.
 #[derive(Debug, Clone)]
