@@ -82,6 +82,29 @@ pub fn run_dir_name(created_ms: i64, id: &str) -> String {
     format!("run-{}-{id}", crate::core::time::compact(created_ms))
 }
 
+/// Checks a user-chosen run id: 1–64 characters of `[A-Za-z0-9_-]` (it names a folder).
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"))
+    }
+}
+
+/// A fresh 8-character `[a-z0-9]` run id from 8 random bytes.
+pub fn run_id_from(random: [u8; 8]) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    random
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
 /// Largest file `save()` accepts.
 pub const MAX_FILE_BYTES: u64 = 2 << 30;
 

@@ -69,6 +69,27 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The error for a server's error answer: its JSON `{"error", "next_seq"}` body when it
+    /// has one, a 409 with `next_seq` as a [`TransportError::Gap`].
+    pub fn from_response(status: u16, body: &str) -> TransportError {
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            error: Option<String>,
+            next_seq: Option<u64>,
+        }
+        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+        if let (409, Some(next_seq)) = (status, parsed.as_ref().and_then(|b| b.next_seq)) {
+            return TransportError::Gap { next_seq };
+        }
+        let message = parsed.and_then(|b| b.error).unwrap_or_else(|| body.to_owned());
+        let message = match status {
+            401 => format!("invalid or missing API key ({message})"),
+            403 => format!("this key's account may not write this run ({message})"),
+            _ => message,
+        };
+        TransportError::Status { status, message }
+    }
+
     /// Whether trying again later may succeed.
     pub fn retryable(&self) -> bool {
         match self {

@@ -20,7 +20,7 @@ use crate::core::value::Value;
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
-use crate::core::layout::check_saved_file;
+use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
 use crate::core::media::Media;
 
 /// Longest a logged value waits in memory before it reaches the file.
@@ -157,12 +157,9 @@ pub fn now_ms() -> i64 {
 
 /// A fresh 8-character `[a-z0-9]` run id.
 pub fn new_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).expect("the OS random source is available");
-    raw.iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    run_id_from(raw)
 }
 
 struct Shared {
@@ -197,16 +194,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         return Err(RunError::Settings("project is required".into()));
     }
     if let Some(id) = &settings.id {
-        let ok = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !ok {
-            return Err(RunError::Settings(format!(
-                "id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
-            )));
-        }
+        check_run_id(id).map_err(RunError::Settings)?;
     }
     let base = settings
         .dir

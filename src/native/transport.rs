@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Deserialize;
 
 use crate::core::sync::{Ack, Transport, TransportError};
 
@@ -13,12 +12,6 @@ pub struct HttpTransport {
     agent: ureq::Agent,
     base: String,
     auth: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<String>,
-    next_seq: Option<u64>,
 }
 
 fn net(e: ureq::Error) -> TransportError {
@@ -30,21 +23,8 @@ fn header_u64(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<u64
 }
 
 fn failure(mut resp: ureq::http::Response<ureq::Body>) -> TransportError {
-    let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
-    if status == 409 {
-        if let Some(next_seq) = body.as_ref().and_then(|b| b.next_seq) {
-            return TransportError::Gap { next_seq };
-        }
-    }
-    let message = body.and_then(|b| b.error).unwrap_or(text);
-    let message = match status {
-        401 => format!("invalid or missing API key ({message})"),
-        403 => format!("this key's account may not write this run ({message})"),
-        _ => message,
-    };
-    TransportError::Status { status, message }
+    TransportError::from_response(resp.status().as_u16(), &text)
 }
 
 impl HttpTransport {

@@ -3,7 +3,6 @@
 use base64::Engine;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use js_sys::Uint8Array;
-use serde::Deserialize;
 
 use crate::core::sync::{Ack, Transport, TransportError};
 
@@ -13,27 +12,13 @@ pub struct FetchTransport {
     auth: String,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: Option<String>,
-    next_seq: Option<u64>,
-}
-
 fn net(e: gloo_net::Error) -> TransportError {
     TransportError::Network(e.to_string())
 }
 
 async fn failure(resp: Response) -> TransportError {
-    let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
-    if status == 409 {
-        if let Some(next_seq) = body.as_ref().and_then(|b| b.next_seq) {
-            return TransportError::Gap { next_seq };
-        }
-    }
-    let message = body.and_then(|b| b.error).unwrap_or(text);
-    TransportError::Status { status, message }
+    TransportError::from_response(resp.status(), &text)
 }
 
 fn header_u64(resp: &Response, name: &str) -> Option<u64> {

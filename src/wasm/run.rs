@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use super::store::Store;
 use super::{js_error, now_ms};
 use crate::core::bundle::sha256_hex;
-use crate::core::layout::check_saved_file;
+use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
 use crate::core::log_index::LogIndex;
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 use crate::core::run_log::{LogOptions, Logged, RunLog};
@@ -52,6 +52,22 @@ struct Inner {
     finished: bool,
 }
 
+impl Inner {
+    /// A run whose records up to `log.records()` are already in the store.
+    fn new(store: Store, info: RunInfo, log: RunLog) -> Inner {
+        Inner {
+            store,
+            info,
+            stored_records: log.records(),
+            log,
+            staging: Vec::new(),
+            others: Vec::new(),
+            files: Vec::new(),
+            finished: false,
+        }
+    }
+}
+
 /// A live run, driven by the JS wrapper.
 #[wasm_bindgen]
 pub struct WasmRun {
@@ -63,7 +79,6 @@ fn type_error(message: impl std::fmt::Display) -> JsValue {
 }
 
 fn new_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 8];
     let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok();
     let filled = crypto.and_then(|c| {
@@ -78,10 +93,7 @@ fn new_id() -> String {
             *b = (js_sys::Math::random() * 256.0) as u8;
         }
     }
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    run_id_from(bytes)
 }
 
 /// Converts a JS value the wrapper could not fast-path; anything unloggable names its key.
@@ -113,16 +125,7 @@ impl Store {
             return Err(type_error("tidelog.init: project is required"));
         }
         if let Some(id) = &opts.id {
-            let ok = !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok {
-                return Err(type_error(format!(
-                    "tidelog.init: id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
-                )));
-            }
+            check_run_id(id).map_err(|e| type_error(format!("tidelog.init: {e}")))?;
         }
         let resume = opts.resume.as_deref().unwrap_or("allow");
         let existing = match &opts.id {
@@ -155,17 +158,7 @@ impl Store {
                         .await
                         .map_err(js_error)?;
                 }
-                let stored_records = log.records();
-                Inner {
-                    store: self.clone(),
-                    info,
-                    log,
-                    staging: Vec::new(),
-                    others: Vec::new(),
-                    files: Vec::new(),
-                    stored_records,
-                    finished: false,
-                }
+                Inner::new(self.clone(), info, log)
             }
             (None, _) => {
                 let info = RunInfo {
@@ -178,18 +171,9 @@ impl Store {
                     created_ms: now_ms(),
                 };
                 self.backend.create(&info).await.map_err(js_error)?;
-                let mut log = RunLog::default();
-                log.meta(&Meta::Start(info.clone()));
-                Inner {
-                    store: self.clone(),
-                    info,
-                    log,
-                    staging: Vec::new(),
-                    others: Vec::new(),
-                    files: Vec::new(),
-                    stored_records: 0,
-                    finished: false,
-                }
+                let mut inner = Inner::new(self.clone(), info, RunLog::default());
+                inner.log.meta(&Meta::Start(inner.info.clone()));
+                inner
             }
         };
         let run = WasmRun {
