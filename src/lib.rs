@@ -4,6 +4,8 @@
 //! [`core`] is the I/O-free heart shared by every target; `native` (files, threads, HTTP
 //! client) and `server` (axum + SQL) wrap it on the host.
 
+#![warn(missing_docs)]
+
 pub mod core;
 
 #[cfg(not(target_arch = "wasm32"))]
