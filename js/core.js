@@ -128,16 +128,20 @@ export function createTidelog(wasm, memory, platform) {
       if (this._timer === null) this._timer = setTimeout(() => { this._timer = null; this.flush(); }, 100);
     }
 
+    // Flushes are chained so chunks reach the store in record order; a refused flush keeps
+    // its batch in wasm, reports it, and is retried a second later.
     flush() {
       if (this._timer !== null) { clearTimeout(this._timer); this._timer = null; }
-      this._chain = this._chain.then(() => this._w.flush()).catch((err) => {
+      const attempt = this._chain.then(() => this._w.flush());
+      this._chain = attempt.catch((err) => {
         status.lastError = String(err?.message ?? err);
         emit("error", err);
         if (err?.quota) emit("quota", err);
-        this._timer = setTimeout(() => { this._timer = null; this.flush(); }, 1000);
-        throw err;
+        if (!this._finished && this._timer === null) {
+          this._timer = setTimeout(() => { this._timer = null; this.flush(); }, 1000);
+        }
       });
-      return this._chain.catch(() => {});
+      return this._chain;
     }
 
     async finish(opts = {}) {
