@@ -1,0 +1,216 @@
+// Browser end to end: the npm package in real headless Chromium (playwright-core + Debian's
+// /usr/bin/chromium) against a real `tidelog serve` on 127.0.0.1. Offline logging across a
+// reload, a flapping network, two tabs, bad values and media; the server must end with every
+// row exactly once. Prints one line per check and "N passed, N failed".
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { extname, join, normalize } from "node:path";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const BIN = join(ROOT, "target/debug/tidelog");
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+
+function staticServer() {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    const file = path.startsWith("/pkg/") ? normalize(join(ROOT, path)) : normalize(join(ROOT, "tests/e2e/pages", path));
+    if (!file.startsWith(ROOT) || !statSync(file, { throwIfNoEntry: false })?.isFile()) {
+      res.writeHead(404).end("not found");
+      return;
+    }
+    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+async function tidelogServer(origin) {
+  const data = mkdtempSync(join(tmpdir(), "tidelog-e2e-"));
+  const key = execFileSync(BIN, ["admin", "create-key", "--account", "e2e", "--data", data]).toString().trim();
+  const child = spawn(BIN, ["serve", "--addr", "127.0.0.1:0", "--data", data, "--allow-origin", origin], { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout }).once("line", (l) => resolve(l.replace("tidelog server listening on ", "").trim()));
+    child.once("exit", (c) => reject(new Error(`tidelog serve exited ${c}`)));
+  });
+  return { url, key, child };
+}
+
+const results = [];
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push(true);
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push(false);
+    console.log(`FAIL ${name}: ${e.stack ?? e}`);
+  }
+}
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const web = await staticServer();
+const origin = `http://127.0.0.1:${web.address().port}`;
+const srv = await tidelogServer(origin);
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
+});
+
+async function api(path) {
+  const res = await fetch(`${srv.url}${path}`, { headers: { Authorization: `Bearer ${srv.key}` } });
+  return { status: res.status, body: res.headers.get("content-type")?.includes("json") ? await res.json() : await res.arrayBuffer() };
+}
+async function rows(id) {
+  const { status, body } = await api(`/api/v1/runs/${id}/history`);
+  return status === 200 ? body.rows : [];
+}
+async function open(context) {
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
+  await page.goto(`${origin}/offline.html`);
+  await page.waitForFunction(() => window.ready === true);
+  return page;
+}
+async function settle(page, id, want) {
+  for (let i = 0; i < 100; i++) {
+    const r = await page.evaluate(() => t.sync());
+    const p = await page.evaluate(() => t.pending());
+    if (!r.error && p.unsynced === 0 && (await rows(id)).length >= want) return;
+    await sleep(200);
+  }
+  throw new Error(`run ${id} did not settle: ${JSON.stringify(await page.evaluate(() => t.pending()))}`);
+}
+function exactlyOnce(got, n, valueOf = (i) => i * 0.5) {
+  assert(got.length === n, `expected ${n} rows, the server has ${got.length}`);
+  got.forEach((r, i) => {
+    assert(r._step === i && r.i === i && r.v === valueOf(i), `row ${i} is ${JSON.stringify(r)}`);
+  });
+}
+
+try {
+  await check("offline: 1,000 steps, reload, more steps, online → every row exactly once", async () => {
+    const context = await browser.newContext();
+    // Offline emulation also blocks the page's own server, so a reload cannot happen while
+    // offline; the tidelog server stays unreachable by route instead, the whole time.
+    await context.route(`${srv.url}/**`, (r) => r.abort("internetdisconnected"));
+    const page = await open(context);
+    await context.setOffline(true);
+    const id = "offline1";
+    await page.evaluate(([id, s, k]) => t.start(id, s, k), [id, srv.url, srv.key]);
+    await page.evaluate(() => t.logSteps(0, 1000));
+    await page.evaluate(() => t.flush());
+    assert((await page.evaluate(() => t.pending())).buffered === 0, "records reached IndexedDB");
+    assert((await api(`/api/v1/runs/${id}`)).status === 404, "nothing reached the server while offline");
+    await context.setOffline(false);
+    await page.reload();
+    await page.waitForFunction(() => window.ready === true);
+    const step = await page.evaluate(([id, s, k]) => t.start(id, s, k), [id, srv.url, srv.key]);
+    assert(step === 1000, `resumed at step ${step}`);
+    await page.evaluate(() => t.logSteps(1000, 500));
+    await page.evaluate(() => t.flush());
+    assert((await api(`/api/v1/runs/${id}`)).status === 404, "still nothing on the server");
+    await context.unroute(`${srv.url}/**`);
+    await settle(page, id, 1500);
+    exactlyOnce(await rows(id), 1500);
+    await context.close();
+  });
+
+  await check("flapping network every 200 ms while logging 2,000 steps → exactly once", async () => {
+    const context = await browser.newContext();
+    const page = await open(context);
+    const id = "flapping";
+    await page.evaluate(([id, s, k]) => t.start(id, s, k), [id, srv.url, srv.key]);
+    let offline = false;
+    const flap = setInterval(() => { offline = !offline; context.setOffline(offline).catch(() => {}); }, 200);
+    for (let from = 0; from < 2000; from += 100) {
+      await page.evaluate((from) => t.logSteps(from, 100), from);
+      await sleep(60);
+    }
+    clearInterval(flap);
+    await context.setOffline(false);
+    await settle(page, id, 2000);
+    exactlyOnce(await rows(id), 2000);
+    await context.close();
+  });
+
+  await check("two tabs log at once: both runs whole and unmixed; one run id per tab", async () => {
+    const context = await browser.newContext();
+    const [a, b] = [await open(context), await open(context)];
+    await a.evaluate(([s, k]) => t.start("tab-a", s, k), [srv.url, srv.key]);
+    await b.evaluate(([s, k]) => t.start("tab-b", s, k), [srv.url, srv.key]);
+    for (let from = 0; from < 300; from += 50) {
+      await Promise.all([a.evaluate((f) => t.logSteps(f, 50, { tab: 1 }), from), b.evaluate((f) => t.logSteps(f, 50, { tab: 2 }), from)]);
+    }
+    const c = await open(context);
+    const err = await c.evaluate(([s, k]) => t.start("tab-a", s, k).then(() => null, (e) => e.message), [srv.url, srv.key]);
+    assert(err?.includes("open in another tab"), `a second tab opened tab-a: ${err}`);
+    await settle(a, "tab-a", 300);
+    await settle(b, "tab-b", 300);
+    for (const [id, tab] of [["tab-a", 1], ["tab-b", 2]]) {
+      const got = await rows(id);
+      exactlyOnce(got, 300);
+      assert(got.every((r) => r.tab === tab), `${id} has rows of the other tab`);
+    }
+    await context.close();
+  });
+
+  await check("bad values are a TypeError naming the key; NaN and ±Infinity round-trip", async () => {
+    const context = await browser.newContext();
+    const page = await open(context);
+    await page.evaluate(([s, k]) => t.start("values1", s, k), [srv.url, srv.key]);
+    await page.evaluate(() => t.log({ x: NaN }));
+    const err = await page.evaluate(() => t.tryLog({ ok: 1, f: () => 1 }));
+    assert(err?.type === "TypeError" && err.message.includes('"f"'), JSON.stringify(err));
+    const sym = await page.evaluate(() => t.tryLog({ s: Symbol("x") }));
+    assert(sym?.type === "TypeError" && sym.message.includes('"s"'), JSON.stringify(sym));
+    await page.evaluate(() => t.log({ x: Infinity, y: -Infinity }));
+    await settle(page, "values1", 2);
+    const got = await rows("values1");
+    assert(got.length === 2, `${got.length} rows: the refused calls left nothing behind`);
+    assert(got[0].x === "NaN" && got[1].x === "Infinity" && got[1].y === "-Infinity", JSON.stringify(got));
+    assert(!("ok" in got[0]) && !("ok" in got[1]), "a refused call is refused whole");
+    await context.close();
+  });
+
+  await check("an image and a saved file logged offline arrive identical; a file saved twice is stored once", async () => {
+    const context = await browser.newContext();
+    await context.route(`${srv.url}/**`, (r) => r.abort("internetdisconnected"));
+    const page = await open(context);
+    await context.setOffline(true);
+    await page.evaluate(([s, k]) => t.start("media01", s, k), [srv.url, srv.key]);
+    const pixels = await page.evaluate(() => t.image("sample", 12, 7));
+    const bytes = Array.from({ length: 5000 }, (_, i) => (i * 131) % 256);
+    await page.evaluate((b) => { t.save("model.bin", b); t.save("model.bin", b); }, bytes);
+    await page.evaluate(() => t.flush());
+    await context.setOffline(false);
+    await context.unroute(`${srv.url}/**`);
+    await settle(page, "media01", 1);
+    const [row] = await rows("media01");
+    assert(row.sample._type === "image-file" && row.sample.width === 12 && row.sample.caption === "pattern", JSON.stringify(row.sample));
+    const back = await page.evaluate(([u, k]) => t.pixels(u, k), [`${srv.url}/api/v1/runs/media01/files/${row.sample.path}`, srv.key]);
+    assert(back.length === pixels.length && back.every((v, i) => v === pixels[i]), "the image's pixels differ");
+    const file = await api("/api/v1/runs/media01/files/model.bin");
+    assert(Buffer.from(file.body).equals(Buffer.from(bytes)), "model.bin differs");
+    const { body } = await api("/api/v1/runs/media01/files");
+    assert(body.files.filter((f) => f.path === "model.bin").length === 1, JSON.stringify(body.files));
+    await context.close();
+  });
+} finally {
+  await browser.close();
+  srv.child.kill();
+  web.close();
+}
+
+const passed = results.filter(Boolean).length;
+console.log(`${passed} passed, ${results.length - passed} failed`);
+process.exit(passed === results.length ? 0 : 1);
