@@ -8,7 +8,7 @@
 pub const HEADER: usize = 8;
 
 /// Starts a frame in `buf`; returns the position to pass to [`end`] once the payload is in.
-#[inline]
+#[inline(always)]
 pub fn begin(buf: &mut Vec<u8>) -> usize {
     let at = buf.len();
     buf.extend_from_slice(&[0u8; HEADER]);
@@ -16,7 +16,7 @@ pub fn begin(buf: &mut Vec<u8>) -> usize {
 }
 
 /// Completes the frame started at `at` by filling in its length and checksum.
-#[inline]
+#[inline(always)]
 pub fn end(buf: &mut [u8], at: usize) {
     let len = (buf.len() - at - HEADER) as u32;
     let len_bytes = len.to_le_bytes();

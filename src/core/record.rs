@@ -215,7 +215,7 @@ pub fn decode_plain<'a>(buf: &'a [u8], pos: &mut usize) -> Result<ValueRef<'a>, 
 }
 
 /// Appends one number in the row encoding; one copy when the key id fits a byte.
-#[inline]
+#[inline(always)]
 fn encode_num(buf: &mut Vec<u8>, id: u32, x: f64) {
     if id < 0x80 {
         let mut one = [0u8; 10];

@@ -28,7 +28,7 @@ impl PendingRow {
     }
 
     /// Sets a number, replacing an earlier value of the same key.
-    #[inline]
+    #[inline(always)]
     pub fn put_num(&mut self, id: u32, x: f64) {
         let slot = self.slots[id as usize];
         if slot == 0 {

@@ -2,7 +2,7 @@
 //! straight into a reused buffer, which the varint crates' APIs make awkward.
 
 /// Appends `v` as an unsigned LEB128 varint.
-#[inline]
+#[inline(always)]
 pub fn put_u64(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);
@@ -12,7 +12,7 @@ pub fn put_u64(buf: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends `v` zigzag-encoded so small negative numbers stay short.
-#[inline]
+#[inline(always)]
 pub fn put_i64(buf: &mut Vec<u8>, v: i64) {
     put_u64(buf, ((v << 1) ^ (v >> 63)) as u64);
 }

@@ -48,6 +48,9 @@ struct Inner {
     staging: Vec<f64>,
     others: Vec<(String, Value)>,
     files: Vec<(FileRef, Vec<u8>)>,
+    /// The previous batch's buffer, handed back to the log at the next flush so logging never
+    /// regrows a batch from nothing (a multi-megabyte copy inside one `log()` call).
+    spare: Vec<u8>,
     stored_records: u64,
     finished: bool,
 }
@@ -63,6 +66,7 @@ impl Inner {
             staging: Vec::new(),
             others: Vec::new(),
             files: Vec::new(),
+            spare: Vec::new(),
             finished: false,
         }
     }
@@ -207,7 +211,7 @@ impl Store {
 async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
     let (store, id, seq, upto, bytes, files) = {
         let mut me = inner.borrow_mut();
-        let mut bytes = Vec::new();
+        let mut bytes = std::mem::take(&mut me.spare);
         me.log.take_batch(&mut bytes);
         let files = std::mem::take(&mut me.files);
         (
@@ -224,7 +228,9 @@ async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
     }
     match store.backend.append(&id, seq, &bytes, &files).await {
         Ok(()) => {
-            inner.borrow_mut().stored_records = upto;
+            let mut me = inner.borrow_mut();
+            me.stored_records = upto;
+            me.spare = bytes;
             Ok(JsValue::UNDEFINED)
         }
         Err(e) => {

@@ -1,0 +1,82 @@
+// log() from JavaScript in headless Chromium: calls/s and scalars/s with 10 scalars a call
+// (1,000,000 calls after a warm-up, median of 3), and the worst single log() call while
+// flushes to IndexedDB run. `node bench/js-log-chromium.mjs` (after ./scripts/build-pkg)
+import { createServer } from "node:http";
+import { readFileSync, statSync } from "node:fs";
+import { extname, join, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const TYPES = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html" };
+const PAGE = `<!doctype html><script type="module">
+import * as tidelog from "/pkg/tidelog.js";
+window.bench = async (n) => {
+  const run = await tidelog.init({ project: "bench", mode: "offline", systemIntervalMs: 0 });
+  const pass = () => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      tidelog.log({ loss: 1 / (i + 1), acc: i * 1e-6, lr: 1e-3 - i * 1e-10, m3: i + 3, m4: i * 0.5, m5: i + 5.5, m6: -i, m7: i * 2, m8: i % 7, m9: i * 0.25 });
+    }
+    return performance.now() - t0;
+  };
+  pass(); await run.flush();
+  const times = [];
+  for (let r = 0; r < 3; r++) { times.push(pass()); await run.flush(); }
+  times.sort((a, b) => a - b);
+  // Worst single call while flushes run: log in 10 ms slices so the 100 ms flush timer fires.
+  let worst = 0; let calls = 0;
+  const until = performance.now() + 3000;
+  while (performance.now() < until) {
+    const slice = performance.now() + 10;
+    while (performance.now() < slice) {
+      const t0 = performance.now();
+      tidelog.log({ loss: Math.random(), acc: calls * 1e-6, lr: 1e-3, m3: 3, m4: 4, m5: 5, m6: 6, m7: 7, m8: 8, m9: 9 });
+      worst = Math.max(worst, performance.now() - t0);
+      calls++;
+    }
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  // The same loop around a function that keeps the object, for what GC alone costs here.
+  let baseline = 0; const kept = [];
+  const until2 = performance.now() + 3000;
+  while (performance.now() < until2) {
+    const slice = performance.now() + 10;
+    while (performance.now() < slice) {
+      const t0 = performance.now();
+      kept[calls++ % 1000] = { loss: Math.random(), acc: calls * 1e-6, lr: 1e-3, m3: 3, m4: 4, m5: 5, m6: 6, m7: 7, m8: 8, m9: 9 };
+      baseline = Math.max(baseline, performance.now() - t0);
+    }
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  await run.finish();
+  return { median: times[1], worst, calls, baseline };
+};
+window.ready = true;
+</script>`;
+
+const server = createServer((req, res) => {
+  const path = new URL(req.url, "http://x").pathname;
+  if (path === "/") return res.writeHead(200, { "content-type": "text/html" }).end(PAGE);
+  const file = normalize(join(ROOT, path));
+  if (!file.startsWith(join(ROOT, "pkg")) || !statSync(file, { throwIfNoEntry: false })?.isFile()) return res.writeHead(404).end();
+  res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" }).end(readFileSync(file));
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
+});
+try {
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForFunction(() => window.ready === true);
+  const N = 1_000_000;
+  const r = await page.evaluate((n) => window.bench(n), N);
+  console.log(`Chromium ${browser.version()}: ${N} log() calls of 10 scalars in ${r.median.toFixed(0)} ms (median of 3)`);
+  console.log(`  ${(N / (r.median / 1000) / 1e6).toFixed(2)} M calls/s = ${((N * 10) / (r.median / 1000) / 1e6).toFixed(1)} M scalars/s`);
+  console.log(`  worst single log() while flushes ran: ${r.worst.toFixed(3)} ms (the same loop without tidelog: ${r.baseline.toFixed(3)} ms)`);
+} finally {
+  await browser.close();
+  server.close();
+}
