@@ -7,6 +7,7 @@ mod error;
 mod ingest;
 mod routes;
 mod runs;
+mod ui;
 mod uploads;
 
 use std::collections::HashSet;

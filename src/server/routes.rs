@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::{middleware, Json, Router};
 use serde_json::json;
@@ -13,6 +13,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use super::auth::Account;
 use super::error::{ApiError, ServerError};
 use super::ingest::{expected_sha, ingest};
+use super::ui;
 use super::{runs, uploads, AppState};
 
 const REQUEST_HEADERS: [&str; 9] = [
@@ -53,7 +54,8 @@ pub fn router(state: AppState, origins: &[String]) -> Result<Router, ServerError
         .layer(max_body)
         .layer(middleware::map_response(uploads::tus_resumable));
     let app = Router::new()
-        .route("/", get(index))
+        .route("/", get(ui::index))
+        .route("/assets/{name}", get(ui::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/bundles", post(post_bundle).layer(max_body))
@@ -86,10 +88,6 @@ pub fn router(state: AppState, origins: &[String]) -> Result<Router, ServerError
         .allow_headers(REQUEST_HEADERS.map(HeaderName::from_static))
         .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static));
     Ok(app.layer(cors))
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 async fn whoami(Account(account): Account) -> Json<serde_json::Value> {
