@@ -17,7 +17,8 @@ const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "applic
 function staticServer() {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    const file = path.startsWith("/pkg/") ? normalize(join(ROOT, path)) : normalize(join(ROOT, "tests/e2e/pages", path));
+    const shared = ["/pkg/", "/www/", "/node_modules/@tensorflow/"].some((p) => path.startsWith(p));
+    const file = shared ? normalize(join(ROOT, path)) : normalize(join(ROOT, "tests/e2e/pages", path));
     if (!file.startsWith(ROOT) || !statSync(file, { throwIfNoEntry: false })?.isFile()) {
       res.writeHead(404).end("not found");
       return;
@@ -203,6 +204,27 @@ try {
     assert(Buffer.from(file.body).equals(Buffer.from(bytes)), "model.bin differs");
     const { body } = await api("/api/v1/runs/media01/files");
     assert(body.files.filter((f) => f.path === "model.bin").length === 1, JSON.stringify(body.files));
+    await context.close();
+  });
+  await check("www/ demo trains a tfjs model offline; its steps reach the server once online", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
+    await page.goto(`${origin}/www/index.html`);
+    await page.fill("#server", srv.url);
+    await page.fill("#apikey", srv.key);
+    await page.waitForFunction(() => window.demo && window.tf);
+    await context.setOffline(true);
+    const id = await page.evaluate(() => window.demo.train(60));
+    assert((await api(`/api/v1/runs/${id}`)).status === 404, "nothing reached the server while offline");
+    await context.setOffline(false);
+    for (let i = 0; i < 100 && (await rows(id)).length < 61; i++) await sleep(200);
+    const got = await rows(id);
+    assert(got.length === 61, `${got.length} rows`);
+    assert(got.slice(0, 60).every((r, i) => r._step === i && typeof r.loss === "number" && typeof r.acc === "number"), "loss/acc per step");
+    assert(got[60].data._type === "image-file" && got[60].confusion._type === "table", JSON.stringify(got[60]));
+    const { body } = await api(`/api/v1/runs/${id}`);
+    assert(body.state === "finished" && body.config.hidden === 16, JSON.stringify(body));
     await context.close();
   });
 } finally {
