@@ -1,9 +1,9 @@
 //! The server's HTTP API end to end: a real `tidelog serve` child, real bundles, real HTTP.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -17,58 +17,7 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::core::value::Value;
 use tidelog::{FileRef, Meta, RunInfo, RunState};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidelog");
-
-/// A server child process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn tidelog serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("tidelog server listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn create_key(data: &Path, account: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["admin", "create-key", "--account", account, "--data"])
-        .arg(data)
-        .output()
-        .expect("run admin create-key");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8(out.stdout)
-        .expect("utf-8 key")
-        .trim()
-        .to_owned();
-    assert!(key.starts_with("tlk_") && key.len() == 44, "{key:?}");
-    key
-}
+use common::{create_key, Server};
 
 /// A response reduced to what the tests look at.
 struct Reply {
@@ -107,7 +56,7 @@ impl Api {
             .into();
         Api {
             agent,
-            base: server.base.clone(),
+            base: server.url.clone(),
             key: key.to_owned(),
         }
     }
@@ -308,7 +257,7 @@ fn run_ids(api: &Api) -> Vec<String> {
 fn healthz_whoami_and_keys() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     let r = api.get("/healthz");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
@@ -335,7 +284,7 @@ fn healthz_whoami_and_keys() {
 fn ingest_history_state_summary_and_replay() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     let log = sample_log("run1", 5, Some(0));
     let b = bundle(&log, None);
@@ -411,7 +360,7 @@ fn ingest_history_state_summary_and_replay() {
 fn overlapping_bundles_store_rows_once_and_gaps_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     let log = sample_log("run2", 20, Some(3));
     let n = records(&log);
@@ -453,7 +402,7 @@ fn accounts_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
     let alice = create_key(dir.path(), "alice");
     let bob = create_key(dir.path(), "bob");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let (alice, bob) = (Api::new(&server, &alice), Api::new(&server, &bob));
     let log = sample_log("shared", 3, None);
     let b = bundle(&log, None);
@@ -513,7 +462,7 @@ fn gzip_bomb() -> Vec<u8> {
 fn hostile_bundles_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path(), &["--max-unpacked-bytes", "1048576"]);
+    let server = Server::start_with(dir.path(), &["--max-unpacked-bytes", "1048576"]);
     let api = Api::new(&server, &key);
     let good = bundle(&sample_log("evil", 3, Some(0)), None);
     let reg = tar::EntryType::Regular;
@@ -564,7 +513,7 @@ fn tus_upload_resumes_across_a_restart() {
     let b = bundle(&log, None);
     let (len, half) = (b.bytes.len(), b.bytes.len() / 2);
 
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     let opts = Api::reply(api.agent.options(api.url("/api/v1/uploads")).call());
     assert_eq!(opts.status, 204);
@@ -591,7 +540,7 @@ fn tus_upload_resumes_across_a_restart() {
     assert_eq!(h.header("cache-control"), Some("no-store"));
     drop(server);
 
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     let h = api.head(&url);
     assert_eq!(h.header("upload-offset"), Some(half.to_string().as_str()));
@@ -637,7 +586,7 @@ fn tus_upload_resumes_across_a_restart() {
 fn tus_failed_upload_is_deleted_and_cut_patch_keeps_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
 
     let junk = vec![7u8; 1000];
@@ -665,7 +614,7 @@ fn tus_failed_upload_is_deleted_and_cut_patch_keeps_bytes() {
         .header("location")
         .unwrap()
         .to_owned();
-    let addr = server.base.trim_start_matches("http://");
+    let addr = server.url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
@@ -698,7 +647,7 @@ fn a_complete_upload_left_by_a_crash_is_ingested_on_restart() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
     let b = bundle(&sample_log("crash", 4, Some(0)), None);
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let url = Api::new(&server, &key)
         .create_upload(b.bytes.len(), &b.sha256)
         .header("location")
@@ -708,7 +657,7 @@ fn a_complete_upload_left_by_a_crash_is_ingested_on_restart() {
     // As if the server died after staging the last byte but before ingesting.
     let id = url.rsplit('/').next().unwrap();
     std::fs::write(dir.path().join("uploads").join(id), &b.bytes).unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     assert_eq!(api.head(&url).status, 404);
     assert_eq!(history(&api, "crash").len(), 4);
@@ -719,7 +668,7 @@ fn a_complete_upload_left_by_a_crash_is_ingested_on_restart() {
 fn cors_only_for_configured_origins() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let open = Server::start(dir.path(), &["--allow-origin", "https://dash.example"]);
+    let open = Server::start_with(dir.path(), &["--allow-origin", "https://dash.example"]);
     let api = Api::new(&open, &key);
     let pre = Api::reply(
         api.agent
@@ -766,7 +715,7 @@ fn cors_only_for_configured_origins() {
     assert_eq!(other.header("access-control-allow-origin"), None);
     drop(open);
 
-    let closed = Server::start(dir.path(), &[]);
+    let closed = Server::start_with(dir.path(), &[]);
     let api = Api::new(&closed, &key);
     let get = Api::reply(
         api.agent
@@ -782,7 +731,7 @@ fn cors_only_for_configured_origins() {
 fn non_finite_numbers_and_huge_strings_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     let big: String = (0..10 << 20).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let mut log = RunLog::default();
