@@ -1,177 +1,190 @@
 //! `cargo bench`: the numbers in docs/PERFORMANCE.md. A bench binary (not criterion) so
 //! it also measures a child process's peak memory and a real server over loopback.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[cfg(target_arch = "wasm32")]
+fn main() {}
 
-use tidelog::core::bundle::write_bundle;
-use tidelog::core::log_index::LogIndex;
-use tidelog::core::sync::{sync_run, SyncOptions};
-use tidelog::native::store::RunDir;
-use tidelog::native::transport::HttpTransport;
-use tidelog::{Mode, Settings};
-
-const KEYS: [&str; 10] = [
-    "train/loss",
-    "train/acc",
-    "lr",
-    "epoch",
-    "grad_norm",
-    "val/loss",
-    "val/acc",
-    "tokens",
-    "gpu_mem",
-    "throughput",
-];
-
-/// Ten metrics as a GPU training loop produces them: float32 values (with pseudo-random
-/// noise) widened to f64, plus integer counters.
-fn step_values(i: u64) -> [(&'static str, f64); 10] {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^= x >> 32;
-    let noise = (x % 10_000) as f32 * 1e-5;
-    let decay = 1.0 / (1.0 + i as f32 * 1e-4);
-    [
-        (KEYS[0], (2.5 * decay + noise) as f64),
-        (KEYS[1], (0.9 - 0.8 * decay - noise) as f64),
-        (KEYS[2], (1e-3 * decay) as f64),
-        (KEYS[3], (i / 10_000) as f64),
-        (KEYS[4], (1.0 + noise * 10.0) as f64),
-        (KEYS[5], (2.6 * decay + noise * 0.5) as f64),
-        (KEYS[6], (0.88 - 0.8 * decay) as f64),
-        (KEYS[7], (i * 4096) as f64),
-        (KEYS[8], (11.5 + noise) as f64),
-        (KEYS[9], (3150.0 + noise * 1e3) as f64),
-    ]
-}
-
-fn log_steps(dir: &Path, steps: u64) -> (f64, std::path::PathBuf) {
-    let mut s = Settings::new("bench");
-    s.mode = Mode::Offline;
-    s.dir = Some(dir.to_path_buf());
-    let run = tidelog::init(s).expect("init");
-    let start = Instant::now();
-    for i in 0..steps {
-        run.log(step_values(i)).expect("log");
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let dir = run.finish(0).expect("finish");
-    (secs, dir)
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(data: &Path) -> (Server, String, String) {
-    let bin = env!("CARGO_BIN_EXE_tidelog");
-    let key = Command::new(bin)
-        .args(["admin", "create-key", "--account", "bench", "--data"])
-        .arg(data)
-        .output()
-        .expect("create-key");
-    let key = String::from_utf8(key.stdout).expect("utf8").trim().to_owned();
-    let mut child = Command::new(bin)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let url = line.trim().rsplit(' ').next().expect("url").to_owned();
-    (Server(child), url, key)
-}
-
+#[cfg(not(target_arch = "wasm32"))]
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--child-log") {
-        let steps: u64 = args[2].parse().expect("steps");
-        let (secs, _) = log_steps(Path::new(&args[3]), steps);
-        println!("{secs} {}", peak_rss_kib());
-        return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
-    println!("tidelog bench (10 scalars per step; float32-valued metrics)\n");
-    for steps in [100_000u64, 1_000_000] {
-        let dir = tmp.path().join(format!("log{steps}"));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let out = Command::new(&args[0])
-            .args(["--child-log", &steps.to_string()])
-            .arg(&dir)
-            .output()
-            .expect("child");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut it = text.split_whitespace();
-        let secs: f64 = it.next().and_then(|v| v.parse().ok()).expect("secs");
-        let rss: u64 = it.next().and_then(|v| v.parse().ok()).expect("rss");
-        println!(
-            "log() {steps:>9} steps: {:>6.3} s  {:>10.0} calls/s  {:>12.0} scalars/s  peak RSS {:.1} MiB",
-            secs,
-            steps as f64 / secs,
-            steps as f64 * 10.0 / secs,
-            rss as f64 / 1024.0
-        );
-    }
-    let (_, run_dir) = log_steps(tmp.path(), 1_000_000);
-    let log = std::fs::read(run_dir.join("records.tlog")).expect("log");
-    let scalars = 10_000_000f64;
-    println!(
-        "records.tlog: {} bytes = {:.2} bytes/scalar",
-        log.len(),
-        log.len() as f64 / scalars
-    );
-    let index = LogIndex::new(&log).expect("index");
-    let info = index.run().expect("start").clone();
-    let t = Instant::now();
-    let opts = SyncOptions::default();
-    let (mut bundle_bytes, mut start, mut bundles) = (0usize, 0u64, 0);
-    while start < index.len() {
-        let range = index.plan(start, opts.max_bundle_log_bytes);
-        let b = write_bundle(&index, &info, index.state(false), range.clone(), &[]).expect("bundle");
-        bundle_bytes += b.bytes.len();
-        bundles += 1;
-        start = range.end;
-    }
-    let build = t.elapsed().as_secs_f64();
-    println!(
-        "bundles: {bundles} totalling {bundle_bytes} bytes = {:.2} bytes/scalar, built in {build:.2} s",
-        bundle_bytes as f64 / scalars
-    );
+    native::main();
+}
 
-    let data = tmp.path().join("server");
-    let (_server, url, key) = start_server(&data);
-    let mut store = RunDir::new(&run_dir);
-    let mut transport = HttpTransport::new(&url, &key, Duration::from_secs(120));
-    let t = Instant::now();
-    let report = pollster::block_on(sync_run(&mut store, &mut transport, &opts, &mut |_| {})).expect("sync");
-    let secs = t.elapsed().as_secs_f64();
-    println!(
+/// Processes, files and sockets: the bench measures the native build only.
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::io::{BufRead, BufReader};
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use tidelog::core::bundle::write_bundle;
+    use tidelog::core::log_index::LogIndex;
+    use tidelog::core::sync::{sync_run, SyncOptions};
+    use tidelog::native::store::RunDir;
+    use tidelog::native::transport::HttpTransport;
+    use tidelog::{Mode, Settings};
+
+    const KEYS: [&str; 10] = [
+        "train/loss",
+        "train/acc",
+        "lr",
+        "epoch",
+        "grad_norm",
+        "val/loss",
+        "val/acc",
+        "tokens",
+        "gpu_mem",
+        "throughput",
+    ];
+
+    /// Ten metrics as a GPU training loop produces them: float32 values (with pseudo-random
+    /// noise) widened to f64, plus integer counters.
+    fn step_values(i: u64) -> [(&'static str, f64); 10] {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 32;
+        let noise = (x % 10_000) as f32 * 1e-5;
+        let decay = 1.0 / (1.0 + i as f32 * 1e-4);
+        [
+            (KEYS[0], (2.5 * decay + noise) as f64),
+            (KEYS[1], (0.9 - 0.8 * decay - noise) as f64),
+            (KEYS[2], (1e-3 * decay) as f64),
+            (KEYS[3], (i / 10_000) as f64),
+            (KEYS[4], (1.0 + noise * 10.0) as f64),
+            (KEYS[5], (2.6 * decay + noise * 0.5) as f64),
+            (KEYS[6], (0.88 - 0.8 * decay) as f64),
+            (KEYS[7], (i * 4096) as f64),
+            (KEYS[8], (11.5 + noise) as f64),
+            (KEYS[9], (3150.0 + noise * 1e3) as f64),
+        ]
+    }
+
+    fn log_steps(dir: &Path, steps: u64) -> (f64, std::path::PathBuf) {
+        let mut s = Settings::new("bench");
+        s.mode = Mode::Offline;
+        s.dir = Some(dir.to_path_buf());
+        let run = tidelog::init(s).expect("init");
+        let start = Instant::now();
+        for i in 0..steps {
+            run.log(step_values(i)).expect("log");
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let dir = run.finish(0).expect("finish");
+        (secs, dir)
+    }
+
+    fn peak_rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start_server(data: &Path) -> (Server, String, String) {
+        let bin = env!("CARGO_BIN_EXE_tidelog");
+        let key = Command::new(bin)
+            .args(["admin", "create-key", "--account", "bench", "--data"])
+            .arg(data)
+            .output()
+            .expect("create-key");
+        let key = String::from_utf8(key.stdout).expect("utf8").trim().to_owned();
+        let mut child = Command::new(bin)
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+        (Server(child), url, key)
+    }
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().collect();
+        if args.get(1).map(String::as_str) == Some("--child-log") {
+            let steps: u64 = args[2].parse().expect("steps");
+            let (secs, _) = log_steps(Path::new(&args[3]), steps);
+            println!("{secs} {}", peak_rss_kib());
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        println!("tidelog bench (10 scalars per step; float32-valued metrics)\n");
+        for steps in [100_000u64, 1_000_000] {
+            let dir = tmp.path().join(format!("log{steps}"));
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            let out = Command::new(&args[0])
+                .args(["--child-log", &steps.to_string()])
+                .arg(&dir)
+                .output()
+                .expect("child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut it = text.split_whitespace();
+            let secs: f64 = it.next().and_then(|v| v.parse().ok()).expect("secs");
+            let rss: u64 = it.next().and_then(|v| v.parse().ok()).expect("rss");
+            println!(
+                "log() {steps:>9} steps: {:>6.3} s  {:>10.0} calls/s  {:>12.0} scalars/s  peak RSS {:.1} MiB",
+                secs,
+                steps as f64 / secs,
+                steps as f64 * 10.0 / secs,
+                rss as f64 / 1024.0
+            );
+        }
+        let (_, run_dir) = log_steps(tmp.path(), 1_000_000);
+        let log = std::fs::read(run_dir.join("records.tlog")).expect("log");
+        let scalars = 10_000_000f64;
+        println!(
+            "records.tlog: {} bytes = {:.2} bytes/scalar",
+            log.len(),
+            log.len() as f64 / scalars
+        );
+        let index = LogIndex::new(&log).expect("index");
+        let info = index.run().expect("start").clone();
+        let t = Instant::now();
+        let opts = SyncOptions::default();
+        let (mut bundle_bytes, mut start, mut bundles) = (0usize, 0u64, 0);
+        while start < index.len() {
+            let range = index.plan(start, opts.max_bundle_log_bytes);
+            let b = write_bundle(&index, &info, index.state(false), range.clone(), &[]).expect("bundle");
+            bundle_bytes += b.bytes.len();
+            bundles += 1;
+            start = range.end;
+        }
+        let build = t.elapsed().as_secs_f64();
+        println!(
+            "bundles: {bundles} totalling {bundle_bytes} bytes = {:.2} bytes/scalar, built in {build:.2} s",
+            bundle_bytes as f64 / scalars
+        );
+
+        let data = tmp.path().join("server");
+        let (_server, url, key) = start_server(&data);
+        let mut store = RunDir::new(&run_dir);
+        let mut transport = HttpTransport::new(&url, &key, Duration::from_secs(120));
+        let t = Instant::now();
+        let report =
+            pollster::block_on(sync_run(&mut store, &mut transport, &opts, &mut |_| {})).expect("sync");
+        let secs = t.elapsed().as_secs_f64();
+        println!(
         "sync 1M steps x 10 scalars to a local server: {secs:.2} s ({} rows added, {:.0} rows/s end to end, {} bytes sent)",
         report.rows_added,
         report.rows_added as f64 / secs,
         report.bytes_sent
     );
+    }
 }

@@ -5,6 +5,7 @@
 //! tidelog sync                     # uploads it when a server is reachable
 //! ```
 
+#[cfg(not(target_arch = "wasm32"))]
 fn main() -> Result<(), tidelog::RunError> {
     let mut settings = tidelog::Settings::new("quickstart");
     settings.mode = tidelog::Mode::Offline;
@@ -17,3 +18,7 @@ fn main() -> Result<(), tidelog::RunError> {
     println!("logged 10 steps offline to {}", dir.display());
     Ok(())
 }
+
+/// The quickstart writes files under `./tidelog/`: in the browser, see `www/` instead.
+#[cfg(target_arch = "wasm32")]
+fn main() {}

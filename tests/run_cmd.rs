@@ -1,6 +1,8 @@
 //! `tidelog run -- CMD`: real child processes, synced at finish to a real `tidelog serve` on
 //! 127.0.0.1 and checked through the HTTP API and the local run folder.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::fs;

@@ -1,5 +1,7 @@
 //! The server's HTTP API end to end: a real `tidelog serve` child, real bundles, real HTTP.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::io::Write;

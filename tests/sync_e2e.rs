@@ -1,6 +1,8 @@
 //! End to end: runs logged offline on disk, `tidelog sync` to a real `tidelog serve` on
 //! 127.0.0.1 with real SQLite, checked through the HTTP API.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,8 @@
 //! System metrics of library runs: rows written on the sampler's timer with values in range,
 //! no GPU keys without NVML, sampling off on request, and the naming of GPU readings.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::collections::BTreeMap;
