@@ -3,7 +3,7 @@
 //! references), and saved files as blobs keyed by sha256.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
-use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
+use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode};
 use wasm_bindgen::JsValue;
 
 use super::backend::StoreError;
@@ -29,6 +29,21 @@ fn err(e: impl std::error::Error) -> StoreError {
         src = s.source();
     }
     StoreError::new(msg)
+}
+
+/// Waits for `tx` to end. A transaction that aborts without a failed request (the `abort`
+/// event, no `error` event) failed at commit: in browsers that is QuotaExceededError (or a
+/// disk error), and its writes are gone, so it must not count as stored. rexie reports it as
+/// `Ok(Aborted)` and does not hand out `transaction.error`, hence the fixed message.
+async fn done(tx: Transaction) -> Result<(), StoreError> {
+    if tx.done().await.map_err(err)?.is_committed() {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            "IndexedDB aborted the transaction at commit (QuotaExceededError: the storage quota \
+             is used up or the disk is full)",
+        ))
+    }
 }
 
 fn js_err(e: JsValue) -> StoreError {
@@ -71,7 +86,7 @@ impl IdbStore {
             .transaction(&[RUNS], TransactionMode::ReadOnly)
             .map_err(err)?;
         let row = tx.store(RUNS).map_err(err)?.get(id.into()).await.map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         Ok(row)
     }
 
@@ -92,7 +107,7 @@ impl IdbStore {
             .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
         f(&row)?;
         store.put(&row, None).await.map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         Ok(())
     }
 
@@ -117,7 +132,7 @@ impl IdbStore {
             .transaction(&[RUNS], TransactionMode::ReadWrite)
             .map_err(err)?;
         tx.store(RUNS).map_err(err)?.put(&row, None).await.map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         Ok(())
     }
 
@@ -158,7 +173,7 @@ impl IdbStore {
         let len = get(&row, "log_bytes").as_f64().unwrap_or(0.0) + bytes.len() as f64;
         Reflect::set(&row, &"log_bytes".into(), &len.into()).map_err(js_err)?;
         runs.put(&row, None).await.map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         Ok(())
     }
 
@@ -176,7 +191,7 @@ impl IdbStore {
             .get_all(Some(range), None)
             .await
             .map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         let mut out = Vec::new();
         for c in chunks {
             out.extend_from_slice(&Uint8Array::new(&get(&c, "bytes")).to_vec());
@@ -195,7 +210,7 @@ impl IdbStore {
             .get(file.sha256.as_str().into())
             .await
             .map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         blob.map(|b| Uint8Array::new(&get(&b, "bytes")).to_vec())
             .ok_or_else(|| {
                 StoreError::new(format!(
@@ -248,7 +263,7 @@ impl IdbStore {
             .get_all(None, None)
             .await
             .map_err(err)?;
-        tx.done().await.map_err(err)?;
+        done(tx).await?;
         Ok(rows
             .iter()
             .filter(|r| get(r, "synced_bytes").as_f64() != get(r, "log_bytes").as_f64())

@@ -206,24 +206,26 @@ try {
     assert(body.files.filter((f) => f.path === "model.bin").length === 1, JSON.stringify(body.files));
     await context.close();
   });
-  await check("a full storage quota is reported to the page (event + error) and nothing is lost", async () => {
-    const context = await browser.newContext();
-    const page = await open(context);
-    await page.evaluate(([s, k]) => t.start("quota01", s, k), [srv.url, srv.key]);
-    await page.evaluate(() => t.logSteps(0, 100));
-    await page.evaluate(() => t.flush());
-    await page.evaluate(() => t.quota(true));
-    await page.evaluate(() => t.logSteps(100, 100));
-    await page.evaluate(() => t.flush());
-    const events = await page.evaluate(() => window.quotaEvents);
-    assert(events.length >= 1 && /quota/i.test(events[0]) && /kept in memory/.test(events[0]), `quota events: ${JSON.stringify(events)}`);
-    const p = await page.evaluate(() => t.pending());
-    assert(p.buffered >= 100 && /quota/i.test(p.lastError ?? ""), `kept in memory: ${JSON.stringify(p)}`);
-    await page.evaluate(() => t.quota(false));
-    await settle(page, "quota01", 200);
-    exactlyOnce(await rows("quota01"), 200);
-    await context.close();
-  });
+  for (const [how, id] of [["put", "quota01"], ["commit", "quota02"]]) {
+    await check(`a full storage quota (${how} fails) is reported to the page (event + error) and nothing is lost`, async () => {
+      const context = await browser.newContext();
+      const page = await open(context);
+      await page.evaluate(([i, s, k]) => t.start(i, s, k), [id, srv.url, srv.key]);
+      await page.evaluate(() => t.logSteps(0, 100));
+      await page.evaluate(() => t.flush());
+      await page.evaluate((h) => t.quota(h), how);
+      await page.evaluate(() => t.logSteps(100, 100));
+      await page.evaluate(() => t.flush());
+      const events = await page.evaluate(() => window.quotaEvents);
+      assert(events.length >= 1 && /quota/i.test(events[0]) && /kept in memory/.test(events[0]), `quota events: ${JSON.stringify(events)} pending: ${JSON.stringify(await page.evaluate(() => t.pending()))}`);
+      const p = await page.evaluate(() => t.pending());
+      assert(p.buffered >= 100 && /quota/i.test(p.lastError ?? ""), `kept in memory: ${JSON.stringify(p)}`);
+      await page.evaluate(() => t.quota(false));
+      await settle(page, id, 200);
+      exactlyOnce(await rows(id), 200);
+      await context.close();
+    });
+  }
 
   await check("www/ demo trains a tfjs model offline; its steps reach the server once online", async () => {
     const context = await browser.newContext();
