@@ -179,11 +179,20 @@ export function createTidelog(wasm, memory, platform) {
     }
     const store = await openStore(opts);
     lastOpts = opts;
-    const w = await store.openRun({
-      project: opts.project, name: opts.name, entity: opts.entity, id: opts.id,
-      config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
-    });
-    const release = await platform.hold(w.id);
+    // A named run is locked before it is opened: opening a stored run reads its log and may
+    // append to it (config), which must not race the tab that is writing it.
+    const early = typeof opts.id === "string" ? await platform.hold(opts.id) : null;
+    let w;
+    try {
+      w = await store.openRun({
+        project: opts.project, name: opts.name, entity: opts.entity, id: opts.id,
+        config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
+      });
+    } catch (e) {
+      early?.();
+      throw e;
+    }
+    const release = early ?? await platform.hold(w.id);
     const run = new Run(w, opts, release);
     runs.add(run);
     current = run;
