@@ -1,13 +1,13 @@
 //! The tidelog server: axum routes over an SQL store (CONTRACT §7).
 
 mod auth;
+mod dashboard;
 mod db;
 mod disk;
 mod error;
 mod ingest;
 mod routes;
 mod runs;
-mod ui;
 mod uploads;
 
 use std::collections::HashSet;

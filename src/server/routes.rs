@@ -11,9 +11,9 @@ use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::Account;
+use super::dashboard;
 use super::error::{ApiError, ServerError};
 use super::ingest::{expected_sha, ingest};
-use super::ui;
 use super::{runs, uploads, AppState};
 
 const REQUEST_HEADERS: [&str; 9] = [
@@ -54,8 +54,8 @@ pub fn router(state: AppState, origins: &[String]) -> Result<Router, ServerError
         .layer(max_body)
         .layer(middleware::map_response(uploads::tus_resumable));
     let app = Router::new()
-        .route("/", get(ui::index))
-        .route("/assets/{name}", get(ui::asset))
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/bundles", post(post_bundle).layer(max_body))
