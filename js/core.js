@@ -3,6 +3,9 @@
 // the wasm module and a small platform object.
 
 const COMMIT = { false: 0, true: 1, undefined: 2 };
+// What WasmRun.logStaged returns (LOGGED, DROPPED, REFUSED in src/wasm/run.rs).
+const LOGGED = 1;
+const REFUSED = 2;
 const BACKOFF_START_MS = 5_000;
 const BACKOFF_CAP_MS = 300_000;
 
@@ -111,7 +114,9 @@ export function createTidelog(wasm, memory, platform) {
         w.discardStaged();
         throw new TypeError("tidelog.log: step must be a non-negative integer");
       }
-      const kept = w.logStaged(n, step ?? -1, COMMIT[opts?.commit]);
+      const outcome = w.logStaged(n, step ?? -1, COMMIT[opts?.commit]);
+      if (outcome === REFUSED) throw new TypeError(w.takeRefusal());
+      const kept = outcome === LOGGED;
       if (!kept) platform.warn(`tidelog: dropped values logged at step ${step}: the run is at step ${w.step}; steps must not decrease`);
       this._schedule();
       return kept;

@@ -41,12 +41,21 @@ pub struct InitOptions {
     pub resume: Option<String>,
 }
 
+/// `logStaged`: the values were logged.
+const LOGGED: u8 = 1;
+/// `logStaged`: a step lower than the run's dropped the values.
+const DROPPED: u8 = 0;
+/// `logStaged`: the values were refused; `takeRefusal` says why.
+const REFUSED: u8 = 2;
+
 struct Inner {
     store: Store,
     info: RunInfo,
     log: RunLog,
     staging: Vec<f64>,
     others: Vec<(String, Value)>,
+    /// Why the last `log_staged` was refused, until the wrapper asks.
+    refusal: Option<String>,
     files: Vec<(FileRef, Vec<u8>)>,
     /// The previous batch's buffer, handed back to the log at the next flush so logging never
     /// regrows a batch from nothing (a multi-megabyte copy inside one `log()` call).
@@ -65,6 +74,7 @@ impl Inner {
             log,
             staging: Vec::new(),
             others: Vec::new(),
+            refusal: None,
             files: Vec::new(),
             spare: Vec::new(),
             finished: false,
@@ -283,7 +293,11 @@ impl WasmRun {
 
     /// The id of `key`, interned on first use; the wrapper caches it.
     pub fn intern(&self, key: &str) -> Result<u32, JsValue> {
-        self.inner.borrow_mut().log.intern(key).map_err(type_error)
+        self.inner
+            .borrow_mut()
+            .log
+            .intern(key)
+            .map_err(|e| type_error(format!("tidelog: {e}")))
     }
 
     /// Address of `pairs` (id, value) slots of f64 in wasm memory for the wrapper to fill.
@@ -304,9 +318,11 @@ impl WasmRun {
     }
 
     /// Logs the `n` staged numbers and the staged values: `step` < 0 means none, `commit`
-    /// 0 = false, 1 = true, 2 = default. Returns false when a lower step dropped the call.
+    /// 0 = false, 1 = true, 2 = default. Returns [`LOGGED`], [`DROPPED`] (a lower step) or
+    /// [`REFUSED`] (the reason from `takeRefusal`): a plain number, because a `Result` comes
+    /// back to JS as a fresh array, one garbage object per `log()`.
     #[wasm_bindgen(js_name = logStaged)]
-    pub fn log_staged(&self, n: usize, step: f64, commit: u8) -> Result<bool, JsValue> {
+    pub fn log_staged(&self, n: usize, step: f64, commit: u8) -> u8 {
         let mut guard = self.inner.borrow_mut();
         let me = &mut *guard;
         let others = std::mem::take(&mut me.others);
@@ -320,10 +336,19 @@ impl WasmRun {
         };
         let n = n.min(me.staging.len() / 2);
         match me.log.log_ids(now_ms(), &me.staging[..n * 2], others, opts) {
-            Ok(Logged::Accepted) => Ok(true),
-            Ok(Logged::DroppedStaleStep { .. }) => Ok(false),
-            Err(e) => Err(type_error(format!("tidelog: {e}"))),
+            Ok(Logged::Accepted) => LOGGED,
+            Ok(Logged::DroppedStaleStep { .. }) => DROPPED,
+            Err(e) => {
+                me.refusal = Some(format!("tidelog: {e}"));
+                REFUSED
+            }
         }
+    }
+
+    /// Why the last `logStaged` returned [`REFUSED`].
+    #[wasm_bindgen(js_name = takeRefusal)]
+    pub fn take_refusal(&self) -> Option<String> {
+        self.inner.borrow_mut().refusal.take()
     }
 
     /// Writes a system-metrics row (`keys[i]` = `values[i]`).
