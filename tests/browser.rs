@@ -9,7 +9,7 @@ mod vectors;
 use rexie::{Rexie, TransactionMode};
 use tidelog::core::log_index::LogIndex;
 use tidelog::core::record::{decode, Record};
-use tidelog::wasm::{InitOptions, Store, WasmRun};
+use tidelog::wasm::{InitOptions, Store, WasmRun, LOGGED};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -31,7 +31,7 @@ fn unique(prefix: &str) -> String {
 
 fn log(run: &WasmRun, key: &str, v: f64) {
     run.stage_value(key.into(), JsValue::from_f64(v)).unwrap();
-    assert!(run.log_staged(0, -1.0, 2).unwrap());
+    assert_eq!(run.log_staged(0, -1.0, 2), LOGGED);
 }
 
 async fn flush(run: &WasmRun) -> Result<JsValue, JsValue> {

@@ -11,7 +11,7 @@ mod memory;
 mod run;
 mod store;
 
-pub use run::{InitOptions, WasmRun};
+pub use run::{InitOptions, WasmRun, DROPPED, LOGGED, REFUSED};
 pub use store::Store;
 
 /// A JS `Error` carrying `message`, for rejections the page can show.

@@ -42,11 +42,11 @@ pub struct InitOptions {
 }
 
 /// `logStaged`: the values were logged.
-const LOGGED: u8 = 1;
+pub const LOGGED: u8 = 1;
 /// `logStaged`: a step lower than the run's dropped the values.
-const DROPPED: u8 = 0;
+pub const DROPPED: u8 = 0;
 /// `logStaged`: the values were refused; `takeRefusal` says why.
-const REFUSED: u8 = 2;
+pub const REFUSED: u8 = 2;
 
 struct Inner {
     store: Store,
