@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -19,7 +20,7 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::core::value::Value;
 use tidelog::{FileRef, Meta, RunInfo, RunState};
 
-use common::{create_key, Server};
+use common::{create_key, Server, BIN};
 
 /// A response reduced to what the tests look at.
 struct Reply {
@@ -762,4 +763,44 @@ fn non_finite_numbers_and_huge_strings_round_trip() {
     let run = api.get("/api/v1/runs/odd").json();
     assert_eq!(run["summary"]["nan"], "NaN");
     assert_eq!(run["state"], "crashed");
+}
+
+#[test]
+fn allow_origin_star_trailing_slash_and_bad_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let origin_of = |server: &Server, origin: &str| {
+        let api = Api::new(server, &key);
+        let reply = Api::reply(
+            api.agent
+                .get(api.url("/api/v1/whoami"))
+                .header("Authorization", api.auth())
+                .header("Origin", origin)
+                .call(),
+        );
+        assert_eq!(reply.status, 200);
+        reply.header("access-control-allow-origin").map(str::to_owned)
+    };
+
+    let any = Server::start_with(dir.path(), &["--allow-origin", "*"]);
+    assert_eq!(origin_of(&any, "https://anywhere.example").as_deref(), Some("*"));
+    drop(any);
+
+    let slash = Server::start_with(dir.path(), &["--allow-origin", "https://dash.example/"]);
+    assert_eq!(
+        origin_of(&slash, "https://dash.example").as_deref(),
+        Some("https://dash.example")
+    );
+    drop(slash);
+
+    for bad in ["a.example", "https://a.example/path"] {
+        let out = Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--allow-origin", bad, "--data"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(err.contains(bad) && !err.contains("panicked"), "{err}");
+    }
 }

@@ -31,8 +31,8 @@ pub enum ServerError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A configured CORS origin is not a valid header value.
-    #[error("invalid --allow-origin {0:?}")]
+    /// A configured CORS origin is neither `*` nor `scheme://host[:port]`.
+    #[error("invalid --allow-origin {0:?}: expected `*` or an origin like https://app.example.com")]
     Origin(String),
     /// An account name that is empty or has control characters.
     #[error("invalid account name {0:?}")]

@@ -71,6 +71,7 @@ impl std::ops::Deref for AppState {
 
 /// Runs the server until Ctrl-C or SIGTERM, after printing the bound address on stdout.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
+    let cors = routes::allow_origin(&opts.allow_origins)?;
     let pool = db::open(&opts.data, opts.database.as_deref()).await?;
     let sqlite = db::is_sqlite(&pool);
     let written = Arc::new(Notify::new());
@@ -88,7 +89,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         busy: std::sync::Mutex::new(HashSet::new()),
     }));
     uploads::recover(&state).await?;
-    let app = routes::router(state, &opts.allow_origins)?;
+    let app = routes::router(state, cors);
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|source| ServerError::Bind {

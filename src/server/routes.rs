@@ -40,8 +40,8 @@ const EXPOSED_HEADERS: [&str; 9] = [
     "tidelog-duplicates-skipped",
 ];
 
-/// Builds the application for `state`, with CORS for `origins` (none: same-origin only).
-pub fn router(state: AppState, origins: &[String]) -> Result<Router, ServerError> {
+/// Builds the application for `state`, with CORS for `allow` (none: same-origin only).
+pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
     let max_body = DefaultBodyLimit::max(state.max_body);
     let tus = Router::new()
         .route("/api/v1/uploads", post(uploads::create).options(uploads::options))
@@ -68,15 +68,11 @@ pub fn router(state: AppState, origins: &[String]) -> Result<Router, ServerError
         .merge(tus)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state);
-    if origins.is_empty() {
-        return Ok(app);
-    }
-    let origins = origins
-        .iter()
-        .map(|o| HeaderValue::from_str(o).map_err(|_| ServerError::Origin(o.clone())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let Some(allow) = allow else {
+        return app;
+    };
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow)
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -87,7 +83,35 @@ pub fn router(state: AppState, origins: &[String]) -> Result<Router, ServerError
         ])
         .allow_headers(REQUEST_HEADERS.map(HeaderName::from_static))
         .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static));
-    Ok(app.layer(cors))
+    app.layer(cors)
+}
+
+/// The CORS origins of `--allow-origin`, checked so a typo fails at startup rather than
+/// silently never matching: `*` allows any origin, others must be `scheme://host[:port]`
+/// (a trailing slash is dropped, as browsers never send one). `None`: same-origin only.
+pub fn allow_origin(origins: &[String]) -> Result<Option<AllowOrigin>, ServerError> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    if origins.iter().any(|o| o.trim() == "*") {
+        return Ok(Some(AllowOrigin::any()));
+    }
+    origins
+        .iter()
+        .map(|o| {
+            let origin = o.trim().trim_end_matches('/');
+            let host = origin
+                .split_once("://")
+                .filter(|(scheme, _)| !scheme.is_empty())
+                .map(|(_, host)| host)
+                .filter(|host| !host.is_empty() && !host.contains('/'));
+            match (host, HeaderValue::from_str(origin)) {
+                (Some(_), Ok(value)) => Ok(value),
+                _ => Err(ServerError::Origin(o.clone())),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|list| Some(AllowOrigin::list(list)))
 }
 
 async fn whoami(Account(account): Account) -> Json<serde_json::Value> {
