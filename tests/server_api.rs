@@ -804,3 +804,40 @@ fn allow_origin_star_trailing_slash_and_bad_origins() {
         assert!(err.contains(bad) && !err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn lowercase_bearer_and_empty_keys_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let server = Server::start_with(dir.path(), &[]);
+    let api = Api::new(&server, &key);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = Api::reply(
+            api.agent
+                .get(api.url("/api/v1/whoami"))
+                .header("Authorization", format!("{scheme} {key}"))
+                .call(),
+        );
+        assert_eq!(
+            (r.status, r.json()),
+            (200, json!({"account": "alice"})),
+            "{scheme}"
+        );
+    }
+    let basic = Api::reply(
+        api.agent
+            .get(api.url("/api/v1/whoami"))
+            .header("Authorization", format!("Basic {key}"))
+            .call(),
+    );
+    assert_eq!(basic.status, 401);
+
+    let log = sample_log("emptykeys", 3, Some(0));
+    assert_eq!(api.post(&bundle(&log, None)).status, 201);
+    let all = api.get("/api/v1/runs/emptykeys/history").json();
+    assert_eq!(all["rows"].as_array().unwrap().len(), 3);
+    for query in ["?keys=", "?keys=,", "?keys=%20"] {
+        let r = api.get(&format!("/api/v1/runs/emptykeys/history{query}"));
+        assert_eq!((r.status, r.json()), (200, all.clone()), "{query}");
+    }
+}

@@ -32,7 +32,8 @@ pub async fn insert_key(db: &AnyPool, account: &str) -> Result<String, ServerErr
     Ok(key)
 }
 
-/// The account a request's bearer key acts for; extracting it is the authentication.
+/// The account a request's bearer key acts for; extracting it is the authentication. The
+/// scheme is case-insensitive (RFC 9110 §11.1), so `bearer KEY` works too.
 pub struct Account(pub String);
 
 impl FromRequestParts<AppState> for Account {
@@ -43,8 +44,9 @@ impl FromRequestParts<AppState> for Account {
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthorized(
                 "missing API key (Authorization: Bearer <key>)",

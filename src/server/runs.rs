@@ -82,7 +82,7 @@ fn corrupt(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Writes `{"rows": [...]}` straight from the stored row JSON; with `keys`, only those keys and
-/// only rows that have one of them.
+/// only rows that have one of them (an empty `keys=` means all keys, like no `keys`).
 async fn rows(
     state: &AppState,
     table: &'static str,
@@ -91,7 +91,8 @@ async fn rows(
 ) -> Result<Response, ApiError> {
     let keys: Option<HashSet<&str>> = q
         .get("keys")
-        .map(|k| k.split(',').map(str::trim).filter(|k| !k.is_empty()).collect());
+        .map(|k| k.split(',').map(str::trim).filter(|k| !k.is_empty()).collect())
+        .filter(|k: &HashSet<&str>| !k.is_empty());
     let sql = format!("SELECT step, ts_ms, data FROM {table} WHERE run_id = $1 ORDER BY step, seq");
     let found = sqlx::query(&sql).bind(run_id).fetch_all(&state.db).await?;
     let mut out = b"{\"rows\":[".to_vec();
