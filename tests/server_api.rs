@@ -841,3 +841,57 @@ fn lowercase_bearer_and_empty_keys_query() {
         assert_eq!((r.status, r.json()), (200, all.clone()), "{query}");
     }
 }
+
+#[test]
+fn a_database_url_for_a_new_file_is_created_and_open_errors_name_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nested/new.db");
+    let url = format!("sqlite://{}", db.display());
+    let out = Command::new(BIN)
+        .args(["admin", "create-key", "--account", "alice", "--database", &url])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(db.is_file());
+
+    let data = dir.path().join("blobs");
+    let server = Server::start_with(&data, &["--database", &url]);
+    let api = Api::new(&server, &key);
+    assert_eq!(api.get("/api/v1/whoami").json(), json!({"account": "alice"}));
+    drop(server);
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--database", &url])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("tidelog server listening on"), "{line}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("uploads and blobs go to") && err.contains("tidelog-data"),
+        "{err}"
+    );
+
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let bad = format!("sqlite://{}/x.db", blocker.display());
+    let out = Command::new(BIN)
+        .args(["admin", "create-key", "--account", "alice", "--database", &bad])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&bad), "{err}");
+}

@@ -14,10 +14,12 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Folder for the SQLite database, uploads and blobs.
-    #[arg(long, default_value = "tidelog-data")]
-    data: PathBuf,
-    /// Database URL (default: SQLite under --data).
+    /// Folder for uploads and blobs, and for the SQLite database unless --database names one
+    /// [default: tidelog-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Database URL, e.g. sqlite:///srv/tidelog.db, created if missing (default: SQLite under
+    /// --data). Uploads and blobs still go to --data.
     #[arg(long)]
     database: Option<String>,
     /// Origins allowed to call the API from a browser (CORS); repeatable.
@@ -39,9 +41,10 @@ pub enum AdminCommand {
         #[arg(long)]
         account: String,
         /// The server's data folder.
-        #[arg(long, default_value = "tidelog-data")]
+        #[arg(long, default_value = DEFAULT_DATA)]
         data: PathBuf,
-        /// Database URL (default: SQLite under --data).
+        /// Database URL, e.g. sqlite:///srv/tidelog.db, created if missing (default: SQLite
+        /// under --data).
         #[arg(long)]
         database: Option<String>,
     },
@@ -54,10 +57,27 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The data folder when `--data` is not given.
+const DEFAULT_DATA: &str = "tidelog-data";
+
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let data = match (a.data, &a.database) {
+        (Some(data), _) => data,
+        (None, Some(_)) => {
+            let data = PathBuf::from(DEFAULT_DATA);
+            eprintln!(
+                "tidelog: uploads and blobs go to {}; pass --data to put them elsewhere",
+                std::path::absolute(&data)
+                    .unwrap_or_else(|_| data.clone())
+                    .display()
+            );
+            data
+        }
+        (None, None) => PathBuf::from(DEFAULT_DATA),
+    };
     let opts = ServeOptions {
         addr: a.addr,
-        data: a.data,
+        data,
         database: a.database,
         allow_origins: a.allow_origin,
         limits: Limits {

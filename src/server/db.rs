@@ -38,7 +38,7 @@ const SCHEMA: &[&str] = &[
 pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError> {
     sqlx::any::install_default_drivers();
     let url = match url {
-        Some(u) => u.to_owned(),
+        Some(u) => sqlite_rwc(u),
         None => {
             let io = |e| ServerError::io(format!("creating {}", data.display()), e);
             std::fs::create_dir_all(data).map_err(io)?;
@@ -68,11 +68,48 @@ pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError
             })
         })
         .connect(&url)
-        .await?;
+        .await
+        .map_err(|source| ServerError::Open {
+            url: redact(&url),
+            source,
+        })?;
     for stmt in SCHEMA {
         sqlx::query(stmt).execute(&pool).await?;
     }
     Ok(pool)
+}
+
+/// A `sqlite:` URL that creates a missing database file (and its folder), as the default one
+/// does: `mode=rwc` is added unless the URL names a mode. Other URLs are left as they are.
+fn sqlite_rwc(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_owned();
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.contains(":memory:") || query.split('&').any(|p| p.starts_with("mode=")) {
+        return url.to_owned();
+    }
+    let file = Path::new(path.strip_prefix("//").unwrap_or(path));
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        // A folder that cannot be made shows up as the open error, which names the URL.
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let sep = if query.is_empty() { '?' } else { '&' };
+    format!("{url}{sep}mode=rwc")
+}
+
+/// The URL with any password replaced, for error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') && !user.contains('/') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// True when the pool talks to SQLite, whose WAL and placeholders need special care.

@@ -15,6 +15,14 @@ pub enum ServerError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The database could not be opened (a password in the URL is masked).
+    #[error("cannot open database {url}: {source}")]
+    Open {
+        /// The database URL.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
     /// A file under the data folder could not be read or written.
     #[error("{what}: {source}")]
     Io {
