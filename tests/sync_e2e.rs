@@ -514,3 +514,82 @@ fn native_media_and_files_reach_the_server_byte_identical() {
     );
     assert_eq!(ckpt, b"\x00\x01weights");
 }
+
+fn latest_dir(work: &std::path::Path) -> Option<String> {
+    let bytes = fs::read(work.join("tidelog/latest.spec")).ok()?;
+    let spec: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    Some(spec["dir"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn clean_removes_runs_synced_earlier_and_repoints_latest() {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+
+    let live = tidelog::init(settings(work.path(), "p")).unwrap();
+    live.log([("x", 0.0)]).unwrap();
+    let earlier = tidelog::init(settings(work.path(), "p")).unwrap();
+    earlier.log([("x", 1.0)]).unwrap();
+    let earlier_dir = earlier.finish(0).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sync(work.path(), &server.url, &key, &[], 0);
+
+    let mut s = settings(work.path(), "p");
+    s.mode = tidelog::Mode::Auto;
+    s.server = Some(server.url.clone());
+    s.api_key = Some(key.clone());
+    let at_exit = tidelog::init(s).unwrap();
+    at_exit.log([("x", 2.0)]).unwrap();
+    let at_exit_dir = at_exit.finish(0).unwrap();
+    assert!(at_exit_dir.join(".synced").is_file(), "synced at finish");
+    assert_eq!(
+        latest_dir(work.path()).as_deref(),
+        at_exit_dir.file_name().and_then(|n| n.to_str())
+    );
+
+    let out = sync(work.path(), &server.url, &key, &["--clean", "--view"], 0);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for dir in [&earlier_dir, &at_exit_dir] {
+        let name = dir.file_name().unwrap().to_string_lossy();
+        assert!(
+            shown.contains(&*format!("would delete")) && shown.contains(&*name),
+            "{shown}"
+        );
+    }
+    let live_name = live.dir().file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        !shown
+            .lines()
+            .any(|l| l.contains("would delete") && l.contains(&live_name)),
+        "{shown}"
+    );
+    assert!(
+        earlier_dir.is_dir() && at_exit_dir.is_dir(),
+        "--view deletes nothing"
+    );
+
+    let out = sync(work.path(), &server.url, &key, &["--clean"], 0);
+    assert!(
+        !earlier_dir.exists(),
+        "synced by an earlier sync: removed; {}",
+        text(&out)
+    );
+    assert!(!at_exit_dir.exists(), "synced at exit: removed; {}", text(&out));
+    assert!(live.dir().join("records.tlog").is_file(), "running: kept");
+    assert_eq!(
+        latest_dir(work.path()),
+        Some(live_name),
+        "latest.spec names the newest remaining run"
+    );
+
+    let live_dir = live.finish(0).unwrap();
+    sync(work.path(), &server.url, &key, &["--clean"], 0);
+    assert!(!live_dir.exists());
+    assert!(
+        !work.path().join("tidelog/latest.spec").exists(),
+        "no run left: latest.spec removed"
+    );
+    assert_eq!(runs(&server.url, &key).len(), 3);
+}

@@ -1,8 +1,9 @@
 //! `tidelog sync`: upload every unsynced run, exactly once, resuming where a previous
 //! sync stopped.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -11,8 +12,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tidelog::core::sync::{sync_run, SyncOptions, SyncReport};
-use tidelog::native::layout::{discover, is_run_dir, runs_in};
+use tidelog::core::sync::{sync_run, RunStore, SyncOptions, SyncReport};
+use tidelog::native::layout::{
+    discover, is_run_dir, read_json, runs_in, write_json_atomic, LatestSpec, LATEST_SPEC, RECORDS,
+};
 use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
 use tidelog::RunState;
@@ -23,7 +26,9 @@ use super::credentials;
 pub struct SyncArgs {
     /// Run folders (or `tidelog/` folders) to sync; default: every run under the current directory.
     runs: Vec<PathBuf>,
-    /// Delete each run's folder once it has finished and the server acknowledged all of it.
+    /// Delete each run's folder once it has finished (or crashed) and the server acknowledged
+    /// all of it, also runs synced earlier; `tidelog/latest.spec` then names the newest
+    /// remaining run, or is removed with the last one.
     #[arg(long)]
     clean: bool,
     /// Also re-send runs already synced (the server skips what it has).
@@ -70,14 +75,18 @@ fn select(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
-    let runs: Vec<RunDir> = select(&a.runs)?
+    let (runs, synced): (Vec<RunDir>, Vec<RunDir>) = select(&a.runs)?
         .into_iter()
         .map(RunDir::new)
-        .filter(|r| a.include_synced || !r.is_synced())
-        .collect();
+        .partition(|r| a.include_synced || !r.is_synced());
     if a.view {
         if runs.is_empty() {
             println!("nothing to sync");
+        }
+        if a.clean {
+            for r in synced.iter().filter(|r| deletable(r)) {
+                println!("would delete {} (already synced)", r.path().display());
+            }
         }
         for r in &runs {
             let s = r
@@ -94,8 +103,18 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let removed = Mutex::new(Vec::new());
+    if a.clean {
+        for r in &synced {
+            clean(r, &|line| println!("{line}"), &removed);
+        }
+    }
     if runs.is_empty() {
-        println!("nothing to sync");
+        let removed = removed.into_inner().unwrap_or_else(|p| p.into_inner());
+        if removed.is_empty() {
+            println!("nothing to sync");
+        }
+        repoint_latest(&removed);
         return Ok(ExitCode::SUCCESS);
     }
     let Some((server, key)) = credentials::require(a.server.as_deref())? else {
@@ -147,8 +166,10 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 match result {
                     Ok(report) => {
                         say(describe(&run, &report));
-                        if a.clean {
-                            clean(&run, &report, &say);
+                        if a.clean && report.acked_records == report.total_records {
+                            clean(&run, &say, &removed);
+                        } else if a.clean {
+                            say(format!("kept {}: not fully acknowledged", run.path().display()));
                         }
                     }
                     Err(e) => {
@@ -168,6 +189,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    repoint_latest(&removed.into_inner().unwrap_or_else(|p| p.into_inner()));
     let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
@@ -201,9 +223,15 @@ fn describe(run: &RunDir, r: &SyncReport) -> String {
     )
 }
 
-fn clean(run: &RunDir, report: &SyncReport, say: &impl Fn(String)) {
-    let whole = report.acked_records == report.total_records && run.is_synced();
-    if !whole || report.state == RunState::Running {
+/// Whether `--clean` may delete the run: the server acknowledged its whole log (`.synced`
+/// covers it) and no live process writes it.
+fn deletable(run: &RunDir) -> bool {
+    run.is_synced() && !run.is_live() && run.status().is_ok_and(|s| s.state != RunState::Running)
+}
+
+/// Deletes the run's folder when [`deletable`], noting it in `removed`.
+fn clean(run: &RunDir, say: &impl Fn(String), removed: &Mutex<Vec<PathBuf>>) {
+    if !deletable(run) {
         say(format!(
             "kept {}: not finished or not fully acknowledged",
             run.path().display()
@@ -211,7 +239,48 @@ fn clean(run: &RunDir, report: &SyncReport, say: &impl Fn(String)) {
         return;
     }
     match std::fs::remove_dir_all(run.path()) {
-        Ok(()) => say(format!("removed {}", run.path().display())),
+        Ok(()) => {
+            say(format!("removed {}", run.path().display()));
+            removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(run.path().to_path_buf());
+        }
         Err(e) => say(format!("could not remove {}: {e}", run.path().display())),
+    }
+}
+
+/// After `--clean`, points each touched `tidelog/latest.spec` that named a deleted run at the
+/// newest remaining run, or removes it when none remains, so it never names a missing folder.
+fn repoint_latest(removed: &[PathBuf]) {
+    let roots: BTreeSet<&Path> = removed.iter().filter_map(|p| p.parent()).collect();
+    for root in roots {
+        let path = root.join(LATEST_SPEC);
+        let Ok(Some(latest)) = read_json::<LatestSpec>(&path) else {
+            continue;
+        };
+        if root.join(&latest.dir).join(RECORDS).is_file() {
+            continue;
+        }
+        let newest = runs_in(root).ok().and_then(|runs| runs.into_iter().last());
+        let result = match newest {
+            Some(dir) => {
+                let run = RunDir::new(&dir);
+                run.status().and_then(|s| {
+                    let spec = LatestSpec {
+                        id: s.id,
+                        project: s.project,
+                        dir: run_label(&run),
+                        state: s.state,
+                        synced: run.is_synced(),
+                    };
+                    write_json_atomic(&path, &spec)
+                })
+            }
+            None => std::fs::remove_file(&path),
+        };
+        if let Err(e) = result {
+            eprintln!("tidelog: could not update {}: {e}", path.display());
+        }
     }
 }
