@@ -129,6 +129,13 @@ export function createTidelog(wasm, memory, platform) {
       return file;
     }
 
+    // A system-metrics row from the platform's sampler; stored like log()'s rows.
+    _logSystem(row) {
+      if (this._finished) return;
+      this._w.logSystem(Object.keys(row), Float64Array.from(Object.values(row)));
+      this._schedule();
+    }
+
     _schedule() {
       if (this._timer === null) this._timer = setTimeout(() => { this._timer = null; this.flush(); }, 100);
     }
@@ -182,6 +189,14 @@ export function createTidelog(wasm, memory, platform) {
     if (!opts || typeof opts.project !== "string" || !opts.project.trim()) {
       throw new TypeError("tidelog.init: project is required");
     }
+    oneOf("mode", opts.mode, ["offline", "online", "auto"]);
+    oneOf("resume", opts.resume, ["allow", "must", "never"]);
+    if (opts.resume === "must" && typeof opts.id !== "string") {
+      throw new TypeError("tidelog.init: resume: \"must\" needs the id of the run to resume");
+    }
+    if (opts.server !== undefined) checkServer(opts.server);
+    // Like wandb.init, a new run ends the module's current one.
+    if (current && !current._finished) await current.finish();
     const store = await openStore(opts);
     lastOpts = opts;
     // A named run is locked before it is opened: opening a stored run reads its log and may
@@ -238,6 +253,7 @@ export function createTidelog(wasm, memory, platform) {
   async function syncOnce() {
     const creds = credentials();
     if (!creds) throw new Error("tidelog.sync: no server/apiKey (pass them to init, or set TIDELOG_BASE_URL and TIDELOG_API_KEY)");
+    checkServer(creds.server, "tidelog.sync: the server");
     const store = await openStore(current?._opts ?? lastOpts);
     status.syncing = true;
     emit("sync", { phase: "start" });
@@ -292,7 +308,8 @@ export function createTidelog(wasm, memory, platform) {
   return {
     init,
     log: (data, opts) => need().log(data, opts),
-    finish: (opts) => need().finish(opts),
+    // A second finish() (or one with no run) has nothing left to do, as in wandb.
+    finish: async (opts) => current?.finish(opts),
     save: (name, bytes) => need().save(name, bytes),
     sync,
     pending,
@@ -309,6 +326,22 @@ function toBytes(bytes, what) {
   throw new TypeError(`${what}: expected bytes (Uint8Array, ArrayBuffer or string)`);
 }
 
+function oneOf(name, value, allowed) {
+  if (value !== undefined && !allowed.includes(value)) {
+    throw new TypeError(`tidelog.init: ${name} must be ${allowed.map((a) => `"${a}"`).join(", ")} (got ${JSON.stringify(value)})`);
+  }
+}
+
+// The server URL is checked up front: a relative one would send the API key to whatever
+// serves the page.
+function checkServer(server, what = "tidelog.init: server") {
+  let url = null;
+  try { url = new URL(server); } catch { /* reported below */ }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new TypeError(`${what} must be an http:// or https:// URL (got ${JSON.stringify(server)})`);
+  }
+}
+
 const MEDIA = Symbol("tidelog.media");
 
 function toLoggable(key, v, run) {
@@ -319,7 +352,6 @@ function toLoggable(key, v, run) {
       return v;
     case "object":
       if (v === null) throw new TypeError(`tidelog.log: value of key "${key}" is null`);
-      if (ArrayBuffer.isView(v)) return Array.from(v);
       return v;
     default:
       throw new TypeError(`tidelog.log: value of key "${key}" is a ${typeof v}, which cannot be logged`);

@@ -32,6 +32,13 @@ const host = {
     try { return fs.statSync(p).size; } catch (e) { if (missing(e)) return -1; throw e; }
   },
   truncate(p, len) { fs.truncateSync(p, len); },
+  // What files/metadata.json says about the process, as the native build writes it.
+  metadata() {
+    return JSON.stringify({
+      program: process.argv[1] ?? null, args: process.argv.slice(2), cwd: process.cwd(), host: os.hostname(),
+      os: process.platform, arch: process.arch, runtime: `node ${process.version}`,
+    });
+  },
 };
 
 const platform = {
@@ -45,7 +52,7 @@ const platform = {
   onOnline: () => {},
   onOffline: () => {},
   onHide: (cb) => process.once("beforeExit", cb),
-  warn: (msg) => process.emitWarning(String(msg)),
+  warn: (msg) => console.warn(String(msg)),
   hold: async () => () => {},
   liveElsewhere: async () => [],
   startSystemMetrics(run, every) {
@@ -68,7 +75,7 @@ const platform = {
         "js.heap.used_bytes": mem.heapUsed,
         "js.heap.total_bytes": mem.heapTotal,
       };
-      run._w.logSystem(Object.keys(row), Float64Array.from(Object.values(row)));
+      run._logSystem(row);
     };
     sample();
     const timer = setInterval(sample, every);

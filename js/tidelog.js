@@ -64,7 +64,7 @@ const platform = {
         if (est) { row["storage.usage_bytes"] = est.usage ?? 0; row["storage.quota_bytes"] = est.quota ?? 0; }
       } catch { /* storage estimate is optional */ }
       row["gpu.webgpu"] = g.navigator?.gpu ? 1 : 0;
-      if (!run._finished) run._w.logSystem(Object.keys(row), Float64Array.from(Object.values(row)));
+      run._logSystem(row);
     };
     sample();
     const timer = setInterval(sample, every);

@@ -12,10 +12,6 @@ pub struct FetchTransport {
     auth: String,
 }
 
-fn net(e: gloo_net::Error) -> TransportError {
-    TransportError::Network(e.to_string())
-}
-
 async fn failure(resp: Response) -> TransportError {
     let text = resp.text().await.unwrap_or_default();
     TransportError::from_response(resp.status(), &text)
@@ -42,6 +38,11 @@ impl FetchTransport {
         }
     }
 
+    /// A failed request, naming the server so a wrong URL or a server that is down is plain.
+    fn net(&self, e: gloo_net::Error) -> TransportError {
+        TransportError::Network(format!("could not reach {}: {e}", self.base))
+    }
+
     fn tus(&self, req: RequestBuilder) -> RequestBuilder {
         req.header("Authorization", &self.auth)
             .header("Tus-Resumable", "1.0.0")
@@ -55,12 +56,14 @@ impl Transport for FetchTransport {
             .header("Content-Type", "application/gzip")
             .header("Tidelog-Bundle-Sha256", sha256)
             .body(Uint8Array::from(bytes))
-            .map_err(net)?
+            .map_err(|e| self.net(e))?
             .send()
             .await
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         match resp.status() {
-            200 | 201 => Ok(serde_json::from_str(&resp.text().await.map_err(net)?).unwrap_or_default()),
+            200 | 201 => {
+                Ok(serde_json::from_str(&resp.text().await.map_err(|e| self.net(e))?).unwrap_or_default())
+            }
             _ => Err(failure(resp).await),
         }
     }
@@ -77,7 +80,7 @@ impl Transport for FetchTransport {
             .header("Tidelog-Bundle-Sha256", sha256)
             .send()
             .await
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         if resp.status() != 201 {
             return Err(failure(resp).await);
         }
@@ -91,7 +94,7 @@ impl Transport for FetchTransport {
             .tus(RequestBuilder::new(&self.url(url)).method(gloo_net::http::Method::HEAD))
             .send()
             .await
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         match resp.status() {
             200 | 204 => Ok(header_u64(&resp, "Upload-Offset")),
             404 | 410 => Ok(None),
@@ -110,10 +113,10 @@ impl Transport for FetchTransport {
             .header("Content-Type", "application/offset+octet-stream")
             .header("Upload-Offset", &offset.to_string())
             .body(Uint8Array::from(chunk))
-            .map_err(net)?
+            .map_err(|e| self.net(e))?
             .send()
             .await
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         match resp.status() {
             200 | 204 => {
                 let offset = header_u64(&resp, "Upload-Offset").ok_or_else(|| {

@@ -6,10 +6,14 @@ use std::path::{Path, PathBuf};
 
 use wasm_bindgen::prelude::*;
 
+use serde_json::{Map, Value as Json};
+
 use super::backend::StoreError;
+use crate::core::digest::config_and_summary;
 use crate::core::folder::{find_run, runs_in, Dir, FolderRun};
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::sync::{RunStore, SyncProgress};
+use crate::core::time::rfc3339;
 
 #[wasm_bindgen]
 extern "C" {
@@ -35,6 +39,8 @@ extern "C" {
     fn size(this: &FsHost, path: &str) -> Result<f64, JsValue>;
     #[wasm_bindgen(method, catch)]
     fn truncate(this: &FsHost, path: &str, len: f64) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn metadata(this: &FsHost) -> Result<String, JsValue>;
 }
 
 fn io_err(e: JsValue) -> io::Error {
@@ -140,6 +146,17 @@ impl FsStore {
 
     pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
         let run = FolderRun::create(self.dir.clone(), &self.root, info).map_err(store_err)?;
+        let mut metadata: Map<String, Json> = self
+            .dir
+            .0
+            .metadata()
+            .ok()
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or_default();
+        metadata.insert("id".into(), info.id.clone().into());
+        metadata.insert("started".into(), rfc3339(info.created_ms).into());
+        metadata.insert("tidelog".into(), env!("CARGO_PKG_VERSION").into());
+        run.put_json("metadata.json", &metadata).map_err(store_err)?;
         run.write_specs(info, RunState::Running).map_err(store_err)
     }
 
@@ -190,8 +207,16 @@ impl FsStore {
             .map_err(store_err)
     }
 
+    /// Also writes `files/config.json` and `files/summary.json` once the run has ended.
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
-        self.run(&info.id)?.write_specs(info, state).map_err(store_err)
+        let run = self.run(&info.id)?;
+        if state != RunState::Running {
+            let log = run.log_bytes().map_err(store_err)?;
+            let (config, summary) = config_and_summary(&log).map_err(|e| StoreError::new(e.to_string()))?;
+            run.put_json("config.json", &config).map_err(store_err)?;
+            run.put_json("summary.json", &summary).map_err(store_err)?;
+        }
+        run.write_specs(info, state).map_err(store_err)
     }
 
     pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {

@@ -10,6 +10,7 @@ mod media;
 mod memory;
 mod run;
 mod store;
+mod value;
 
 pub use run::{InitOptions, WasmRun, DROPPED, LOGGED, REFUSED};
 pub use store::Store;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value as Json};
 use wasm_bindgen::prelude::*;
 
 use super::store::Store;
+use super::value::{to_object, to_value};
 use super::{js_error, now_ms};
 use crate::core::bundle::sha256_hex;
 use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
@@ -29,8 +30,8 @@ pub struct InitOptions {
     pub entity: Option<String>,
     /// Run id; default a fresh one.
     pub id: Option<String>,
-    /// Initial config.
-    #[serde(default)]
+    /// Initial config: read by `to_object`, not serde, so a cyclic config is a clear error.
+    #[serde(skip)]
     pub config: Map<String, Json>,
     /// Labels.
     #[serde(default)]
@@ -108,28 +109,6 @@ fn new_id() -> String {
         }
     }
     run_id_from(bytes)
-}
-
-/// Converts a JS value the wrapper could not fast-path; anything unloggable names its key.
-fn to_value(key: &str, v: &JsValue) -> Result<Value, JsValue> {
-    if let Some(n) = v.as_f64() {
-        return Ok(Value::Num(n));
-    }
-    if let Some(b) = v.as_bool() {
-        return Ok(Value::Bool(b));
-    }
-    if let Some(s) = v.as_string() {
-        return Ok(Value::Str(s));
-    }
-    if v.is_object() && !v.is_function() {
-        return serde_wasm_bindgen::from_value::<Json>(v.clone())
-            .map(Value::Json)
-            .map_err(|e| type_error(format!("tidelog: value of key {key:?} cannot be logged: {e}")));
-    }
-    Err(type_error(format!(
-        "tidelog: value of key {key:?} cannot be logged: {} is not a number, boolean, string, object or array",
-        v.js_typeof().as_string().unwrap_or_default()
-    )))
 }
 
 impl Store {
@@ -211,8 +190,10 @@ impl Store {
     pub fn open_run(&self, opts: JsValue) -> js_sys::Promise {
         let store = self.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let opts: InitOptions = serde_wasm_bindgen::from_value(opts)
+            let config = js_sys::Reflect::get(&opts, &"config".into()).unwrap_or_default();
+            let mut opts: InitOptions = serde_wasm_bindgen::from_value(opts)
                 .map_err(|e| type_error(format!("tidelog.init: bad options: {e}")))?;
+            opts.config = to_object("config", &config)?;
             store.open(opts).await.map(JsValue::from)
         })
     }
@@ -369,8 +350,7 @@ impl WasmRun {
     /// Merges keys into the run's config.
     #[wasm_bindgen(js_name = configUpdate)]
     pub fn config_update(&self, update: JsValue) -> Result<(), JsValue> {
-        let update: Map<String, Json> = serde_wasm_bindgen::from_value(update)
-            .map_err(|e| type_error(format!("tidelog: config.update needs a plain object: {e}")))?;
+        let update = to_object("config.update", &update)?;
         self.inner.borrow_mut().log.meta(&Meta::Config { update });
         Ok(())
     }

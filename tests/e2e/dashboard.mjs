@@ -73,7 +73,7 @@ try {
       "cpu.percent": 35 + 25 * Math.sin(i / 3), "memory.percent": 41 + i / 4, "memory.used_bytes": 6.5e9 + i * 2e7,
       "gpu.0.utilization": 80 + 15 * Math.sin(i / 2), "gpu.0.memory.used_bytes": 1.1e10 + i * 1e7, "gpu.0.temperature_c": 61 + i / 3, "gpu.0.power_w": 210 + 20 * Math.cos(i),
     };
-    run._w.logSystem(Object.keys(row), Float64Array.from(Object.values(row)));
+    run._logSystem(row);
   };
   const picture = (i) => new Uint8ClampedArray(16 * 16 * 4).map((_, p) => (p % 4 === 3 ? 255 : ((p >> 2) * (7 + i) + (p % 4) * 80) % 256));
   for (let i = 0; i < 50; i++) {

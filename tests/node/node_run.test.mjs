@@ -1,0 +1,108 @@
+// A Node run's life: init's options are checked, a new init ends the previous run, finish is
+// idempotent, a lower step warns through console.warn, files/ holds config, summary and
+// metadata as CONTRACT §3 lists, and system rows reach the disk on their own (a killed
+// process keeps them).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as tidelog from "../../pkg/node.js";
+import { BIN, ROOT, api, startServer, tempDir } from "./helpers.mjs";
+
+const latest = (dir) => JSON.parse(readFileSync(join(dir, "tidelog", "latest.spec"), "utf8"));
+const runFile = (dir, id, name) => {
+  const spec = latest(dir);
+  assert.equal(spec.id, id);
+  return JSON.parse(readFileSync(join(dir, "tidelog", spec.dir, name), "utf8"));
+};
+
+test("init refuses bad options by name", async () => {
+  const bad = [
+    [{ project: "p", mode: "sometimes" }, /mode must be "offline", "online", "auto" \(got "sometimes"\)/],
+    [{ project: "p", resume: "maybe" }, /resume must be "allow", "must", "never"/],
+    [{ project: "p", resume: "must" }, /resume: "must" needs the id/],
+    [{ project: "p", server: "not a url" }, /server must be an http:\/\/ or https:\/\/ URL \(got "not a url"\)/],
+    [{ project: "p", config: { when: new Date(0) } }, /config key "config\.when" cannot be logged: it is a Date/],
+  ];
+  for (const [opts, message] of bad) {
+    await assert.rejects(tidelog.init({ dir: tempDir(), systemIntervalMs: 0, ...opts }), (e) => e instanceof TypeError && message.test(e.message), JSON.stringify(opts));
+  }
+});
+
+test("a second init finishes the first run; finish twice is harmless; files/ holds the run's JSON", async () => {
+  const dir = tempDir();
+  const first = await tidelog.init({ project: "two", dir, mode: "offline", systemIntervalMs: 0, config: { lr: 0.1, opt: { name: "adam" } } });
+  tidelog.log({ loss: 1 });
+  const second = await tidelog.init({ project: "two", dir, mode: "offline", systemIntervalMs: 0 });
+  assert.notEqual(first.id, second.id);
+  await assert.rejects(async () => first.log({ loss: 2 }), /has finished/);
+  tidelog.log({ loss: 0.5, acc: 0.75 });
+  second.config.update({ batch: 64 });
+  second.summary.set("best_acc", 0.8);
+  await tidelog.finish();
+  await tidelog.finish();
+
+  assert.deepEqual(runFile(dir, second.id, "run.spec").state, "finished");
+  assert.deepEqual(runFile(dir, second.id, "files/config.json"), { batch: 64 });
+  assert.deepEqual(runFile(dir, second.id, "files/summary.json"), { loss: 0.5, acc: 0.75, best_acc: 0.8 });
+  const meta = runFile(dir, second.id, "files/metadata.json");
+  assert.equal(meta.id, second.id);
+  assert.match(meta.runtime, /^node v\d+/);
+  assert.equal(meta.cwd, process.cwd());
+
+  const server = await startServer();
+  try {
+    const env = { ...process.env, TIDELOG_API_KEY: server.key, TIDELOG_BASE_URL: server.url };
+    execFileSync(BIN, ["sync"], { cwd: dir, env, stdio: "pipe" });
+    const one = await api(server, `/api/v1/runs/${first.id}`);
+    assert.equal(one.state, "finished");
+    assert.deepEqual(one.config, { lr: 0.1, opt: { name: "adam" } });
+    const { rows } = await api(server, `/api/v1/runs/${first.id}/history`);
+    assert.deepEqual(rows.map((r) => r.loss), [1]);
+  } finally {
+    server.stop();
+  }
+});
+
+test("a lower step is dropped with a console.warn", async () => {
+  const warned = [];
+  const warn = console.warn;
+  console.warn = (...args) => warned.push(args.join(" "));
+  try {
+    await tidelog.init({ project: "steps", dir: tempDir(), mode: "offline", systemIntervalMs: 0 });
+    assert.equal(tidelog.log({ a: 1 }, { step: 5 }), true);
+    assert.equal(tidelog.log({ a: 2 }, { step: 3 }), false);
+    await tidelog.finish();
+  } finally {
+    console.warn = warn;
+  }
+  assert.equal(warned.length, 1);
+  assert.match(warned[0], /dropped values logged at step 3: the run is at step 5/);
+});
+
+test("system rows are stored on their own timer: a killed process keeps them", async () => {
+  const dir = tempDir();
+  const script = `
+    import * as tidelog from ${JSON.stringify(join(ROOT, "pkg/node.js"))};
+    const run = await tidelog.init({ project: "sys", dir: ${JSON.stringify(dir)}, mode: "offline", systemIntervalMs: 100 });
+    console.log(run.id);
+    setTimeout(() => process.kill(process.pid, "SIGKILL"), 700);
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  assert.equal(child.signal, "SIGKILL", child.stderr);
+  const id = child.stdout.trim();
+  const server = await startServer();
+  try {
+    const env = { ...process.env, TIDELOG_API_KEY: server.key, TIDELOG_BASE_URL: server.url };
+    execFileSync(BIN, ["sync"], { cwd: dir, env, stdio: "pipe" });
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "crashed");
+    const body = await api(server, `/api/v1/runs/${id}/system`);
+    const rows = body.rows ?? body;
+    assert.ok(rows.length >= 3, `system rows: ${JSON.stringify(rows).slice(0, 300)}`);
+    assert.ok(rows.every((r) => r["proc.memory.rss_bytes"] > 0 && r["cpu.count"] >= 1), JSON.stringify(rows[0]));
+  } finally {
+    server.stop();
+  }
+});
