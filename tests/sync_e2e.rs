@@ -595,3 +595,48 @@ fn clean_removes_runs_synced_earlier_and_repoints_latest() {
     );
     assert_eq!(runs(&server.url, &key).len(), 3);
 }
+
+#[test]
+fn the_tidelog_folder_itself_is_listed_bundled_and_synced() {
+    let work = tempfile::tempdir().unwrap();
+    let run = tidelog::init(settings(work.path(), "inside")).unwrap();
+    run.log([("x", 1.0)]).unwrap();
+    let id = run.id().to_owned();
+    run.finish(0).unwrap();
+    let root = work.path().join("tidelog");
+    let abs = root.to_string_lossy().into_owned();
+
+    for (cwd, args) in [
+        (work.path(), vec!["ls", "tidelog"]),
+        (work.path(), vec!["ls", abs.as_str()]),
+        (root.as_path(), vec!["ls"]),
+        (root.as_path(), vec!["sync", "--view"]),
+    ] {
+        let out = tidelog(cwd, &args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&id),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+
+    let out = tidelog(work.path(), &["ls", "/nonexistent-tidelog-dir"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent-tidelog-dir"),
+        "{}",
+        text(&out)
+    );
+
+    let out = tidelog(work.path(), &["bundle", "tidelog", "-o", "out"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let bundles: Vec<_> = fs::read_dir(work.path().join("out")).unwrap().collect();
+    assert_eq!(bundles.len(), 1, "{}", text(&out));
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    sync(&root, &server.url, &key, &[], 0);
+    assert_eq!(history(&server.url, &key, &id).len(), 1);
+}

@@ -1,7 +1,7 @@
 //! Commands on local runs and bundle files: `ls`, `bundle`, `upload`.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use clap::Args;
 use tidelog::core::bundle::{sha256_hex, write_bundle};
 use tidelog::core::log_index::LogIndex;
 use tidelog::core::sync::{RunStore, SyncOptions, Transport};
-use tidelog::native::layout::{discover, is_run_dir};
+use tidelog::native::layout::{discover, is_run_dir, runs_in};
 use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
 
@@ -24,7 +24,7 @@ pub struct LsArgs {
 
 #[derive(Args)]
 pub struct BundleArgs {
-    /// Run folders to bundle.
+    /// Run folders (or `tidelog/` folders) to bundle.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
     /// Folder to write the `.tar.gz` bundles into.
@@ -42,13 +42,51 @@ pub struct UploadArgs {
     server: Option<String>,
 }
 
+/// Every run under `dir`: `dir` itself when it is a run folder, its runs when it is a
+/// `tidelog/` folder, and those of every `tidelog/` folder below it; a missing `dir` is an
+/// error rather than an empty list, so a typo is not mistaken for "no runs".
+pub(super) fn runs_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        let what = if dir.exists() {
+            "not a folder"
+        } else {
+            "no such folder"
+        };
+        bail!("{}: {what}", dir.display());
+    }
+    if is_run_dir(dir) {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let mut runs = runs_in(dir).with_context(|| format!("reading {}", dir.display()))?;
+    runs.extend(discover(dir).with_context(|| format!("reading {}", dir.display()))?);
+    runs.sort();
+    runs.dedup();
+    Ok(runs)
+}
+
+/// The run folders named on the command line (run or `tidelog/` folders, or folders with
+/// `tidelog/` folders under them); none named: every run under the current directory.
+pub(super) fn select(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    if args.is_empty() {
+        return runs_under(Path::new("."));
+    }
+    let mut out = Vec::new();
+    for a in args {
+        let runs = runs_under(a)?;
+        if runs.is_empty() {
+            bail!(
+                "{} holds no runs (no records.tlog in it, nor a tidelog/ folder under it)",
+                a.display()
+            );
+        }
+        out.extend(runs.into_iter().filter(|r| !out.contains(r)).collect::<Vec<_>>());
+    }
+    Ok(out)
+}
+
 pub fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
     let dir = a.dir.unwrap_or_else(|| PathBuf::from("."));
-    let runs = if is_run_dir(&dir) {
-        vec![dir]
-    } else {
-        discover(&dir)?
-    };
+    let runs = runs_under(&dir)?;
     if runs.is_empty() {
         println!("no runs under this folder");
         return Ok(ExitCode::SUCCESS);
@@ -78,10 +116,7 @@ pub fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
 pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let opts = SyncOptions::default();
-    for path in &a.runs {
-        if !is_run_dir(path) {
-            bail!("{} is not a run folder (no records.tlog)", path.display());
-        }
+    for path in &select(&a.runs)? {
         let run = RunDir::new(path);
         let log = run.log_bytes()?;
         let index = LogIndex::new(&log)?;

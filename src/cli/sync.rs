@@ -9,18 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tidelog::core::sync::{sync_run, RunStore, SyncOptions, SyncReport};
-use tidelog::native::layout::{
-    discover, is_run_dir, read_json, runs_in, write_json_atomic, LatestSpec, LATEST_SPEC, RECORDS,
-};
+use tidelog::native::layout::{read_json, runs_in, write_json_atomic, LatestSpec, LATEST_SPEC, RECORDS};
 use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
 use tidelog::RunState;
 
 use super::credentials;
+use super::local::select;
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -52,26 +51,6 @@ pub struct SyncArgs {
     /// Connect and idle timeout, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
-}
-
-/// Expands the arguments into run folders.
-fn select(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    if args.is_empty() {
-        return Ok(discover(std::path::Path::new("."))?);
-    }
-    let mut out = Vec::new();
-    for a in args {
-        if is_run_dir(a) {
-            out.push(a.clone());
-        } else if a.is_dir() && !runs_in(a)?.is_empty() {
-            out.extend(runs_in(a)?);
-        } else if a.join("tidelog").is_dir() {
-            out.extend(runs_in(&a.join("tidelog"))?);
-        } else {
-            bail!("{} is not a run folder (no records.tlog)", a.display());
-        }
-    }
-    Ok(out)
 }
 
 pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
