@@ -1,9 +1,9 @@
 // Browser (and worker) entry of the tidelog npm package: loads its own wasm, stores runs in
 // IndexedDB, syncs over fetch while online.
-import init, * as wasm from "./web/tidelog_wasm.js";
+import initWasm, * as wasm from "./web/tidelog_wasm.js";
 import { createTidelog } from "./core.js";
 
-const exports = await init({ module_or_path: new URL("./web/tidelog_wasm_bg.wasm", import.meta.url) });
+const exports = await initWasm({ module_or_path: new URL("./web/tidelog_wasm_bg.wasm", import.meta.url) });
 
 const g = globalThis;
 const heldLocks = new Map();
@@ -79,6 +79,5 @@ const platform = {
   },
 };
 
-export const { init: initRun, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } =
+export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } =
   createTidelog(wasm, exports.memory, platform);
-export { initRun as init };

@@ -4,8 +4,17 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::media;
 
+/// `tidelog.Image: ...`: the error names the constructor the page called.
 fn type_error(e: media::MediaError) -> JsValue {
-    js_sys::TypeError::new(&format!("tidelog.{e}")).into()
+    let text = e.to_string();
+    let (what, why) = text.split_once(": ").unwrap_or(("media", &text));
+    let name = match what {
+        "image" => "Image",
+        "audio" => "Audio",
+        "table" => "Table",
+        other => other,
+    };
+    js_sys::TypeError::new(&format!("tidelog.{name}: {why}")).into()
 }
 
 /// PNG bytes from RGBA pixels (ImageData, canvas pixels).

@@ -144,6 +144,12 @@ impl Store {
                     .run()
                     .cloned()
                     .ok_or_else(|| js_error("tidelog.init: the stored run has no start record"))?;
+                if info.project != opts.project {
+                    return Err(js_error(format!(
+                        "tidelog.init: run {} belongs to project {:?}, not {:?}",
+                        info.id, info.project, opts.project
+                    )));
+                }
                 let (log, valid) = RunLog::restore(&bytes).map_err(js_error)?;
                 if valid < bytes.len() {
                     self.backend

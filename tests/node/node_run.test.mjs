@@ -106,3 +106,28 @@ test("system rows are stored on their own timer: a killed process keeps them", a
     server.stop();
   }
 });
+
+test("resume: must continues a stored run's steps, never refuses it, another project is refused", async () => {
+  const dir = tempDir();
+  const base = { dir, mode: "offline", systemIntervalMs: 0 };
+  const run = await tidelog.init({ ...base, project: "res", id: "resume01" });
+  tidelog.log({ a: 1 });
+  tidelog.log({ a: 2 });
+  await tidelog.finish();
+  await assert.rejects(tidelog.init({ ...base, project: "res", id: "resume01", resume: "never" }), /run resume01 already exists/);
+  await assert.rejects(tidelog.init({ ...base, project: "other", id: "resume01" }), /run resume01 belongs to project "res", not "other"/);
+  await assert.rejects(tidelog.init({ ...base, project: "res", id: "nothere1", resume: "must" }), /no run nothere1 to resume/);
+  const again = await tidelog.init({ ...base, project: "res", id: "resume01", resume: "must" });
+  assert.equal(again.id, run.id);
+  tidelog.log({ a: 3 });
+  await tidelog.finish();
+  const server = await startServer();
+  try {
+    const env = { ...process.env, TIDELOG_API_KEY: server.key, TIDELOG_BASE_URL: server.url };
+    execFileSync(BIN, ["sync"], { cwd: dir, env, stdio: "pipe" });
+    const { rows } = await api(server, `/api/v1/runs/${run.id}/history`);
+    assert.deepEqual(rows.map((r) => [r._step, r.a]), [[0, 1], [1, 2], [2, 3]]);
+  } finally {
+    server.stop();
+  }
+});
