@@ -640,3 +640,72 @@ fn the_tidelog_folder_itself_is_listed_bundled_and_synced() {
     sync(&root, &server.url, &key, &[], 0);
     assert_eq!(history(&server.url, &key, &id).len(), 1);
 }
+
+#[test]
+fn cli_errors_name_what_was_wrong() {
+    let work = tempfile::tempdir().unwrap();
+    let run = tidelog::init(settings(work.path(), "errs")).unwrap();
+    run.log([("x", 1.0)]).unwrap();
+    run.finish(0).unwrap();
+
+    let out = tidelog(
+        work.path(),
+        &["sync", "--timeout", "2"],
+        &[
+            ("TIDELOG_API_KEY", "k"),
+            ("TIDELOG_BASE_URL", "http://127.0.0.1:1"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("could not reach http://127.0.0.1:1: connection refused"),
+        "{}",
+        text(&out)
+    );
+
+    let out = tidelog(
+        work.path(),
+        &["sync"],
+        &[("TIDELOG_API_KEY", "k"), ("TIDELOG_BASE_URL", "127.0.0.1:18431")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("server URL must start with http:// or https://: 127.0.0.1:18431"),
+        "{}",
+        text(&out)
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    let out = sync(work.path(), &server.url, "tlk_wrong", &[], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused the API key from TIDELOG_API_KEY") && !err.contains("resumes"),
+        "{}",
+        text(&out)
+    );
+
+    let out = sync(
+        work.path(),
+        &server.url,
+        &key,
+        &["--view", "--project", "other", "--entity", "team"],
+        0,
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("project=other (run's own: errs)") && shown.contains("entity=team"),
+        "{shown}"
+    );
+
+    sync(work.path(), &server.url, &key, &[], 0);
+    let out = tidelog(work.path(), &["bundle", "tidelog", "-o", "out"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to bundle"),
+        "{}",
+        text(&out)
+    );
+}

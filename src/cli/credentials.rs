@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use tidelog::native::credentials;
 use tidelog::native::transport::HttpTransport;
@@ -19,6 +19,33 @@ pub struct LoginArgs {
     server: Option<String>,
 }
 
+/// Refuses a server URL without a scheme before any work is done, rather than failing later
+/// with an obscure transport error.
+pub fn check_server(server: &str) -> anyhow::Result<()> {
+    if !(server.starts_with("http://") || server.starts_with("https://")) {
+        bail!("server URL must start with http:// or https://: {server}");
+    }
+    Ok(())
+}
+
+/// The server a command would use, checked by [`check_server`].
+pub fn server(flag: Option<&str>) -> anyhow::Result<String> {
+    let server = credentials::resolve(flag, None).server;
+    check_server(&server)?;
+    Ok(server)
+}
+
+/// Where the key [`require`] found comes from, for a message when the server refuses it.
+pub fn key_source(server: &str) -> String {
+    if std::env::var("TIDELOG_API_KEY").is_ok_and(|k| !k.is_empty()) {
+        "TIDELOG_API_KEY".to_owned()
+    } else if credentials::resolve(Some(server), None).api_key.is_some() {
+        format!("the login stored in {}", credentials::path().display())
+    } else {
+        "the prompt".to_owned()
+    }
+}
+
 fn prompt_key(server: &str) -> anyhow::Result<String> {
     let key = rpassword::prompt_password(format!("API key for {server}: ")).context("reading the key")?;
     Ok(key.trim().to_owned())
@@ -27,6 +54,7 @@ fn prompt_key(server: &str) -> anyhow::Result<String> {
 /// Server and key for a command, prompting on a TTY; `None` (after printing why) means exit 2.
 pub fn require(server: Option<&str>) -> anyhow::Result<Option<(String, String)>> {
     let creds = credentials::resolve(server, None);
+    check_server(&creds.server)?;
     if let Some(key) = creds.api_key {
         return Ok(Some((creds.server, key)));
     }
@@ -41,7 +69,7 @@ pub fn require(server: Option<&str>) -> anyhow::Result<Option<(String, String)>>
 }
 
 pub fn login(a: LoginArgs) -> anyhow::Result<ExitCode> {
-    let server = credentials::resolve(a.server.as_deref(), None).server;
+    let server = server(a.server.as_deref())?;
     let key = if std::io::stdin().is_terminal() {
         prompt_key(&server)?
     } else {

@@ -123,6 +123,13 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
         let info = index.run().cloned().context("the log has no start record")?;
         let state = index.state(run.is_live());
         let mut start = run.saved_progress()?.acked_records.min(index.len());
+        if start == index.len() {
+            println!(
+                "nothing to bundle for {}: the server acknowledged all {} records",
+                path.display(),
+                index.len()
+            );
+        }
         while start < index.len() {
             let range = index.plan(start, opts.max_bundle_log_bytes);
             let last = range.end == index.len();
@@ -150,7 +157,8 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn upload(a: UploadArgs) -> anyhow::Result<ExitCode> {
-    let Some((server, key)) = credentials::require(a.server.as_deref())? else {
+    let server = credentials::server(a.server.as_deref())?;
+    let Some((server, key)) = credentials::require(Some(&server))? else {
         return Ok(ExitCode::from(2));
     };
     let mut t = HttpTransport::new(&server, &key, Duration::from_secs(30));

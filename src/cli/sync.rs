@@ -5,14 +5,14 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tidelog::core::sync::{sync_run, RunStore, SyncOptions, SyncReport};
+use tidelog::core::sync::{sync_run, RunStore, SyncError, SyncOptions, SyncReport, TransportError};
 use tidelog::native::layout::{read_json, runs_in, write_json_atomic, LatestSpec, LATEST_SPEC, RECORDS};
 use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
@@ -62,6 +62,19 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
         if runs.is_empty() {
             println!("nothing to sync");
         }
+        if a.project.is_some() || a.entity.is_some() {
+            println!(
+                "uploading under{}{}",
+                a.project
+                    .as_ref()
+                    .map(|p| format!(" --project {p}"))
+                    .unwrap_or_default(),
+                a.entity
+                    .as_ref()
+                    .map(|e| format!(" --entity {e}"))
+                    .unwrap_or_default()
+            );
+        }
         if a.clean {
             for r in synced.iter().filter(|r| deletable(r)) {
                 println!("would delete {} (already synced)", r.path().display());
@@ -71,17 +84,31 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
             let s = r
                 .status()
                 .with_context(|| format!("reading {}", r.path().display()))?;
+            let project = match &a.project {
+                Some(p) if *p != s.project => format!("{p} (run's own: {})", s.project),
+                _ => s.project,
+            };
+            let entity = a
+                .entity
+                .as_ref()
+                .map(|e| format!(" entity={e}"))
+                .unwrap_or_default();
+            let delete = if a.clean && s.state != RunState::Running {
+                "  (would delete once acknowledged)"
+            } else {
+                ""
+            };
             println!(
-                "{}  id={} project={} state={} unsynced_records={}",
+                "{}  id={} project={project}{entity} state={} unsynced_records={}{delete}",
                 r.path().display(),
                 s.id,
-                s.project,
                 s.state.as_str(),
                 s.unsynced
             );
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let server = credentials::server(a.server.as_deref())?;
     let removed = Mutex::new(Vec::new());
     if a.clean {
         for r in &synced {
@@ -96,7 +123,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
         repoint_latest(&removed);
         return Ok(ExitCode::SUCCESS);
     }
-    let Some((server, key)) = credentials::require(a.server.as_deref())? else {
+    let Some((server, key)) = credentials::require(Some(&server))? else {
         return Ok(ExitCode::from(2));
     };
     let opts = SyncOptions {
@@ -125,6 +152,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
             .map(|r| if a.include_synced { r.resend_all() } else { r }),
     );
     let failed = Mutex::new(Vec::new());
+    let refused = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let timeout = Duration::from_secs(a.timeout);
     std::thread::scope(|s| {
@@ -152,6 +180,12 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                         }
                     }
                     Err(e) => {
+                        if matches!(
+                            e,
+                            SyncError::Transport(TransportError::Status { status: 401, .. })
+                        ) {
+                            refused.store(true, Ordering::Relaxed);
+                        }
                         say(format!("failed {}: {e}", run.path().display()));
                         failed
                             .lock()
@@ -173,10 +207,19 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
-        "tidelog: {} run(s) left unsynced; `tidelog sync` resumes them:",
-        failed.len()
-    );
+    if refused.into_inner() {
+        eprintln!(
+            "tidelog: {server} refused the API key from {} (401): set TIDELOG_API_KEY to a \
+             valid key or run `tidelog login`; {} run(s) left unsynced:",
+            credentials::key_source(&server),
+            failed.len()
+        );
+    } else {
+        eprintln!(
+            "tidelog: {} run(s) left unsynced; `tidelog sync` resumes them:",
+            failed.len()
+        );
+    }
     for f in failed {
         eprintln!("  {}", f.display());
     }

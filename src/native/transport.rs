@@ -14,10 +14,6 @@ pub struct HttpTransport {
     auth: String,
 }
 
-fn net(e: ureq::Error) -> TransportError {
-    TransportError::Network(e.to_string())
-}
-
 fn header_u64(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<u64> {
     resp.headers().get(name)?.to_str().ok()?.trim().parse().ok()
 }
@@ -45,6 +41,21 @@ impl HttpTransport {
         }
     }
 
+    /// A network failure that names the server, so a wrong URL or port is plain to see.
+    fn net(&self, e: ureq::Error) -> TransportError {
+        let why = match &e {
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                "connection refused".to_owned()
+            }
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+            ureq::Error::Io(io) => io.to_string(),
+            ureq::Error::Timeout(t) => format!("no answer in time ({t})"),
+            ureq::Error::HostNotFound => "host not found".to_owned(),
+            other => other.to_string(),
+        };
+        TransportError::Network(format!("could not reach {}: {why}", self.base))
+    }
+
     fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
             path.to_owned()
@@ -60,12 +71,13 @@ impl HttpTransport {
             .get(self.url("/api/v1/whoami"))
             .header("Authorization", &self.auth)
             .call()
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         if resp.status().as_u16() != 200 {
             return Err(failure(resp));
         }
         let v: serde_json::Value =
-            serde_json::from_str(&resp.body_mut().read_to_string().map_err(net)?).unwrap_or_default();
+            serde_json::from_str(&resp.body_mut().read_to_string().map_err(|e| self.net(e))?)
+                .unwrap_or_default();
         Ok(v["account"].as_str().unwrap_or_default().to_owned())
     }
 }
@@ -79,10 +91,10 @@ impl Transport for HttpTransport {
             .header("Content-Type", "application/gzip")
             .header("Tidelog-Bundle-Sha256", sha256)
             .send(bytes)
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         match resp.status().as_u16() {
             200 | 201 => {
-                let text = resp.body_mut().read_to_string().map_err(net)?;
+                let text = resp.body_mut().read_to_string().map_err(|e| self.net(e))?;
                 Ok(serde_json::from_str(&text).unwrap_or_default())
             }
             _ => Err(failure(resp)),
@@ -103,7 +115,7 @@ impl Transport for HttpTransport {
             .header("Upload-Metadata", meta)
             .header("Tidelog-Bundle-Sha256", sha256)
             .send_empty()
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         if resp.status().as_u16() != 201 {
             return Err(failure(resp));
         }
@@ -122,7 +134,7 @@ impl Transport for HttpTransport {
             .header("Authorization", &self.auth)
             .header("Tus-Resumable", "1.0.0")
             .call()
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         match resp.status().as_u16() {
             200 | 204 => Ok(header_u64(&resp, "Upload-Offset")),
             404 | 410 => Ok(None),
@@ -144,7 +156,7 @@ impl Transport for HttpTransport {
             .header("Content-Type", "application/offset+octet-stream")
             .header("Upload-Offset", offset.to_string())
             .send(chunk)
-            .map_err(net)?;
+            .map_err(|e| self.net(e))?;
         match resp.status().as_u16() {
             200 | 204 => {
                 let offset = header_u64(&resp, "Upload-Offset")
