@@ -243,3 +243,44 @@ fn a_successful_command_without_a_key_stays_local() {
         (Some("p"), Some("n"))
     );
 }
+
+#[test]
+fn a_silent_server_holds_run_only_for_its_timeout_and_warnings_read_plainly() {
+    let work = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let out = tidelog(
+        work.path(),
+        &["run", "--timeout", "1", "--project", "p", "--", "true"],
+        &[("TIDELOG_API_KEY", "k"), ("TIDELOG_BASE_URL", &url)],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "{took:?}: {}",
+        text(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tidelog: warning: run ") && err.contains("stays offline"),
+        "{err}"
+    );
+    assert!(!err.contains("[WARN") && !err.contains("tidelog::"), "{err}");
+    assert!(!only_run(work.path()).join(".synced").exists());
+    drop(silent);
+
+    let out = tidelog(
+        work.path(),
+        &["run", "--project", "p", "--", "true"],
+        &[("TIDELOG_API_KEY", "k"), ("TIDELOG_BASE_URL", "127.0.0.1:18431")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("server URL must start with http:// or https://: 127.0.0.1:18431"),
+        "{}",
+        text(&out)
+    );
+}

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
+use tidelog::core::sync::{sync_run, SyncOptions};
+use tidelog::native::credentials;
 use tidelog::native::layout::FILES;
 use tidelog::native::store::RunDir;
+use tidelog::native::transport::HttpTransport;
 use tidelog::{Mode, Run, Settings};
 
 /// Name of the captured output inside the run's `files/`.
@@ -35,6 +38,9 @@ pub struct RunArgs {
     /// Display name of the run.
     #[arg(long)]
     name: Option<String>,
+    /// Connect and idle timeout of the upload at exit, in seconds (as `tidelog sync --timeout`).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
     /// Seconds between system-metric samples; 0 turns them off.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     system_interval: f64,
@@ -71,9 +77,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p,
         None => folder_name()?,
     };
+    let creds = credentials::resolve(None, None);
+    if creds.explicit_server && creds.api_key.is_some() {
+        super::credentials::check_server(&creds.server)?;
+    }
     let mut settings = Settings::new(project);
     settings.name = a.name;
-    settings.mode = Mode::Auto;
+    // Synced here after finish rather than by the library, so `--timeout` bounds it.
+    settings.mode = Mode::Offline;
     settings.system_interval = Some(interval);
     settings.config.insert("command".into(), json!(a.command));
     let run = tidelog::init(settings).context("starting the run")?;
@@ -89,7 +100,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             i32::from(NOT_RUNNABLE)
         }
     };
-    let recorded = record(run, &path, &log, code);
+    let recorded = record(run, &path, &log, code, Duration::from_secs(a.timeout));
     let exit = u8::try_from(code).unwrap_or(1);
     match recorded {
         Ok(()) => Ok(ExitCode::from(exit)),
@@ -238,9 +249,9 @@ fn exit_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or(1)
 }
 
-/// Saves `output.log` with the run and finishes it with `code` (syncing it in `Mode::Auto`);
-/// the run is finished even when saving the output failed.
-fn record(run: Run, path: &Path, log: &Mutex<OutputLog>, code: i32) -> anyhow::Result<()> {
+/// Saves `output.log` with the run, finishes it with `code` and syncs it when a server and key
+/// are configured; the run is finished even when saving the output failed.
+fn record(run: Run, path: &Path, log: &Mutex<OutputLog>, code: i32, timeout: Duration) -> anyhow::Result<()> {
     let saved = {
         let mut out = lock(log);
         let flushed = match out.error.take() {
@@ -254,6 +265,7 @@ fn record(run: Run, path: &Path, log: &Mutex<OutputLog>, code: i32) -> anyhow::R
     };
     let id = run.id().to_owned();
     let dir: PathBuf = run.finish(code).context("finishing the run")?;
+    sync_at_exit(&id, &dir, timeout);
     let synced = if RunDir::new(&dir).is_synced() {
         "synced"
     } else {
@@ -264,4 +276,24 @@ fn record(run: Run, path: &Path, log: &Mutex<OutputLog>, code: i32) -> anyhow::R
         dir.display()
     );
     saved.map(|_| ())
+}
+
+/// Uploads the finished run when `TIDELOG_BASE_URL` (or a stored login) names a server and a
+/// key is known, like the library's `Mode::Auto`; a failure leaves it for `tidelog sync`.
+/// Each exchange waits at most `timeout`, and it is tried twice, so a silent server holds
+/// `tidelog run` for about two timeouts, not minutes.
+fn sync_at_exit(id: &str, dir: &Path, timeout: Duration) {
+    let creds = credentials::resolve(None, None);
+    let (Some(key), true) = (creds.api_key, creds.explicit_server) else {
+        return;
+    };
+    let mut transport = HttpTransport::new(&creds.server, &key, timeout);
+    let opts = SyncOptions {
+        attempts: 2,
+        ..SyncOptions::default()
+    };
+    let mut store = RunDir::new(dir);
+    if let Err(e) = pollster::block_on(sync_run(&mut store, &mut transport, &opts, &mut |_| {})) {
+        log::warn!("run {id} stays offline, `tidelog sync` will upload it: {e}");
+    }
 }
