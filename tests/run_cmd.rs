@@ -284,3 +284,63 @@ fn a_silent_server_holds_run_only_for_its_timeout_and_warnings_read_plainly() {
         text(&out)
     );
 }
+
+#[test]
+fn a_killed_tidelog_run_uploads_its_output_so_far_exactly_once() {
+    let work = tempfile::tempdir().unwrap();
+    let pidfile = work.path().join("child.pid");
+    let script = format!("echo before; echo $$ > {}; sleep 30", pidfile.display());
+    let mut cli = std::process::Command::new(BIN)
+        .current_dir(work.path())
+        .args([
+            "run",
+            "--project",
+            "p",
+            "--system-interval",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env_remove("TIDELOG_API_KEY")
+        .env_remove("TIDELOG_BASE_URL")
+        .env_remove("TIDELOG_DIR")
+        .env("TIDELOG_CONFIG_DIR", work.path().join(".test-config"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(pidfile.is_file() && output_log(work.path()).is_some_and(|l| l.contains("before"))) {
+        assert!(std::time::Instant::now() < deadline, "the command never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let child = fs::read_to_string(&pidfile).unwrap();
+    let _ = std::process::Command::new("kill").arg(child.trim()).status();
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    sync(work.path(), &server.url, &key, &[], 0);
+    let runs = runs(&server.url, &key);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let id = runs[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(runs[0]["state"], "crashed");
+    let (status, body) = get_bytes(&server.url, &key, &format!("/api/v1/runs/{id}/files/output.log"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(String::from_utf8(body).unwrap(), "before\n");
+
+    let out = sync(work.path(), &server.url, &key, &[], 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to sync"),
+        "{}",
+        text(&out)
+    );
+    let log = fs::read(only_run(work.path()).join("records.tlog")).unwrap();
+    let index = LogIndex::new(&log).unwrap();
+    assert_eq!(index.files(0..index.len()).len(), 1, "referenced once");
+}

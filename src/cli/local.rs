@@ -15,6 +15,7 @@ use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
 
 use super::credentials;
+use super::run_cmd::record_crashed_output;
 
 #[derive(Args)]
 pub struct LsArgs {
@@ -118,6 +119,9 @@ pub fn bundle(a: BundleArgs) -> anyhow::Result<ExitCode> {
     let opts = SyncOptions::default();
     for path in &select(&a.runs)? {
         let run = RunDir::new(path);
+        if let Err(e) = record_crashed_output(&run) {
+            eprintln!("tidelog: warning: {}: {e:#}", path.display());
+        }
         let log = run.log_bytes()?;
         let index = LogIndex::new(&log)?;
         let info = index.run().cloned().context("the log has no start record")?;

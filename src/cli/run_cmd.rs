@@ -13,12 +13,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::json;
-use tidelog::core::sync::{sync_run, SyncOptions};
+use tidelog::core::bundle::sha256_hex;
+use tidelog::core::layout::check_saved_file;
+use tidelog::core::log_index::LogIndex;
+use tidelog::core::record::encode_meta;
+use tidelog::core::sync::{sync_run, RunStore, SyncOptions};
 use tidelog::native::credentials;
 use tidelog::native::layout::FILES;
 use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
-use tidelog::{Mode, Run, Settings};
+use tidelog::{FileRef, Meta, Mode, Run, RunState, Settings};
 
 /// Name of the captured output inside the run's `files/`.
 const OUTPUT_LOG: &str = "output.log";
@@ -296,4 +300,52 @@ fn sync_at_exit(id: &str, dir: &Path, timeout: Duration) {
     if let Err(e) = pollster::block_on(sync_run(&mut store, &mut transport, &opts, &mut |_| {})) {
         log::warn!("run {id} stays offline, `tidelog sync` will upload it: {e}");
     }
+}
+
+/// Records the `output.log` of a crashed `tidelog run` (its process was killed before it could
+/// save it at finish) by appending a file record for the bytes written so far, so the next
+/// sync or bundle uploads them. A reference with the same content is never added twice, so
+/// syncing again uploads nothing more. Live and finished runs are left alone: their own
+/// process records the output at finish. Returns whether a record was added.
+pub(super) fn record_crashed_output(run: &RunDir) -> anyhow::Result<bool> {
+    if run.is_live() {
+        return Ok(false);
+    }
+    let path = run.path().join(FILES).join(OUTPUT_LOG);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(false);
+    };
+    let log = run.log_bytes()?;
+    let index = LogIndex::new(&log).with_context(|| format!("reading {}", run.path().display()))?;
+    if index.run().is_none() || index.state(false) != RunState::Crashed {
+        return Ok(false);
+    }
+    let sha256 = sha256_hex(&bytes);
+    let known = index
+        .files(0..index.len())
+        .iter()
+        .any(|f| f.path == OUTPUT_LOG && f.sha256 == sha256);
+    if known {
+        return Ok(false);
+    }
+    if index.valid_len() != log.len() {
+        log::warn!(
+            "{}: the log ends in a torn record, so {OUTPUT_LOG} cannot be added to it",
+            run.path().display()
+        );
+        return Ok(false);
+    }
+    check_saved_file(OUTPUT_LOG, bytes.len() as u64).map_err(anyhow::Error::msg)?;
+    let mut frame = Vec::new();
+    encode_meta(
+        &mut frame,
+        &Meta::File(FileRef {
+            path: OUTPUT_LOG.to_owned(),
+            sha256,
+            size: bytes.len() as u64,
+        }),
+    );
+    run.append_records(&frame)
+        .with_context(|| format!("recording {}", path.display()))?;
+    Ok(true)
 }

@@ -20,6 +20,7 @@ use tidelog::RunState;
 
 use super::credentials;
 use super::local::select;
+use super::run_cmd::record_crashed_output;
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -54,10 +55,16 @@ pub struct SyncArgs {
 }
 
 pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
-    let (runs, synced): (Vec<RunDir>, Vec<RunDir>) = select(&a.runs)?
-        .into_iter()
-        .map(RunDir::new)
-        .partition(|r| a.include_synced || !r.is_synced());
+    let all: Vec<RunDir> = select(&a.runs)?.into_iter().map(RunDir::new).collect();
+    if !a.view {
+        for r in &all {
+            if let Err(e) = record_crashed_output(r) {
+                eprintln!("tidelog: warning: {}: {e:#}", r.path().display());
+            }
+        }
+    }
+    let (runs, synced): (Vec<RunDir>, Vec<RunDir>) =
+        all.into_iter().partition(|r| a.include_synced || !r.is_synced());
     if a.view {
         if runs.is_empty() {
             println!("nothing to sync");
