@@ -302,7 +302,12 @@ export function createTidelog(wasm, memory, platform) {
     };
   }
 
-  platform.onHide(() => { for (const r of runs) r.flush(); });
+  platform.onHide(() => {
+    for (const r of runs) {
+      platform.storeNow?.(r._w);
+      r.flush();
+    }
+  });
 
   const media = createMedia(wasm);
   return {

@@ -7,10 +7,40 @@ const exports = await initWasm({ module_or_path: new URL("./web/tidelog_wasm_bg.
 
 const g = globalThis;
 const heldLocks = new Map();
+// A plain connection to the `tidelog` database for storeNow(): the wasm store's requests
+// are awaited, and an unloading page never delivers the events they wait for.
+let rawDb = null;
+
+function openRaw() {
+  return new Promise((resolve) => {
+    const req = g.indexedDB.open("tidelog");
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => resolve(null);
+  });
+}
 
 const platform = {
-  openStore: (opts) =>
-    opts.storage === "memory" || typeof g.indexedDB === "undefined" ? wasm.Store.memory() : wasm.Store.indexedDb(),
+  async openStore(opts) {
+    if (opts.storage === "memory" || typeof g.indexedDB === "undefined") return wasm.Store.memory();
+    const store = await wasm.Store.indexedDb();
+    rawDb ??= await openRaw();
+    return store;
+  },
+  // pagehide: what the run has not stored yet goes into IndexedDB in one transaction whose
+  // requests are all issued, and committed, before this returns (see WasmRun.unflushed).
+  storeNow(w) {
+    const u = rawDb && w.unflushed();
+    if (!u) return;
+    try {
+      const tx = rawDb.transaction(["runs", "chunks", "blobs"], "readwrite");
+      for (const b of u.blobs) tx.objectStore("blobs").put(b);
+      for (const c of u.chunks) tx.objectStore("chunks").put({ run: u.run, seq: c.seq, bytes: c.bytes });
+      tx.objectStore("runs").put({ id: `~late:${u.run}`, log_bytes: u.logBytes });
+      tx.commit?.();
+    } catch (e) {
+      console.warn(`tidelog: could not store records on pagehide: ${e?.message ?? e}`);
+    }
+  },
   config: (name) => g.tidelogConfig?.[name],
   online: () => g.navigator?.onLine ?? true,
   autoSync: true,

@@ -315,6 +315,11 @@ impl RunLog {
         self.batch = failed;
     }
 
+    /// The encoded batch, left in place: a copy for a page that may be going away.
+    pub fn batch(&self) -> &[u8] {
+        &self.batch
+    }
+
     /// Bytes encoded but not yet handed to the store.
     pub fn batch_len(&self) -> usize {
         self.batch.len()

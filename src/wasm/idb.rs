@@ -14,6 +14,10 @@ const DB: &str = "tidelog";
 const RUNS: &str = "runs";
 const CHUNKS: &str = "chunks";
 const BLOBS: &str = "blobs";
+/// Id prefix of the rows a page going away writes instead of updating its run's row (which
+/// needs a read an unloading page cannot wait for): `log_bytes` of the log it left behind.
+/// Written by `storeNow` in `js/tidelog.js`.
+const LATE: &str = "~late:";
 
 /// An open `tidelog` database.
 pub struct IdbStore {
@@ -264,10 +268,23 @@ impl IdbStore {
             .await
             .map_err(err)?;
         done(tx).await?;
+        let mut late = std::collections::HashMap::new();
+        for r in &rows {
+            if let Some(run) = get(r, "id")
+                .as_string()
+                .and_then(|id| id.strip_prefix(LATE).map(str::to_owned))
+            {
+                late.insert(run, get(r, "log_bytes").as_f64().unwrap_or(0.0));
+            }
+        }
         Ok(rows
             .iter()
-            .filter(|r| get(r, "synced_bytes").as_f64() != get(r, "log_bytes").as_f64())
-            .filter_map(|r| get(r, "id").as_string())
+            .filter_map(|r| {
+                let id = get(r, "id").as_string().filter(|id| !id.starts_with(LATE))?;
+                let written = get(r, "log_bytes").as_f64().unwrap_or(0.0);
+                let log_bytes = written.max(late.get(&id).copied().unwrap_or(0.0));
+                (get(r, "synced_bytes").as_f64() != Some(log_bytes)).then_some(id)
+            })
             .collect())
     }
 }

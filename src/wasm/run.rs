@@ -62,16 +62,30 @@ struct Inner {
     /// regrows a batch from nothing (a multi-megabyte copy inside one `log()` call).
     spare: Vec<u8>,
     stored_records: u64,
+    /// Length of the log the store holds: `stored_records` records.
+    stored_bytes: u64,
+    /// The flush on its way to the store, shared so `unflushed` can write it again.
+    inflight: Option<Rc<InFlight>>,
     finished: bool,
+}
+
+/// A batch handed to the store and not yet acknowledged by it.
+struct InFlight {
+    seq: u64,
+    upto: u64,
+    bytes: Vec<u8>,
+    files: Vec<(FileRef, Vec<u8>)>,
 }
 
 impl Inner {
     /// A run whose records up to `log.records()` are already in the store.
-    fn new(store: Store, info: RunInfo, log: RunLog) -> Inner {
+    fn new(store: Store, info: RunInfo, log: RunLog, stored_bytes: u64) -> Inner {
         Inner {
             store,
             info,
             stored_records: log.records(),
+            stored_bytes,
+            inflight: None,
             log,
             staging: Vec::new(),
             others: Vec::new(),
@@ -157,7 +171,7 @@ impl Store {
                         .await
                         .map_err(js_error)?;
                 }
-                Inner::new(self.clone(), info, log)
+                Inner::new(self.clone(), info, log, valid as u64)
             }
             (None, _) => {
                 let info = RunInfo {
@@ -170,7 +184,7 @@ impl Store {
                     created_ms: now_ms(),
                 };
                 self.backend.create(&info).await.map_err(js_error)?;
-                let mut inner = Inner::new(self.clone(), info, RunLog::default());
+                let mut inner = Inner::new(self.clone(), info, RunLog::default(), 0);
                 inner.log.meta(&Meta::Start(inner.info.clone()));
                 inner
             }
@@ -206,34 +220,45 @@ impl Store {
 }
 
 async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
-    let (store, id, seq, upto, bytes, files) = {
+    let (store, id, batch) = {
         let mut me = inner.borrow_mut();
         let mut bytes = std::mem::take(&mut me.spare);
         me.log.take_batch(&mut bytes);
         let files = std::mem::take(&mut me.files);
-        (
-            me.store.clone(),
-            me.info.id.clone(),
-            me.stored_records,
-            me.log.records(),
+        if bytes.is_empty() && files.is_empty() {
+            me.spare = bytes;
+            return Ok(JsValue::UNDEFINED);
+        }
+        let batch = Rc::new(InFlight {
+            seq: me.stored_records,
+            upto: me.log.records(),
             bytes,
             files,
-        )
+        });
+        me.inflight = Some(Rc::clone(&batch));
+        (me.store.clone(), me.info.id.clone(), batch)
     };
-    if bytes.is_empty() && files.is_empty() {
-        return Ok(JsValue::UNDEFINED);
-    }
-    match store.backend.append(&id, seq, &bytes, &files).await {
+    let result = store
+        .backend
+        .append(&id, batch.seq, &batch.bytes, &batch.files)
+        .await;
+    let mut me = inner.borrow_mut();
+    me.inflight = None;
+    let batch = Rc::try_unwrap(batch).unwrap_or_else(|shared| InFlight {
+        bytes: shared.bytes.clone(),
+        files: shared.files.clone(),
+        ..*shared
+    });
+    match result {
         Ok(()) => {
-            let mut me = inner.borrow_mut();
-            me.stored_records = upto;
-            me.spare = bytes;
+            me.stored_records = batch.upto;
+            me.stored_bytes += batch.bytes.len() as u64;
+            me.spare = batch.bytes;
             Ok(JsValue::UNDEFINED)
         }
         Err(e) => {
-            let mut me = inner.borrow_mut();
-            me.log.restore_batch(bytes);
-            let newer = std::mem::replace(&mut me.files, files);
+            me.log.restore_batch(batch.bytes);
+            let newer = std::mem::replace(&mut me.files, batch.files);
             me.files.extend(newer);
             let err = js_sys::Error::new(&format!(
                 "tidelog: could not store records (kept in memory): {}",
@@ -243,6 +268,22 @@ async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
             Err(err.into())
         }
     }
+}
+
+/// `{ seq, bytes }` for IndexedDB's chunks store (the shape `IdbStore::append` writes).
+fn chunk(seq: u64, bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"seq".into(), &(seq as f64).into())?;
+    js_sys::Reflect::set(&o, &"bytes".into(), &js_sys::Uint8Array::from(bytes))?;
+    Ok(o.into())
+}
+
+/// `{ sha, bytes }` for IndexedDB's blobs store.
+fn blob(file: &FileRef, bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let o = js_sys::Object::new();
+    js_sys::Reflect::set(&o, &"sha".into(), &file.sha256.as_str().into())?;
+    js_sys::Reflect::set(&o, &"bytes".into(), &js_sys::Uint8Array::from(bytes))?;
+    Ok(o.into())
 }
 
 #[wasm_bindgen]
@@ -389,6 +430,43 @@ impl WasmRun {
     /// with `error.quota` set when storage is full.
     pub fn flush(&self) -> js_sys::Promise {
         wasm_bindgen_futures::future_to_promise(flush(Rc::clone(&self.inner)))
+    }
+
+    /// What a page that is going away must still store, for `pagehide`: the flush in flight
+    /// (an unload aborts it) and the batch, as `{ run, chunks: [{ seq, bytes }], blobs:
+    /// [{ sha, bytes }], logBytes }`, or null. The JS entry writes it in one synchronously
+    /// committed transaction. The batch stays here: a page that lives on stores it again with
+    /// its next flush, under the same chunk key.
+    pub fn unflushed(&self) -> Result<JsValue, JsValue> {
+        let me = self.inner.borrow();
+        let chunks = js_sys::Array::new();
+        let blobs = js_sys::Array::new();
+        let mut log_bytes = me.stored_bytes;
+        let mut seq = me.stored_records;
+        if let Some(f) = &me.inflight {
+            chunks.push(&chunk(f.seq, &f.bytes)?);
+            for (file, bytes) in &f.files {
+                blobs.push(&blob(file, bytes)?);
+            }
+            log_bytes += f.bytes.len() as u64;
+            seq = f.upto;
+        }
+        if !me.log.batch().is_empty() {
+            chunks.push(&chunk(seq, me.log.batch())?);
+            log_bytes += me.log.batch().len() as u64;
+        }
+        for (file, bytes) in &me.files {
+            blobs.push(&blob(file, bytes)?);
+        }
+        if chunks.length() == 0 && blobs.length() == 0 {
+            return Ok(JsValue::NULL);
+        }
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"run".into(), &me.info.id.as_str().into())?;
+        js_sys::Reflect::set(&out, &"chunks".into(), &chunks)?;
+        js_sys::Reflect::set(&out, &"blobs".into(), &blobs)?;
+        js_sys::Reflect::set(&out, &"logBytes".into(), &(log_bytes as f64).into())?;
+        Ok(out.into())
     }
 
     /// Ends the run with `exit_code` (non-zero marks it failed) and stores everything.

@@ -126,6 +126,28 @@ try {
     await context.close();
   });
 
+  await check("a reload or a navigation right after log() loses nothing: pagehide stores the batch", async () => {
+    const context = await browser.newContext();
+    await context.route(`${srv.url}/**`, (r) => r.abort("internetdisconnected"));
+    const page = await open(context);
+    const id = "pagehide";
+    await page.evaluate(([id, s, k]) => t.start(id, s, k), [id, srv.url, srv.key]);
+    await page.evaluate(() => t.logSteps(0, 300));
+    await page.reload();
+    await page.waitForFunction(() => window.ready === true);
+    const step = await page.evaluate(([id, s, k]) => t.start(id, s, k), [id, srv.url, srv.key]);
+    assert(step === 300, `after the reload the run resumes at step ${step}, not 300`);
+    await page.evaluate(() => t.logSteps(300, 200));
+    await page.goto("about:blank");
+    await page.goto(`${origin}/offline.html`);
+    await page.waitForFunction(() => window.ready === true);
+    await page.evaluate(([id, s, k]) => t.start(id, s, k), [id, srv.url, srv.key]);
+    await context.unroute(`${srv.url}/**`);
+    await settle(page, id, 500);
+    exactlyOnce(await rows(id), 500);
+    await context.close();
+  });
+
   await check("flapping network every 200 ms while logging 2,000 steps → exactly once", async () => {
     const context = await browser.newContext();
     const page = await open(context);
