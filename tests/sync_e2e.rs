@@ -45,6 +45,16 @@ fn quickstart_offline_then_sync_exactly_once() {
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    let mut entries: Vec<String> = fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        ["files", "records.tlog", "run.spec"],
+        "a finished run's folder"
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&fs::read(run.join("files/summary.json")).unwrap()).unwrap();
     assert_eq!(summary["metric"], json!(9.0));

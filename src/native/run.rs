@@ -518,7 +518,10 @@ impl Run {
             RunState::Finished
         } else {
             RunState::Failed
-        })
+        })?;
+        // An ended run needs no liveness lock: the folder keeps only CONTRACT §3's entries.
+        let _ = fs::remove_file(self.dir.join(LOCK));
+        Ok(())
     }
 
     fn sync_at_finish(&self) -> Result<(), RunError> {
