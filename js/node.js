@@ -32,6 +32,10 @@ const host = {
     try { return fs.statSync(p).size; } catch (e) { if (missing(e)) return -1; throw e; }
   },
   truncate(p, len) { fs.truncateSync(p, len); },
+  // The run's .lock while this process writes it (core::layout::LockOwner).
+  owner() {
+    return JSON.stringify({ pid: process.pid, host: os.hostname() });
+  },
   // What files/metadata.json says about the process, as the native build writes it.
   metadata() {
     return JSON.stringify({

@@ -19,8 +19,18 @@ pub const FILES: &str = "files";
 pub const SYNCED: &str = ".synced";
 /// Partial sync progress (acknowledged records, an upload in flight).
 pub const PROGRESS: &str = ".sync-progress";
-/// Held locked by the process writing the run.
+/// Held locked by the process writing the run (an OS lock natively, a [`LockOwner`] from Node).
 pub const LOCK: &str = ".lock";
+
+/// What a process without OS file locks (Node) writes into a run's [`LOCK`] while it writes
+/// the run, so `tidelog sync` and `tidelog ls` see the run as live, not crashed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LockOwner {
+    /// The writing process.
+    pub pid: u32,
+    /// The machine it runs on: a pid means nothing elsewhere.
+    pub host: String,
+}
 
 /// Sync status shown in `run.spec`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -1,11 +1,12 @@
-//! The [`Dir`] seam over `std::fs`, with liveness from an OS file lock: run folders on disk.
+//! The [`Dir`] seam over `std::fs`, with liveness from an OS file lock (or, for runs written
+//! by Node, from the live process the lock file names): run folders on disk.
 
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::core::folder::{Dir, FolderRun};
-use crate::core::layout::LOCK;
+use crate::core::layout::{LockOwner, LOCK};
 
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,6 +74,23 @@ impl Dir for StdDir {
         let Ok(f) = File::open(run.join(LOCK)) else {
             return false;
         };
-        matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock))
+        if matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock)) {
+            return true;
+        }
+        fs::read(run.join(LOCK))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<LockOwner>(&bytes).ok())
+            .is_some_and(|owner| is_running(&owner))
     }
+}
+
+/// Whether the process a Node run's lock names is alive on this machine.
+fn is_running(owner: &LockOwner) -> bool {
+    if sysinfo::System::host_name().as_deref() != Some(owner.host.as_str()) {
+        return false;
+    }
+    let pid = sysinfo::Pid::from_u32(owner.pid);
+    let mut system = sysinfo::System::new();
+    system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), false);
+    system.process(pid).is_some()
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 use super::backend::StoreError;
 use crate::core::digest::config_and_summary;
 use crate::core::folder::{find_run, runs_in, Dir, FolderRun};
+use crate::core::layout::LOCK;
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::sync::{RunStore, SyncProgress};
 use crate::core::time::rfc3339;
@@ -41,6 +42,8 @@ extern "C" {
     fn truncate(this: &FsHost, path: &str, len: f64) -> Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
     fn metadata(this: &FsHost) -> Result<String, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn owner(this: &FsHost) -> Result<String, JsValue>;
 }
 
 fn io_err(e: JsValue) -> io::Error {
@@ -157,7 +160,7 @@ impl FsStore {
         metadata.insert("started".into(), rfc3339(info.created_ms).into());
         metadata.insert("tidelog".into(), env!("CARGO_PKG_VERSION").into());
         run.put_json("metadata.json", &metadata).map_err(store_err)?;
-        run.write_specs(info, RunState::Running).map_err(store_err)
+        self.set_state(info, RunState::Running).await
     }
 
     pub async fn append(
@@ -207,10 +210,18 @@ impl FsStore {
             .map_err(store_err)
     }
 
-    /// Also writes `files/config.json` and `files/summary.json` once the run has ended.
+    /// Also claims the run's lock file while it runs (Node has no OS file locks), and writes
+    /// `files/config.json` and `files/summary.json` once it has ended.
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
         let run = self.run(&info.id)?;
-        if state != RunState::Running {
+        let lock = run.path().join(LOCK);
+        if state == RunState::Running {
+            let owner = self.dir.0.owner().map_err(io_err).map_err(store_err)?;
+            self.dir
+                .write_atomic(&lock, owner.as_bytes())
+                .map_err(store_err)?;
+        } else {
+            self.dir.remove(&lock).map_err(store_err)?;
             let log = run.log_bytes().map_err(store_err)?;
             let (config, summary) = config_and_summary(&log).map_err(|e| StoreError::new(e.to_string()))?;
             run.put_json("config.json", &config).map_err(store_err)?;

@@ -171,6 +171,10 @@ impl Store {
                         .await
                         .map_err(js_error)?;
                 }
+                self.backend
+                    .set_state(&info, RunState::Running)
+                    .await
+                    .map_err(js_error)?;
                 Inner::new(self.clone(), info, log, valid as u64)
             }
             (None, _) => {

@@ -1,10 +1,12 @@
 // A Node run's life: init's options are checked, a new init ends the previous run, finish is
 // idempotent, a lower step warns through console.warn, files/ holds config, summary and
-// metadata as CONTRACT §3 lists, and system rows reach the disk on their own (a killed
-// process keeps them).
+// metadata as CONTRACT §3 lists, system rows reach the disk on their own (a killed
+// process keeps them), and the native CLI tells a live Node run from a crashed one.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tidelog from "../../pkg/node.js";
@@ -130,4 +132,45 @@ test("resume: must continues a stored run's steps, never refuses it, another pro
   } finally {
     server.stop();
   }
+});
+
+test("the native CLI sees a Node run as running while its process lives, crashed once it is killed", async () => {
+  const dir = tempDir();
+  const script = `
+    import * as tidelog from ${JSON.stringify(join(ROOT, "pkg/node.js"))};
+    const run = await tidelog.init({ project: "live", dir: ${JSON.stringify(dir)}, mode: "offline", systemIntervalMs: 0 });
+    tidelog.log({ a: 1 });
+    await run.flush();
+    console.log(run.id);
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const server = await startServer();
+  try {
+    const [line] = await once(child.stdout, "data");
+    const id = String(line).trim();
+    const env = { ...process.env, TIDELOG_API_KEY: server.key, TIDELOG_BASE_URL: server.url };
+    assert.match(execFileSync(BIN, ["ls"], { cwd: dir, env, encoding: "utf8" }), new RegExp(`${id}.*running`));
+    execFileSync(BIN, ["sync"], { cwd: dir, env, stdio: "pipe" });
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "running");
+
+    child.kill("SIGKILL");
+    await once(child, "exit");
+    assert.match(execFileSync(BIN, ["ls"], { cwd: dir, env, encoding: "utf8" }), new RegExp(`${id}.*crashed`));
+    const spec = latest(dir);
+    assert.ok(existsSync(join(dir, "tidelog", spec.dir, ".lock")), "a killed process leaves its lock file behind");
+  } finally {
+    child.kill("SIGKILL");
+    server.stop();
+  }
+});
+
+test("a finished Node run leaves no lock file", async () => {
+  const dir = tempDir();
+  await tidelog.init({ project: "lockless", dir, mode: "offline", systemIntervalMs: 0 });
+  const spec = latest(dir);
+  assert.ok(existsSync(join(dir, "tidelog", spec.dir, ".lock")), "the lock file names the live process");
+  tidelog.log({ a: 1 });
+  await tidelog.finish();
+  assert.ok(!existsSync(join(dir, "tidelog", spec.dir, ".lock")));
 });
