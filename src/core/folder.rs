@@ -189,7 +189,8 @@ impl<D: Dir> FolderRun<D> {
     pub fn is_synced(&self) -> bool {
         let marker: Option<SyncedMarker> = read_json(&self.dir, &self.path.join(SYNCED)).ok().flatten();
         let len = self.dir.size(&self.path.join(RECORDS)).ok().flatten();
-        matches!((marker, len), (Some(m), Some(l)) if m.log_bytes == l)
+        matches!((marker, len), (Some(m), Some(l))
+            if m.log_bytes == l && (m.state != Some(RunState::Running) || self.dir.is_locked(&self.path)))
     }
 
     /// The progress a sync starts from: none with `--include-synced`, else `.sync-progress`,
@@ -206,6 +207,7 @@ impl<D: Dir> FolderRun<D> {
                 acked_records: m.acked_records,
                 upload: None,
                 acked_files: m.acked_files,
+                acked_state: m.state,
             })
             .unwrap_or_default())
     }
@@ -318,6 +320,7 @@ impl<D: Dir> RunStore for FolderRun<D> {
                     acked_records: progress.acked_records,
                     log_bytes,
                     acked_files: progress.acked_files.clone(),
+                    state: progress.acked_state,
                 };
                 write_json(&self.dir, &self.path.join(SYNCED), &marker)?;
                 self.dir.remove(&self.path.join(PROGRESS))?;

@@ -85,6 +85,9 @@ pub struct SyncedMarker {
     /// Saved files (sha256) the server has, so a resumed run does not upload them again.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub acked_files: std::collections::BTreeSet<String>,
+    /// The state the server was told: `running` makes a run whose process died unsynced again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RunState>,
 }
 
 /// The folder name of a run: `run-20261126_171930-a1b2c3d4`.

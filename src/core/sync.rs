@@ -22,6 +22,10 @@ pub struct SyncProgress {
     /// Saved files (by sha256) the server acknowledged: later bundles leave them out.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub acked_files: BTreeSet<String>,
+    /// The run state the server last acknowledged: a run synced while `running` whose
+    /// process has since died is synced again, to tell the server it `crashed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_state: Option<RunState>,
 }
 
 /// A tus upload that was created but may not have finished.
@@ -249,7 +253,13 @@ pub async fn sync_run<S: RunStore, T: Transport>(
         ..SyncReport::default()
     };
     let mut rewound = false;
-    while progress.acked_records < index.len() {
+    // A state-only bundle (no records) when the run ended without a record saying so.
+    let stale_state = |p: &SyncProgress| {
+        p.acked_records == index.len()
+            && p.acked_state == Some(RunState::Running)
+            && state != RunState::Running
+    };
+    while progress.acked_records < index.len() || stale_state(&progress) {
         let range = match &progress.upload {
             Some(u) if u.seq_start == progress.acked_records && u.seq_end <= index.len() => {
                 u.seq_start..u.seq_end
@@ -295,6 +305,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 report.rows_added += ack.rows_added;
                 report.duplicates_skipped += ack.duplicates_skipped;
                 progress.acked_records = range.end;
+                progress.acked_state = Some(bundle_state);
                 progress.upload = None;
                 progress
                     .acked_files

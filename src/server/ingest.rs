@@ -331,7 +331,10 @@ pub async fn ingest(
     summary.sort_by_key(|(seq, ..)| *seq);
     run.summary.extend(summary.into_iter().map(|(_, k, v)| (k, v)));
     let done = ["finished", "failed"].contains(&run.state.as_str());
-    if !finished && !done && p.manifest.seq_end > from {
+    // New records carry the client's view of the state; a bundle without records (a run
+    // synced while running, whose process then died) may only move `running` to an end.
+    let ended = run.state == RunState::Running.as_str() && p.manifest.state != RunState::Running;
+    if !finished && !done && (p.manifest.seq_end > from || ended) {
         run.state = p.manifest.state.as_str().to_owned();
     }
     run.next_seq = from.max(p.manifest.seq_end);

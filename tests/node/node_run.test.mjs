@@ -134,7 +134,7 @@ test("resume: must continues a stored run's steps, never refuses it, another pro
   }
 });
 
-test("the native CLI sees a Node run as running while its process lives, crashed once it is killed", async () => {
+test("the native CLI sees a Node run as running while its process lives, crashed once it is killed (and tells the server)", async () => {
   const dir = tempDir();
   const script = `
     import * as tidelog from ${JSON.stringify(join(ROOT, "pkg/node.js"))};
@@ -157,6 +157,11 @@ test("the native CLI sees a Node run as running while its process lives, crashed
     child.kill("SIGKILL");
     await once(child, "exit");
     assert.match(execFileSync(BIN, ["ls"], { cwd: dir, env, encoding: "utf8" }), new RegExp(`${id}.*crashed`));
+    // Synced while running, nothing logged since: the next sync still tells the server.
+    execFileSync(BIN, ["sync"], { cwd: dir, env, stdio: "pipe" });
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "crashed");
+    assert.deepEqual((await api(server, `/api/v1/runs/${id}/history`)).rows.map((r) => r.a), [1]);
+    assert.match(execFileSync(BIN, ["sync"], { cwd: dir, env, encoding: "utf8" }), /nothing to sync/);
     const spec = latest(dir);
     assert.ok(existsSync(join(dir, "tidelog", spec.dir, ".lock")), "a killed process leaves its lock file behind");
   } finally {
