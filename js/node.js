@@ -36,12 +36,20 @@ const host = {
   owner() {
     return JSON.stringify({ pid: process.pid, host: os.hostname() });
   },
+  // Whether the process a run's .lock names (owner() of some process) still runs on this
+  // machine; signal 0 only checks.
+  ownerAlive(lock) {
+    let owner;
+    try { owner = JSON.parse(lock); } catch { return false; }
+    if (owner?.host !== os.hostname() || !Number.isInteger(owner.pid)) return false;
+    try { process.kill(owner.pid, 0); return true; } catch (e) { return e.code === "EPERM"; }
+  },
   // What files/metadata.json says about the process, as the native build writes it.
-  metadata() {
+  metadata(id, started, version) {
     return JSON.stringify({
-      program: process.argv[1] ?? null, args: process.argv.slice(2), cwd: process.cwd(), host: os.hostname(),
-      os: process.platform, arch: process.arch, runtime: `node ${process.version}`,
-    });
+      id, started, program: process.argv[1] ?? null, args: process.argv.slice(2), cwd: process.cwd(), host: os.hostname(),
+      os: process.platform, arch: process.arch, runtime: `node ${process.version}`, tidelog: version,
+    }, null, 2);
   },
 };
 

@@ -108,8 +108,21 @@ impl Backend {
         each!(self, s => s.set_state(info, state).await)
     }
 
-    /// Ids of the runs whose log is not fully acknowledged.
-    pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {
-        each!(self, s => s.unsynced().await)
+    /// Ids of the runs whose log is not fully acknowledged, or that the server last heard of
+    /// as running while nobody writes them any more (`live`: the ones still being written).
+    pub async fn unsynced(&self, live: &[String]) -> Result<Vec<String>, StoreError> {
+        match self {
+            Backend::Idb(s) => s.unsynced(live).await,
+            Backend::Fs(s) => s.unsynced().await,
+            Backend::Memory(s) => s.unsynced().await,
+        }
+    }
+
+    /// Whether another process is writing run `id` (Node runs name their process in `.lock`).
+    pub fn is_live(&self, id: &str) -> bool {
+        match self {
+            Backend::Fs(s) => s.is_live(id),
+            Backend::Idb(_) | Backend::Memory(_) => false,
+        }
     }
 }

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 
 use wasm_bindgen::prelude::*;
 
-use serde_json::{Map, Value as Json};
-
 use super::backend::StoreError;
 use crate::core::digest::config_and_summary;
 use crate::core::folder::{find_run, runs_in, Dir, FolderRun};
@@ -41,9 +39,11 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     fn truncate(this: &FsHost, path: &str, len: f64) -> Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
-    fn metadata(this: &FsHost) -> Result<String, JsValue>;
+    fn metadata(this: &FsHost, id: &str, started: &str, version: &str) -> Result<String, JsValue>;
     #[wasm_bindgen(method, catch)]
     fn owner(this: &FsHost) -> Result<String, JsValue>;
+    #[wasm_bindgen(method, js_name = ownerAlive)]
+    fn owner_alive(this: &FsHost, lock: &str) -> bool;
 }
 
 fn io_err(e: JsValue) -> io::Error {
@@ -104,8 +104,12 @@ impl Dir for NodeDir {
         Ok((n >= 0.0).then_some(n as u64))
     }
 
-    fn is_locked(&self, _run: &Path) -> bool {
-        false
+    /// Live when the lock file names a process on this machine that still runs.
+    fn is_locked(&self, run: &Path) -> bool {
+        match self.read(&run.join(LOCK)) {
+            Ok(Some(lock)) => self.0.owner_alive(&String::from_utf8_lossy(&lock)),
+            _ => false,
+        }
     }
 }
 
@@ -149,17 +153,16 @@ impl FsStore {
 
     pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
         let run = FolderRun::create(self.dir.clone(), &self.root, info).map_err(store_err)?;
-        let mut metadata: Map<String, Json> = self
+        let metadata = self
             .dir
             .0
-            .metadata()
-            .ok()
-            .and_then(|m| serde_json::from_str(&m).ok())
-            .unwrap_or_default();
-        metadata.insert("id".into(), info.id.clone().into());
-        metadata.insert("started".into(), rfc3339(info.created_ms).into());
-        metadata.insert("tidelog".into(), env!("CARGO_PKG_VERSION").into());
-        run.put_json("metadata.json", &metadata).map_err(store_err)?;
+            .metadata(&info.id, &rfc3339(info.created_ms), env!("CARGO_PKG_VERSION"))
+            .map_err(io_err)
+            .map_err(store_err)?;
+        let path = run.path().join(crate::core::layout::FILES).join("metadata.json");
+        self.dir
+            .write_atomic(&path, metadata.as_bytes())
+            .map_err(store_err)?;
         self.set_state(info, RunState::Running).await
     }
 
@@ -228,6 +231,11 @@ impl FsStore {
             run.put_json("summary.json", &summary).map_err(store_err)?;
         }
         run.write_specs(info, state).map_err(store_err)
+    }
+
+    /// Whether another process is writing run `id`.
+    pub fn is_live(&self, id: &str) -> bool {
+        self.run(id).is_ok_and(|run| run.is_live())
     }
 
     pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {

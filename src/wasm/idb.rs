@@ -256,7 +256,9 @@ impl IdbStore {
         .await
     }
 
-    pub async fn unsynced(&self) -> Result<Vec<String>, StoreError> {
+    /// Runs with records the server lacks, and runs the server last heard of as running that
+    /// no page (`live`) writes any more: their tab closed or crashed.
+    pub async fn unsynced(&self, live: &[String]) -> Result<Vec<String>, StoreError> {
         let tx = self
             .db
             .transaction(&[RUNS], TransactionMode::ReadOnly)
@@ -283,7 +285,12 @@ impl IdbStore {
                 let id = get(r, "id").as_string().filter(|id| !id.starts_with(LATE))?;
                 let written = get(r, "log_bytes").as_f64().unwrap_or(0.0);
                 let log_bytes = written.max(late.get(&id).copied().unwrap_or(0.0));
-                (get(r, "synced_bytes").as_f64() != Some(log_bytes)).then_some(id)
+                let behind = get(r, "synced_bytes").as_f64() != Some(log_bytes);
+                let progress: SyncProgress =
+                    serde_json::from_str(&get(r, "progress").as_string().unwrap_or_default())
+                        .unwrap_or_default();
+                let abandoned = progress.acked_state == Some(RunState::Running) && !live.contains(&id);
+                (behind || abandoned).then_some(id)
             })
             .collect())
     }

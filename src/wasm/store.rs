@@ -118,7 +118,7 @@ impl Store {
 
     /// Ids of runs with records the server has not acknowledged.
     pub async fn unsynced(&self) -> Result<Vec<String>, JsValue> {
-        self.backend.unsynced().await.map_err(js_error)
+        self.backend.unsynced(&[]).await.map_err(js_error)
     }
 
     /// Uploads every unsynced run; `live` names runs still being written (by this or another
@@ -136,10 +136,10 @@ impl Store {
             ..SyncOptions::default()
         };
         let mut reports = Vec::new();
-        for id in self.backend.unsynced().await.map_err(js_error)? {
+        for id in self.backend.unsynced(&live).await.map_err(js_error)? {
             let mut run = StoredRun {
                 backend: Rc::clone(&self.backend),
-                live: live.contains(&id),
+                live: live.contains(&id) || self.backend.is_live(&id),
                 id: id.clone(),
             };
             let mut transport = FetchTransport::new(&server, &api_key);

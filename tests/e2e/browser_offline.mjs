@@ -148,6 +148,27 @@ try {
     await context.close();
   });
 
+  await check("a run synced while its tab was open is marked crashed by the next tab's sync", async () => {
+    const context = await browser.newContext();
+    const first = await open(context);
+    await first.evaluate(([id, s, k]) => t.start(id, s, k), ["tabgone", srv.url, srv.key]);
+    await first.evaluate(() => t.logSteps(0, 20));
+    await settle(first, "tabgone", 20);
+    assert((await api("/api/v1/runs/tabgone")).body.state === "running", "synced as running while its tab lives");
+    await first.close();
+    const next = await open(context);
+    await next.evaluate(([id, s, k]) => t.start(id, s, k), ["tabnext", srv.url, srv.key]);
+    let state = null;
+    for (let i = 0; i < 50 && state !== "crashed"; i++) {
+      await next.evaluate(() => t.sync());
+      state = (await api("/api/v1/runs/tabgone")).body.state;
+      if (state !== "crashed") await sleep(100);
+    }
+    assert(state === "crashed", `the closed tab's run is ${state}`);
+    exactlyOnce(await rows("tabgone"), 20);
+    await context.close();
+  });
+
   await check("flapping network every 200 ms while logging 2,000 steps → exactly once", async () => {
     const context = await browser.newContext();
     const page = await open(context);

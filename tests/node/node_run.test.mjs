@@ -179,3 +179,35 @@ test("a finished Node run leaves no lock file", async () => {
   await tidelog.finish();
   assert.ok(!existsSync(join(dir, "tidelog", spec.dir, ".lock")));
 });
+
+test("tidelog.sync() in one Node process keeps another's live run running, and marks it crashed once killed", async () => {
+  const dir = tempDir();
+  const server = await startServer();
+  const script = `
+    import * as tidelog from ${JSON.stringify(join(ROOT, "pkg/node.js"))};
+    const run = await tidelog.init({ project: "peers", dir: ${JSON.stringify(dir)}, mode: "offline", systemIntervalMs: 0,
+      server: ${JSON.stringify(server.url)}, apiKey: ${JSON.stringify(server.key)} });
+    tidelog.log({ a: 1 });
+    await run.flush();
+    await tidelog.sync();
+    console.log(run.id);
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const [line] = await once(child.stdout, "data");
+    const id = String(line).trim();
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "running");
+    await tidelog.init({ project: "peers", dir, mode: "offline", systemIntervalMs: 0, server: server.url, apiKey: server.key });
+    await tidelog.sync();
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "running", "the other process still writes it");
+    child.kill("SIGKILL");
+    await once(child, "exit");
+    await tidelog.sync();
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "crashed");
+    await tidelog.finish();
+  } finally {
+    child.kill("SIGKILL");
+    server.stop();
+  }
+});
