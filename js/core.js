@@ -302,8 +302,11 @@ export function createTidelog(wasm, memory, platform) {
     };
   }
 
-  platform.onHide(() => {
+  // `final`: the page or process is going away for good (not a hidden tab, not bfcache), so
+  // an open row is committed rather than left for a step that never comes.
+  platform.onHide((final) => {
     for (const r of runs) {
+      if (final && !r._finished) r._w.commitOpenRow();
       platform.storeNow?.(r._w);
       r.flush();
     }

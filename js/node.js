@@ -63,7 +63,7 @@ const platform = {
   autoSync: false,
   onOnline: () => {},
   onOffline: () => {},
-  onHide: (cb) => process.once("beforeExit", cb),
+  onHide: (cb) => process.once("beforeExit", () => cb(true)),
   warn: (msg) => console.warn(String(msg)),
   hold: async () => () => {},
   liveElsewhere: async () => [],

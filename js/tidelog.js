@@ -47,8 +47,8 @@ const platform = {
   onOnline: (cb) => g.addEventListener?.("online", cb),
   onOffline: (cb) => g.addEventListener?.("offline", cb),
   onHide: (cb) => {
-    g.addEventListener?.("pagehide", cb);
-    g.document?.addEventListener("visibilitychange", () => g.document.visibilityState === "hidden" && cb());
+    g.addEventListener?.("pagehide", (e) => cb(!e.persisted));
+    g.document?.addEventListener("visibilitychange", () => g.document.visibilityState === "hidden" && cb(false));
   },
   warn: (msg) => console.warn(msg),
   // A Web Lock per live run: another tab sees it as running, never as crashed.

@@ -315,6 +315,15 @@ impl RunLog {
         self.batch = failed;
     }
 
+    /// Commits the open row (values logged with `commit: false` or an explicit step), for a
+    /// page or process that is going away: the later step that would commit it never comes.
+    pub fn commit_open_row(&mut self) {
+        if !self.pending.is_empty() {
+            self.write_pending(RowKind::History);
+            self.step += 1;
+        }
+    }
+
     /// The encoded batch, left in place: a copy for a page that may be going away.
     pub fn batch(&self) -> &[u8] {
         &self.batch
@@ -425,6 +434,23 @@ mod tests {
         ];
         assert_eq!(got, want);
         assert_eq!(log.last_values()["a"], serde_json::json!(3.0));
+    }
+
+    #[test]
+    fn an_open_row_is_committed_on_request_and_only_once() {
+        let mut log = RunLog::default();
+        let at = |step| LogOptions {
+            step: Some(step),
+            ..LogOptions::default()
+        };
+        log.log(1, kv("a", 1.0), at(4)).unwrap();
+        assert!(rows(&log).is_empty(), "an explicit step stays open");
+        log.commit_open_row();
+        log.commit_open_row();
+        assert_eq!(rows(&log), vec![(4, vec![("a".to_owned(), 1.0)])]);
+        assert_eq!(log.step(), 5);
+        log.log(2, kv("a", 2.0), LogOptions::default()).unwrap();
+        assert_eq!(rows(&log).last().unwrap().0, 5);
     }
 
     #[test]

@@ -436,6 +436,12 @@ impl WasmRun {
         wasm_bindgen_futures::future_to_promise(flush(Rc::clone(&self.inner)))
     }
 
+    /// Commits the open row: the page or process is going away for good.
+    #[wasm_bindgen(js_name = commitOpenRow)]
+    pub fn commit_open_row(&self) {
+        self.inner.borrow_mut().log.commit_open_row();
+    }
+
     /// What a page that is going away must still store, for `pagehide`: the flush in flight
     /// (an unload aborts it) and the batch, as `{ run, chunks: [{ seq, bytes }], blobs:
     /// [{ sha, bytes }], logBytes }`, or null. The JS entry writes it in one synchronously

@@ -211,3 +211,26 @@ test("tidelog.sync() in one Node process keeps another's live run running, and m
     server.stop();
   }
 });
+
+test("a Node script that ends without finish() keeps its open row: the explicit step is committed at exit", async () => {
+  const dir = tempDir();
+  const script = `
+    import * as tidelog from ${JSON.stringify(join(ROOT, "pkg/node.js"))};
+    const run = await tidelog.init({ project: "exit", dir: ${JSON.stringify(dir)}, mode: "offline", systemIntervalMs: 0 });
+    for (let i = 0; i < 5; i++) tidelog.log({ a: i }, { step: i * 10 });
+    console.log(run.id);
+  `;
+  const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+  assert.equal(child.status, 0, child.stderr);
+  const id = child.stdout.trim();
+  const server = await startServer();
+  try {
+    const env = { ...process.env, TIDELOG_API_KEY: server.key, TIDELOG_BASE_URL: server.url };
+    execFileSync(BIN, ["sync"], { cwd: dir, env, stdio: "pipe" });
+    const { rows } = await api(server, `/api/v1/runs/${id}/history`);
+    assert.deepEqual(rows.map((r) => [r._step, r.a]), [[0, 0], [10, 1], [20, 2], [30, 3], [40, 4]]);
+    assert.equal((await api(server, `/api/v1/runs/${id}`)).state, "crashed");
+  } finally {
+    server.stop();
+  }
+});
