@@ -425,5 +425,26 @@ function createMedia(wasm) {
     return { [MEDIA]: () => ({ _type: "plot", spec, data: data ?? null }) };
   }
 
+  // wandb.plot.line / scatter / bar: rows of objects (or a Table) charted as field x against
+  // field y, as a Vega-Lite spec the dashboard draws.
+  function chart(mark) {
+    return (rows, x, y, opts = {}) => {
+      const name = `tidelog.Plot.${mark === "point" ? "scatter" : mark}`;
+      if (rows && Array.isArray(rows.columns) && Array.isArray(rows.data)) {
+        rows = rows.data.map((r) => Object.fromEntries(rows.columns.map((c, i) => [c, r[i]])));
+      }
+      if (!Array.isArray(rows)) throw new TypeError(`${name}: expected an array of rows or a Table`);
+      if (typeof x !== "string" || typeof y !== "string") throw new TypeError(`${name}: expected the x and y field names`);
+      const encoding = { x: { field: x, type: mark === "bar" ? "nominal" : "quantitative" }, y: { field: y, type: "quantitative" } };
+      if (opts.color) encoding.color = { field: opts.color, type: "nominal" };
+      const spec = { mark, encoding };
+      if (opts.title) spec.title = opts.title;
+      return Plot(spec, { values: rows });
+    };
+  }
+  Plot.line = chart("line");
+  Plot.scatter = chart("point");
+  Plot.bar = chart("bar");
+
   return { Image, Audio, Histogram, Table, Plot };
 }

@@ -94,3 +94,11 @@ export function Audio(samples: Float32Array | number[], opts?: { sampleRate?: nu
 export function Histogram(values: ArrayLike<number>, opts?: { bins?: number }): Media;
 export function Table(opts: { columns: string[]; data: unknown[][] }): Media;
 export function Plot(spec: Record<string, unknown>, data?: unknown): Media;
+/** Charts like `wandb.plot.line` / `scatter` / `bar`: field `x` against field `y` of `rows`. */
+export namespace Plot {
+  type Rows = Record<string, unknown>[] | { columns: string[]; data: unknown[][] };
+  interface ChartOptions { title?: string; color?: string }
+  function line(rows: Rows, x: string, y: string, opts?: ChartOptions): Media;
+  function scatter(rows: Rows, x: string, y: string, opts?: ChartOptions): Media;
+  function bar(rows: Rows, x: string, y: string, opts?: ChartOptions): Media;
+}
