@@ -125,6 +125,40 @@ impl Media {
         Ok(Media::Table { columns, data })
     }
 
+    /// A line chart of field `x` against field `y` over `rows` (objects), like `wandb.plot.line`.
+    pub fn line(rows: Vec<Json>, x: &str, y: &str, title: Option<&str>) -> Media {
+        Media::chart("line", rows, x, y, title)
+    }
+
+    /// A scatter plot of field `x` against field `y`, like `wandb.plot.scatter`.
+    pub fn scatter(rows: Vec<Json>, x: &str, y: &str, title: Option<&str>) -> Media {
+        Media::chart("point", rows, x, y, title)
+    }
+
+    /// A bar chart of field `y` per category in field `x`, like `wandb.plot.bar`.
+    pub fn bar(rows: Vec<Json>, x: &str, y: &str, title: Option<&str>) -> Media {
+        Media::chart("bar", rows, x, y, title)
+    }
+
+    /// The Vega-Lite spec the JS `Plot.line`/`scatter`/`bar` build too, so both draw alike.
+    fn chart(mark: &str, rows: Vec<Json>, x: &str, y: &str, title: Option<&str>) -> Media {
+        let x_type = if mark == "bar" { "nominal" } else { "quantitative" };
+        let mut spec = json!({
+            "mark": mark,
+            "encoding": {
+                "x": {"field": x, "type": x_type},
+                "y": {"field": y, "type": "quantitative"},
+            },
+        });
+        if let Some(title) = title {
+            spec["title"] = json!(title);
+        }
+        Media::Plot {
+            spec,
+            data: json!({ "values": rows }),
+        }
+    }
+
     /// Adds a caption to an image or a sound (others have none).
     pub fn with_caption(mut self, text: impl Into<String>) -> Media {
         if let Media::Image { caption, .. } | Media::Audio { caption, .. } = &mut self {
@@ -295,6 +329,28 @@ pub fn histogram(values: &[f64], bins: usize) -> Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn charts_are_vega_lite_specs_with_their_rows() {
+        let rows = vec![
+            json!({"epoch": 0, "loss": 1.5}),
+            json!({"epoch": 1, "loss": 0.75}),
+        ];
+        let line = Media::line(rows.clone(), "epoch", "loss", Some("loss"));
+        assert_eq!(
+            line.value(None),
+            json!({"_type": "plot", "spec": {"mark": "line", "title": "loss", "encoding": {
+                "x": {"field": "epoch", "type": "quantitative"},
+                "y": {"field": "loss", "type": "quantitative"}}},
+                "data": {"values": rows}})
+        );
+        let bar = Media::bar(vec![json!({"class": "cat", "n": 3})], "class", "n", None);
+        assert_eq!(bar.value(None)["spec"]["encoding"]["x"]["type"], "nominal");
+        assert_eq!(
+            Media::scatter(vec![], "a", "b", None).value(None)["spec"]["mark"],
+            "point"
+        );
+    }
 
     #[test]
     fn png_roundtrips_its_size_and_rejects_bad_buffers() {
