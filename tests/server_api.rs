@@ -895,3 +895,37 @@ fn a_database_url_for_a_new_file_is_created_and_open_errors_name_it() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&bad), "{err}");
 }
+
+#[test]
+fn history_pages_by_step_and_thins_to_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let server = Server::start_with(dir.path(), &[]);
+    let api = Api::new(&server, &key);
+    assert_eq!(
+        api.post(&bundle(&sample_log("paged", 10, Some(0)), None)).status,
+        201
+    );
+    let steps = |query: &str| -> Vec<u64> {
+        let r = api.get(&format!("/api/v1/runs/paged/history{query}"));
+        assert_eq!(r.status, 200, "{query}");
+        r.json()["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["_step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(""), (0..10).collect::<Vec<_>>());
+    assert_eq!(steps("?min_step=2&max_step=5"), vec![2, 3, 4, 5]);
+    assert_eq!(steps("?samples=4"), vec![0, 3, 6, 9]);
+    assert_eq!(steps("?min_step=5&samples=2&keys=loss"), vec![5, 9]);
+    assert_eq!(steps("?samples=100"), (0..10).collect::<Vec<_>>());
+    let bad = api.get("/api/v1/runs/paged/history?min_step=-1");
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.error().contains("min_step must be a non-negative integer"),
+        "{}",
+        bad.error()
+    );
+}

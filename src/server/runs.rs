@@ -55,7 +55,7 @@ pub async fn get(
     Ok(Json(owned_run(&state, &account, &id).await?.to_json()))
 }
 
-/// `GET /api/v1/runs/{id}/history[?keys=a,b]`: rows in step order.
+/// `GET /api/v1/runs/{id}/history[?keys=a,b&min_step=&max_step=&samples=]`: rows in step order.
 pub async fn history(
     State(state): State<AppState>,
     Account(account): Account,
@@ -66,7 +66,7 @@ pub async fn history(
     rows(&state, "history", &id, &params(q)?).await
 }
 
-/// `GET /api/v1/runs/{id}/system[?keys=a,b]`: system metric rows in step order.
+/// `GET /api/v1/runs/{id}/system[?keys=a,b&min_step=&max_step=&samples=]`: system rows in step order.
 pub async fn system(
     State(state): State<AppState>,
     Account(account): Account,
@@ -81,8 +81,33 @@ fn corrupt(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(ServerError::Corrupt(e.to_string()))
 }
 
+/// A non-negative integer query parameter, or a 400 that names it.
+fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    q.get(name)
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("{name} must be a non-negative integer, not {v:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// Which of `n` rows to keep so that at most `samples` remain, evenly spread, the first and
+/// the last always kept: a chart of a million-step run needs a few thousand points.
+fn spread(n: usize, samples: Option<u64>) -> Vec<usize> {
+    let want = samples.map_or(n, |s| usize::try_from(s).unwrap_or(usize::MAX).min(n));
+    match want {
+        0 => Vec::new(),
+        1 => vec![0],
+        _ if want == n => (0..n).collect(),
+        _ => (0..want).map(|k| k * (n - 1) / (want - 1)).collect(),
+    }
+}
+
 /// Writes `{"rows": [...]}` straight from the stored row JSON; with `keys`, only those keys and
-/// only rows that have one of them (an empty `keys=` means all keys, like no `keys`).
+/// only rows that have one of them (an empty `keys=` means all keys, like no `keys`);
+/// `min_step` / `max_step` bound the steps (inclusive) and `samples=N` thins the rows to at
+/// most N, evenly spread over the range.
 async fn rows(
     state: &AppState,
     table: &'static str,
@@ -93,10 +118,22 @@ async fn rows(
         .get("keys")
         .map(|k| k.split(',').map(str::trim).filter(|k| !k.is_empty()).collect())
         .filter(|k: &HashSet<&str>| !k.is_empty());
-    let sql = format!("SELECT step, ts_ms, data FROM {table} WHERE run_id = $1 ORDER BY step, seq");
-    let found = sqlx::query(&sql).bind(run_id).fetch_all(&state.db).await?;
-    let mut out = b"{\"rows\":[".to_vec();
-    let mut first = true;
+    let min_step = number(q, "min_step")?.unwrap_or(0);
+    let max_step = number(q, "max_step")?
+        .unwrap_or(i64::MAX as u64)
+        .min(i64::MAX as u64);
+    let samples = number(q, "samples")?;
+    let sql = format!(
+        "SELECT step, ts_ms, data FROM {table} WHERE run_id = $1 AND step >= $2 AND step <= $3 \
+         ORDER BY step, seq"
+    );
+    let found = sqlx::query(&sql)
+        .bind(run_id)
+        .bind(i64::try_from(min_step).unwrap_or(i64::MAX))
+        .bind(max_step as i64)
+        .fetch_all(&state.db)
+        .await?;
+    let mut picked = Vec::with_capacity(found.len());
     for r in &found {
         let step = to_u64(r.try_get(0)?)?;
         let ts_ms: i64 = r.try_get(1)?;
@@ -124,12 +161,14 @@ async fn rows(
                 format!(",{}", &rest[1..])
             }
         };
-        if !first {
+        picked.push(head + &tail);
+    }
+    let mut out = b"{\"rows\":[".to_vec();
+    for (n, i) in spread(picked.len(), samples).into_iter().enumerate() {
+        if n > 0 {
             out.push(b',');
         }
-        first = false;
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(tail.as_bytes());
+        out.extend_from_slice(picked[i].as_bytes());
     }
     out.extend_from_slice(b"]}");
     Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
@@ -208,4 +247,20 @@ pub async fn file(
         (CONTENT_SECURITY_POLICY, "sandbox"),
     ];
     Ok((headers, data).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_keeps_the_ends_and_at_most_the_samples() {
+        assert_eq!(spread(5, None), vec![0, 1, 2, 3, 4]);
+        assert_eq!(spread(5, Some(10)), vec![0, 1, 2, 3, 4]);
+        assert_eq!(spread(10, Some(4)), vec![0, 3, 6, 9]);
+        assert_eq!(spread(1_000_000, Some(3)), vec![0, 499_999, 999_999]);
+        assert_eq!(spread(7, Some(1)), vec![0]);
+        assert!(spread(7, Some(0)).is_empty());
+        assert!(spread(0, Some(5)).is_empty());
+    }
 }
