@@ -25,6 +25,9 @@ const app = {
 // { x: [...], series: [[...], ...] }. Tests read the plotted data here rather than pixels.
 const charts = new Map();
 window.tidelogDashboard = { charts };
+// At most this many rows of a run are charted: the server thins longer runs evenly (first and
+// last step kept), so a million-step run loads in a moment.
+const CHART_POINTS = 5000;
 
 // ---------------------------------------------------------------------------------------------
 // API
@@ -528,6 +531,7 @@ async function runPage(page, id) {
   const systemGroups = new Map();
   const mediaCards = new Map();
   let rows = [];
+  let mediaRows = [];
   let shown = null;
 
   function drawHistory() {
@@ -566,7 +570,7 @@ async function runPage(page, id) {
   function drawMedia() {
     // Every media value of the history, per key, in step order.
     const byKey = new Map();
-    for (const row of rows) {
+    for (const row of mediaRows) {
       for (const [k, v] of Object.entries(row)) {
         if (v && typeof v === "object" && MEDIA_TYPES.has(v._type)) {
           if (!byKey.has(k)) byKey.set(k, []);
@@ -600,8 +604,15 @@ async function runPage(page, id) {
   // Fetches the run and everything it logged, then updates each part in place.
   async function load(run) {
     const [r, hist, sys, fl] = await Promise.all([
-      run ?? api(runPath(id)), api(runPath(id, "/history")), api(runPath(id, "/system")), api(runPath(id, "/files")),
+      run ?? api(runPath(id)), api(runPath(id, `/history?samples=${CHART_POINTS}`)),
+      api(runPath(id, `/system?samples=${CHART_POINTS}`)), api(runPath(id, "/files")),
     ]);
+    // Thinned rows may skip media steps: then every row of the media keys (the summary names
+    // them) is fetched on its own.
+    const mediaKeys = Object.entries(r.summary ?? {}).filter(([, v]) => v && MEDIA_TYPES.has(v._type)).map(([k]) => k);
+    mediaRows = hist.rows.length >= CHART_POINTS && mediaKeys.length
+      ? (await api(runPath(id, `/history?keys=${mediaKeys.map(encodeURIComponent).join(",")}`))).rows
+      : hist.rows;
     if (page !== app.page) return r;
     if (!shown || shown.updated_ms !== r.updated_ms || r.state === "running") header.replaceChildren(...runHeader(r));
     rows = hist.rows;
@@ -752,7 +763,7 @@ async function comparePage(page, ids) {
 
   async function load() {
     const fresh = await Promise.all(ids.map((id) => api(runPath(id))));
-    const hists = await Promise.all(ids.map((id) => api(runPath(id, "/history"))));
+    const hists = await Promise.all(ids.map((id) => api(runPath(id, `/history?samples=${CHART_POINTS}`))));
     if (page !== app.page) return;
     runs = fresh;
     // Names label the series; a name that two runs share gets its run's id too.
