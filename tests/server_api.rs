@@ -522,7 +522,7 @@ fn tus_upload_resumes_across_a_restart() {
     assert_eq!(opts.status, 204);
     assert_eq!(opts.header("tus-resumable"), Some("1.0.0"));
     assert_eq!(opts.header("tus-version"), Some("1.0.0"));
-    assert_eq!(opts.header("tus-extension"), Some("creation,checksum"));
+    assert_eq!(opts.header("tus-extension"), Some("creation,checksum,expiration"));
     assert_eq!(opts.header("tus-checksum-algorithm"), Some("sha1,sha256"));
     assert!(opts.header("tus-max-size").is_some());
 
@@ -928,4 +928,45 @@ fn history_pages_by_step_and_thins_to_samples() {
         "{}",
         bad.error()
     );
+}
+
+#[test]
+fn unfinished_uploads_expire_and_their_bytes_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let b = bundle(&sample_log("expiring", 50, Some(0)), None);
+    let server = Server::start_with(dir.path(), &["--upload-expiry-secs", "1"]);
+    let api = Api::new(&server, &key);
+    let created = api.create_upload(b.bytes.len(), &b.sha256);
+    assert_eq!(created.status, 201);
+    let expires = created
+        .header("upload-expires")
+        .expect("Upload-Expires on create")
+        .to_owned();
+    let at = httpdate::parse_http_date(&expires).expect("an HTTP date");
+    let ahead = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(ahead <= Duration::from_secs(2), "expires in {ahead:?}");
+    let url = created.header("location").unwrap().to_owned();
+    let half = b.bytes.len() / 2;
+    let r = api.patch(&url, 0, &b.bytes[..half], None);
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("upload-expires"), Some(expires.as_str()));
+    let staged = dir.path().join("uploads").join(url.rsplit('/').next().unwrap());
+    assert!(staged.is_file());
+
+    std::thread::sleep(Duration::from_millis(1600));
+    assert_eq!(api.head(&url).status, 404, "an expired upload is gone");
+    assert_eq!(api.patch(&url, half, &b.bytes[half..], None).status, 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while staged.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper never removed {}",
+            staged.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(run_ids(&api).is_empty());
 }

@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Largest request body (a bundle or a tus chunk), in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     max_body_bytes: usize,
+    /// Seconds an unfinished resumable upload is kept before it is removed (tus expiration).
+    #[arg(long, default_value_t = 24 * 3600)]
+    upload_expiry_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +88,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Limits::default()
         },
         max_body: a.max_body_bytes,
+        upload_ttl: std::time::Duration::from_secs(a.upload_expiry_secs),
     };
     runtime()?.block_on(server::serve(opts))?;
     Ok(ExitCode::SUCCESS)

@@ -39,11 +39,16 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Largest request body.
     pub max_body: usize,
+    /// How long an unfinished tus upload is kept (tus `expiration`): abandoned ones would
+    /// otherwise fill the disk.
+    pub upload_ttl: std::time::Duration,
 }
 
 /// What every handler shares.
 struct Shared {
     db: AnyPool,
+    /// Unfinished uploads older than this are removed.
+    upload_ttl_ms: i64,
     /// The database is SQLite.
     sqlite: bool,
     /// Notified after each ingest commits, to checkpoint SQLite's WAL.
@@ -87,8 +92,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         max_body: opts.max_body,
         ingest_lock: tokio::sync::Mutex::new(()),
         busy: std::sync::Mutex::new(HashSet::new()),
+        upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
     uploads::recover(&state).await?;
+    tokio::spawn(uploads::sweeper(state.clone()));
     let app = routes::router(state, cors);
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await

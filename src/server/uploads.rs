@@ -93,7 +93,10 @@ fn max_size(state: &AppState) -> u64 {
 pub async fn options(State(state): State<AppState>) -> impl IntoResponse {
     let h = headers([
         ("tus-version", HeaderValue::from_static(TUS_VERSION)),
-        ("tus-extension", HeaderValue::from_static("creation,checksum")),
+        (
+            "tus-extension",
+            HeaderValue::from_static("creation,checksum,expiration"),
+        ),
         ("tus-checksum-algorithm", HeaderValue::from_static("sha1,sha256")),
         ("tus-max-size", HeaderValue::from(max_size(&state))),
     ]);
@@ -150,7 +153,54 @@ pub async fn create(
         return Err(e.into());
     }
     let location = HeaderValue::from_str(&format!("/api/v1/uploads/{id}")).map_err(bad)?;
-    Ok((StatusCode::CREATED, [(LOCATION, location)]).into_response())
+    let expires = expires_header(&state, now_ms());
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, location), (UPLOAD_EXPIRES, expires)],
+    )
+        .into_response())
+}
+
+const UPLOAD_EXPIRES: HeaderName = HeaderName::from_static("upload-expires");
+
+/// `Upload-Expires` for an upload created at `created_ms` (an HTTP date, as tus asks).
+fn expires_header(state: &AppState, created_ms: i64) -> HeaderValue {
+    let at = created_ms.saturating_add(state.upload_ttl_ms).max(0) as u64;
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+    HeaderValue::from_str(&httpdate::fmt_http_date(when)).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Removes unfinished uploads older than the server's upload TTL, with their staged bytes.
+async fn sweep(state: &AppState) -> Result<(), ServerError> {
+    let cutoff = now_ms().saturating_sub(state.upload_ttl_ms);
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE created < $1")
+        .bind(cutoff)
+        .fetch_all(&state.db)
+        .await?;
+    for id in ids {
+        let Ok(_busy) = Busy::take(state, &id) else {
+            continue;
+        };
+        if let Ok(Some(up)) = Upload::find(state, &id).await {
+            if let Err(e) = up.remove(state).await {
+                log::warn!("tidelog server: cannot remove expired upload {id}: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sweeps expired uploads for as long as the server runs, a few times per TTL.
+pub async fn sweeper(state: AppState) {
+    let every = u64::try_from(state.upload_ttl_ms / 4)
+        .unwrap_or(0)
+        .clamp(100, 10 * 60 * 1000);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(every)).await;
+        if let Err(e) = sweep(&state).await {
+            log::warn!("tidelog server: sweeping expired uploads: {e}");
+        }
+    }
 }
 
 /// A stored upload.
@@ -160,6 +210,7 @@ struct Upload {
     length: u64,
     sha256: Option<String>,
     metadata: Option<String>,
+    created_ms: i64,
     path: PathBuf,
 }
 
@@ -169,7 +220,7 @@ impl Upload {
         if !is_upload_id(id) {
             return Ok(None);
         }
-        let row = sqlx::query("SELECT account, length, sha256, metadata FROM uploads WHERE id = $1")
+        let row = sqlx::query("SELECT account, length, sha256, metadata, created FROM uploads WHERE id = $1")
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
@@ -182,16 +233,21 @@ impl Upload {
             length: to_u64(row.try_get("length")?)?,
             sha256: row.try_get("sha256")?,
             metadata: row.try_get("metadata")?,
+            created_ms: row.try_get("created")?,
             path: state.disk.upload_path(id),
         }))
     }
 
-    /// The caller's upload `id`; unknown, malformed and another account's are all 404.
+    /// The caller's upload `id`; unknown, malformed, expired and another account's are all 404.
     async fn load(state: &AppState, account: &str, id: &str) -> Result<Upload, ApiError> {
-        Upload::find(state, id)
+        let up = Upload::find(state, id)
             .await?
             .filter(|u| u.account == account)
-            .ok_or_else(|| ApiError::NotFound(format!("no upload {id:?}")))
+            .ok_or_else(|| ApiError::NotFound(format!("no upload {id:?}")))?;
+        if now_ms() >= up.created_ms.saturating_add(state.upload_ttl_ms) {
+            return Err(ApiError::NotFound(format!("upload {id:?} expired")));
+        }
+        Ok(up)
     }
 
     /// Bytes received so far: the staging file's length.
@@ -237,6 +293,7 @@ pub async fn head(
         ("upload-offset", HeaderValue::from(offset)),
         ("upload-length", HeaderValue::from(up.length)),
         ("cache-control", HeaderValue::from_static("no-store")),
+        ("upload-expires", expires_header(&state, up.created_ms)),
     ]);
     if let Some(meta) = up.metadata.as_deref().and_then(|m| HeaderValue::from_str(m).ok()) {
         h.insert("upload-metadata", meta);
@@ -406,6 +463,7 @@ pub async fn patch(
     let offset = header_u64(&req, "upload-offset")?.ok_or_else(|| bad("Upload-Offset is required"))?;
     let sum = Checksum::parse(&req)?;
     let up = Upload::load(&state, &account, &id).await?;
+    let created_ms = up.created_ms;
     let busy = Busy::take(&state, &id)?;
     let current = up.offset().await?;
     if offset != current {
@@ -458,7 +516,10 @@ pub async fn patch(
         }
         Written::Done(at) => Ok((
             StatusCode::NO_CONTENT,
-            headers([("upload-offset", HeaderValue::from(at))]),
+            headers([
+                ("upload-offset", HeaderValue::from(at)),
+                ("upload-expires", expires_header(&state, created_ms)),
+            ]),
         )
             .into_response()),
         Written::Cut => Err(bad("the request body ended early")),
@@ -490,6 +551,7 @@ async fn finish(state: AppState, up: Upload, _busy: Busy) -> Result<Response, Ap
 /// Ingests uploads that were received in full before a restart but never ingested. Runs
 /// before the server listens, so no client sees such an upload as complete.
 pub async fn recover(state: &AppState) -> Result<(), ServerError> {
+    sweep(state).await?;
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads")
         .fetch_all(&state.db)
         .await?;
