@@ -271,18 +271,7 @@ fn a_silent_server_holds_run_only_for_its_timeout_and_warnings_read_plainly() {
     assert!(!only_run(work.path()).join(".synced").exists());
     drop(silent);
 
-    let out = tidelog(
-        work.path(),
-        &["run", "--project", "p", "--", "true"],
-        &[("TIDELOG_API_KEY", "k"), ("TIDELOG_BASE_URL", "127.0.0.1:18431")],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("server URL must start with http:// or https://: 127.0.0.1:18431"),
-        "{}",
-        text(&out)
-    );
+    assert_refuses_schemeless_url(work.path(), &["run", "--project", "p", "--", "true"]);
 }
 
 #[test]

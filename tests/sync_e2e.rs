@@ -673,18 +673,7 @@ fn cli_errors_name_what_was_wrong() {
         text(&out)
     );
 
-    let out = tidelog(
-        work.path(),
-        &["sync"],
-        &[("TIDELOG_API_KEY", "k"), ("TIDELOG_BASE_URL", "127.0.0.1:18431")],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("server URL must start with http:// or https://: 127.0.0.1:18431"),
-        "{}",
-        text(&out)
-    );
+    assert_refuses_schemeless_url(work.path(), &["sync"]);
 
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path());

@@ -99,6 +99,22 @@ pub fn tidelog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("run tidelog")
 }
 
+/// `tidelog ARGS` with a server URL that lacks its scheme: refused before any work, naming it.
+pub fn assert_refuses_schemeless_url(cwd: &Path, args: &[&str]) {
+    let out = tidelog(
+        cwd,
+        args,
+        &[("TIDELOG_API_KEY", "k"), ("TIDELOG_BASE_URL", "127.0.0.1:18431")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("server URL must start with http:// or https://: 127.0.0.1:18431"),
+        "{}",
+        text(&out)
+    );
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
