@@ -70,6 +70,7 @@ struct Inner {
 }
 
 /// A batch handed to the store and not yet acknowledged by it.
+#[derive(Clone)]
 struct InFlight {
     seq: u64,
     upto: u64,
@@ -248,11 +249,7 @@ async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
         .await;
     let mut me = inner.borrow_mut();
     me.inflight = None;
-    let batch = Rc::try_unwrap(batch).unwrap_or_else(|shared| InFlight {
-        bytes: shared.bytes.clone(),
-        files: shared.files.clone(),
-        ..*shared
-    });
+    let batch = Rc::unwrap_or_clone(batch);
     match result {
         Ok(()) => {
             me.stored_records = batch.upto;
