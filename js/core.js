@@ -110,9 +110,11 @@ export function createTidelog(wasm, memory, platform) {
         throw e;
       }
       const step = opts?.step;
-      if (step !== undefined && (!Number.isInteger(step) || step < 0)) {
+      // Beyond 2^53 a JS number is no longer an exact integer: the step would silently merge
+      // with its neighbours, so it is refused.
+      if (step !== undefined && (!Number.isSafeInteger(step) || step < 0)) {
         w.discardStaged();
-        throw new TypeError("tidelog.log: step must be a non-negative integer");
+        throw new TypeError(`tidelog.log: step must be a non-negative integer below 2^53 (got ${step})`);
       }
       const outcome = w.logStaged(n, step ?? -1, COMMIT[opts?.commit]);
       if (outcome === REFUSED) throw new TypeError(w.takeRefusal());
@@ -268,7 +270,9 @@ export function createTidelog(wasm, memory, platform) {
       if (failed.length) {
         status.lastError = failed.map((r) => `${r.id}: ${r.error}`).join("; ");
         backoff = backoff ? Math.min(backoff * 2, BACKOFF_CAP_MS) : BACKOFF_START_MS;
-        nextAttempt = Date.now() + backoff;
+        // A server that said Retry-After (429/503) is not asked again sooner.
+        const asked = Math.max(0, ...failed.map((r) => r.retry_after_ms ?? 0));
+        nextAttempt = Date.now() + Math.max(backoff, asked);
         emit("sync", { phase: "error", reports });
         throw new Error(`tidelog.sync: ${status.lastError}`);
       }

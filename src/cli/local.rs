@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use tidelog::core::bundle::{sha256_hex, write_bundle};
+use tidelog::core::bundle::{read_bundle, sha256_hex, write_bundle, Bundle, Limits};
 use tidelog::core::log_index::LogIndex;
-use tidelog::core::sync::{RunStore, SyncOptions, Transport};
+use tidelog::core::sync::{deliver, PendingUpload, RunStore, SyncOptions};
 use tidelog::native::layout::{discover, is_run_dir, runs_in};
 use tidelog::native::store::RunDir;
 use tidelog::native::transport::HttpTransport;
@@ -166,11 +166,25 @@ pub fn upload(a: UploadArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     let mut t = HttpTransport::new(&server, &key, Duration::from_secs(30));
+    let opts = SyncOptions::default();
     let mut failed = 0;
     for path in &a.bundles {
         let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let sha = sha256_hex(&bytes);
-        match pollster::block_on(t.post_bundle(&sha, &bytes)) {
+        let manifest = match read_bundle(&bytes, &Limits::default()) {
+            Ok(contents) => contents.manifest,
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed {}: not a tidelog bundle: {e}", path.display());
+                continue;
+            }
+        };
+        let bundle = Bundle {
+            sha256: sha256_hex(&bytes),
+            bytes,
+            manifest,
+        };
+        let mut upload: Option<PendingUpload> = None;
+        match pollster::block_on(deliver(&mut t, &opts, &bundle, &mut upload, &mut |_| {})) {
             Ok(ack) => println!(
                 "uploaded {}: {} rows added, {} duplicates skipped",
                 path.display(),

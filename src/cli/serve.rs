@@ -26,7 +26,7 @@ pub struct ServeArgs {
     #[arg(long = "allow-origin")]
     allow_origin: Vec<String>,
     /// Largest size a bundle may unpack to, in bytes.
-    #[arg(long, default_value_t = 1 << 30)]
+    #[arg(long, default_value_t = tidelog::core::bundle::DEFAULT_MAX_UNPACKED)]
     max_unpacked_bytes: u64,
     /// Largest request body (a bundle or a tus chunk), in bytes.
     #[arg(long, default_value_t = 256 << 20)]

@@ -180,7 +180,18 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 match result {
                     Ok(report) => {
                         say(describe(&run, &report));
-                        if a.clean && report.acked_records == report.total_records {
+                        for skipped in &report.skipped_files {
+                            say(format!("skipped a file of {}: {skipped}", run.path().display()));
+                        }
+                        if !report.skipped_files.is_empty() {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(run.path().to_path_buf());
+                        }
+                        let whole =
+                            report.acked_records == report.total_records && report.skipped_files.is_empty();
+                        if a.clean && whole {
                             clean(&run, &say, &removed);
                         } else if a.clean {
                             say(format!("kept {}: not fully acknowledged", run.path().display()));

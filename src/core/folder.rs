@@ -208,6 +208,7 @@ impl<D: Dir> FolderRun<D> {
                 upload: None,
                 acked_files: m.acked_files,
                 acked_state: m.state,
+                ..SyncProgress::default()
             })
             .unwrap_or_default())
     }

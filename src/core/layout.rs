@@ -118,8 +118,10 @@ pub fn run_id_from(random: [u8; 8]) -> String {
         .collect()
 }
 
-/// Largest file `save()` accepts.
-pub const MAX_FILE_BYTES: u64 = 2 << 30;
+/// Largest file `save()` accepts: one limit for every client and the server, which by
+/// default unpacks bundles of this plus room for records ([`crate::core::bundle::DEFAULT_MAX_UNPACKED`]),
+/// so a file that can be saved can always be uploaded.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Checks a saved file's name and size: a relative path inside `files/`, no `..`, no hidden
 /// names (they are tidelog's own), within [`MAX_FILE_BYTES`].

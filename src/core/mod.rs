@@ -14,5 +14,6 @@ pub mod row;
 pub mod run_log;
 pub mod sync;
 pub mod time;
+pub mod transport;
 pub mod value;
 pub mod varint;

@@ -13,6 +13,9 @@ use super::value::Value;
 pub const MAX_VALUE_BYTES: usize = 32 << 20;
 /// Longest metric name.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest explicit step: steps travel as signed 64-bit integers in bundles and SQL, so a
+/// larger one would wrap instead of sorting last.
+pub const MAX_STEP: u64 = i64::MAX as u64;
 
 /// Options of one `log()` call, as in `wandb.log(data, step=, commit=)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,6 +50,12 @@ pub enum LogError {
         key: String,
         /// Why it was refused.
         why: &'static str,
+    },
+    /// An explicit step beyond [`MAX_STEP`].
+    #[error("step {step} is over the largest step, {MAX_STEP}")]
+    StepTooLarge {
+        /// The step asked for.
+        step: u64,
     },
     /// A single value larger than [`MAX_VALUE_BYTES`].
     #[error("value of key {key:?} is {size} bytes, over the {MAX_VALUE_BYTES}-byte limit")]
@@ -166,6 +175,9 @@ impl RunLog {
         stage_all: impl FnOnce(&mut Self) -> Result<(), LogError>,
     ) -> Result<Logged, LogError> {
         if let Some(step) = opts.step {
+            if step > MAX_STEP {
+                return Err(LogError::StepTooLarge { step });
+            }
             if step < self.step {
                 self.dropped += 1;
                 log::warn!(
@@ -238,7 +250,8 @@ impl RunLog {
     }
 
     /// Calls usually repeat the previous call's keys in the same order, so the key at the
-    /// same position is checked before hashing.
+    /// same position is checked before hashing. The cache holds one id per position of a
+    /// call (values staged by name have none), so it is bounded by the widest call.
     #[inline]
     fn key_id(&mut self, nth: usize, key: &str) -> Result<u32, LogError> {
         if let Some(&id) = self.shape.get(nth) {
@@ -252,7 +265,7 @@ impl RunLog {
         };
         if nth < self.shape.len() {
             self.shape[nth] = id;
-        } else {
+        } else if nth == self.shape.len() {
             self.shape.push(id);
         }
         Ok(id)
@@ -477,6 +490,38 @@ mod tests {
         assert!(err.to_string().contains("\"s\""), "{err}");
         log.log(2, kv("ok", 5.0), LogOptions::default()).unwrap();
         assert_eq!(rows(&log), vec![(0, vec![("ok".to_owned(), 5.0)])]);
+    }
+
+    #[test]
+    fn values_staged_by_name_do_not_grow_the_key_cache() {
+        let mut log = RunLog::default();
+        for step in 0..10_000 {
+            let others = vec![
+                ("flag".to_owned(), Value::Bool(true)),
+                ("phase".to_owned(), Value::from("train")),
+            ];
+            log.log_ids(step, &[], others, LogOptions::default()).unwrap();
+            let mut out = Vec::new();
+            log.take_batch(&mut out);
+        }
+        assert!(log.shape.len() <= 2, "key cache grew to {}", log.shape.len());
+        log.log(1, [("a", 1.0), ("b", 2.0), ("c", 3.0)], LogOptions::default())
+            .unwrap();
+        assert_eq!(log.shape.len(), 3);
+    }
+
+    #[test]
+    fn steps_beyond_the_signed_range_are_refused() {
+        let mut log = RunLog::default();
+        let at = |step| LogOptions {
+            step: Some(step),
+            ..LogOptions::default()
+        };
+        let err = log.log(1, kv("a", 1.0), at(MAX_STEP + 1)).unwrap_err();
+        assert_eq!(err, LogError::StepTooLarge { step: MAX_STEP + 1 });
+        assert_eq!(log.step(), 0);
+        assert_eq!(log.log(1, kv("a", 1.0), at(MAX_STEP)), Ok(Logged::Accepted));
+        assert_eq!(log.step(), MAX_STEP);
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! resuming interrupted uploads. I/O goes through the [`RunStore`] and [`Transport`] seams,
 //! so the same engine runs natively, in Node and in the browser.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use super::bundle::{write_bundle, Bundle, BundleError};
+use super::bundle::{write_bundle_skipping, BundleError, MAX_BUNDLE_FILE_BYTES};
 use super::log_index::LogIndex;
-use super::record::{DecodeError, FileRef, RunState};
+use super::record::{decode, DecodeError, FileRef, Meta, Record, RunState};
+pub use super::transport::{deliver, retry_after_ms, Ack, Transport, TransportError, UploadLedger};
 
 /// How far a run's upload got; persisted by the store between syncs.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +28,10 @@ pub struct SyncProgress {
     /// process has since died is synced again, to tell the server it `crashed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_state: Option<RunState>,
+    /// Saved files (by sha256) the server refused, with why: their records are left out of
+    /// later bundles so the records after them still go up, and the run never counts as synced.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_files: BTreeMap<String, String>,
 }
 
 /// A tus upload that was created but may not have finished.
@@ -39,93 +45,6 @@ pub struct PendingUpload {
     pub seq_start: u64,
     /// One past the last record covered.
     pub seq_end: u64,
-}
-
-/// What the server said about an ingested bundle.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ack {
-    /// History and system rows newly stored.
-    pub rows_added: u64,
-    /// Rows it already had.
-    pub duplicates_skipped: u64,
-}
-
-/// A failed exchange with the server.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum TransportError {
-    /// No connection, a timeout or a cut transfer: worth retrying.
-    #[error("network error: {0}")]
-    Network(String),
-    /// The server answered with an error status.
-    #[error("server answered {status}: {message}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// The server's reason.
-        message: String,
-    },
-    /// The server is missing records before this bundle and wants them from `next_seq`.
-    #[error("server expects records from {next_seq}")]
-    Gap {
-        /// The first record the server lacks.
-        next_seq: u64,
-    },
-}
-
-impl TransportError {
-    /// The error for a server's error answer: its JSON `{"error", "next_seq"}` body when it
-    /// has one, a 409 with `next_seq` as a [`TransportError::Gap`].
-    pub fn from_response(status: u16, body: &str) -> TransportError {
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            error: Option<String>,
-            next_seq: Option<u64>,
-        }
-        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
-        if let (409, Some(next_seq)) = (status, parsed.as_ref().and_then(|b| b.next_seq)) {
-            return TransportError::Gap { next_seq };
-        }
-        let message = parsed.and_then(|b| b.error).unwrap_or_else(|| body.to_owned());
-        let message = match status {
-            401 => format!("invalid or missing API key ({message})"),
-            403 => format!("this key's account may not write this run ({message})"),
-            _ => message,
-        };
-        TransportError::Status { status, message }
-    }
-
-    /// Whether trying again later may succeed.
-    pub fn retryable(&self) -> bool {
-        match self {
-            TransportError::Network(_) => true,
-            TransportError::Status { status, .. } => {
-                *status >= 500 || *status == 408 || *status == 423 || *status == 429
-            }
-            TransportError::Gap { .. } => false,
-        }
-    }
-}
-
-/// The HTTP side of a sync, implemented over `ureq` natively and `fetch` in browsers.
-#[allow(async_fn_in_trait)]
-pub trait Transport {
-    /// Posts a whole bundle to `/api/v1/bundles`.
-    async fn post_bundle(&mut self, sha256: &str, bytes: &[u8]) -> Result<Ack, TransportError>;
-    /// Creates a tus upload of `len` bytes; returns its URL (a path is kept as given, so the
-    /// upload resumes even when the server comes back on another address).
-    async fn create_upload(&mut self, sha256: &str, len: u64) -> Result<String, TransportError>;
-    /// The server's offset of an upload, or `None` when it no longer knows it.
-    async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError>;
-    /// Sends `chunk` at `offset`; returns the new offset, and the server's ingest result when
-    /// the chunk completed the upload.
-    async fn patch(
-        &mut self,
-        url: &str,
-        offset: u64,
-        chunk: &[u8],
-    ) -> Result<(u64, Option<Ack>), TransportError>;
-    /// Waits before a retry.
-    async fn sleep(&mut self, ms: u64);
 }
 
 /// Where a run's log, files and sync progress live (a folder, IndexedDB, memory).
@@ -200,6 +119,9 @@ pub struct SyncReport {
     pub total_records: u64,
     /// The state the run was uploaded with.
     pub state: RunState,
+    /// Saved files the server refused and that were left out, each as "path (sha256): why":
+    /// the run is not fully synced while any is listed.
+    pub skipped_files: Vec<String>,
 }
 
 /// Why a run could not be synced; progress made before it is kept.
@@ -222,8 +144,42 @@ pub enum SyncError {
     Transport(#[from] TransportError),
 }
 
+impl SyncError {
+    /// How long the server asked the client to wait before trying again, if it did.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            SyncError::Transport(TransportError::Status { retry_after_ms, .. }) => *retry_after_ms,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(self, SyncError::Transport(t) if t.retryable())
+    }
+}
+
 fn store_err(e: impl Display) -> SyncError {
     SyncError::Store(e.to_string())
+}
+
+/// A run's progress, saved through its store on every change.
+struct StoreLedger<'a, S> {
+    store: &'a mut S,
+    progress: &'a mut SyncProgress,
+}
+
+impl<S: RunStore> UploadLedger for StoreLedger<'_, S> {
+    fn current(&self) -> Option<&PendingUpload> {
+        self.progress.upload.as_ref()
+    }
+
+    async fn remember(&mut self, upload: Option<PendingUpload>) -> Result<(), SyncError> {
+        self.progress.upload = upload;
+        self.store
+            .save_progress(self.progress, None)
+            .await
+            .map_err(store_err)
+    }
 }
 
 /// Uploads every unacknowledged record of one run; `on_sent` hears each chunk's size.
@@ -264,41 +220,32 @@ pub async fn sync_run<S: RunStore, T: Transport>(
             Some(u) if u.seq_start == progress.acked_records && u.seq_end <= index.len() => {
                 u.seq_start..u.seq_end
             }
-            _ => index.plan(progress.acked_records, opts.max_bundle_log_bytes),
+            _ => fit_files(
+                &index,
+                index.plan(progress.acked_records, opts.max_bundle_log_bytes),
+                &progress,
+            ),
         };
         let bundle_state = if range.end == index.len() {
             state
         } else {
             RunState::Running
         };
-        let refs: Vec<_> = index
-            .files(range.clone())
-            .into_iter()
-            .filter(|f| !progress.acked_files.contains(&f.sha256))
-            .collect();
+        let refs = unsent_files(&index, range.clone(), &progress);
         let contents = store.read_files(&refs).await.map_err(store_err)?;
         let files: Vec<_> = refs.iter().map(|f| f.sha256.clone()).zip(contents).collect();
-        let bundle = write_bundle(&index, &run, bundle_state, range.clone(), &files)?;
-        let mut attempt = 0;
-        let ack = loop {
-            attempt += 1;
-            let sent = send(
-                store,
-                transport,
-                opts,
-                &mut progress,
-                &bundle,
-                &mut report,
-                on_sent,
-            )
-            .await;
-            match sent {
-                Err(e) if e_retryable(&e) && attempt < opts.attempts => {
-                    transport.sleep(opts.backoff_ms << (attempt - 1)).await;
-                }
-                other => break other,
-            }
+        let skip: BTreeSet<String> = progress.skipped_files.keys().cloned().collect();
+        let bundle = write_bundle_skipping(&index, &run, bundle_state, range.clone(), &files, &skip)?;
+        let mut ledger = StoreLedger {
+            store: &mut *store,
+            progress: &mut progress,
         };
+        let sent = &mut report.bytes_sent;
+        let ack = deliver(transport, opts, &bundle, &mut ledger, &mut |n| {
+            *sent += n;
+            on_sent(n);
+        })
+        .await;
         match ack {
             Ok(ack) => {
                 report.bundles += 1;
@@ -314,8 +261,25 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                             .strip_prefix(crate::core::bundle::FILES_DIR)
                             .map(str::to_owned)
                     }));
-                let done = (range.end == index.len()).then_some(log.len() as u64);
+                let done = (range.end == index.len() && progress.skipped_files.is_empty())
+                    .then_some(log.len() as u64);
                 store.save_progress(&progress, done).await.map_err(store_err)?;
+            }
+            Err(SyncError::Transport(TransportError::Status {
+                status: 413, message, ..
+            })) if !refs.is_empty() => {
+                // The server will not take this bundle's files: leave out the largest and
+                // send the records again without it.
+                let big = refs.iter().max_by_key(|f| f.size).expect("refs is not empty");
+                progress.skipped_files.insert(
+                    big.sha256.clone(),
+                    format!(
+                        "{} ({} bytes): refused by the server: {message}",
+                        big.path, big.size
+                    ),
+                );
+                progress.upload = None;
+                store.save_progress(&progress, None).await.map_err(store_err)?;
             }
             Err(SyncError::Transport(TransportError::Gap { next_seq }))
                 if next_seq < range.start && !rewound =>
@@ -323,80 +287,58 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 rewound = true;
                 progress = SyncProgress {
                     acked_records: next_seq,
+                    skipped_files: std::mem::take(&mut progress.skipped_files),
                     ..SyncProgress::default()
                 };
             }
             Err(e) => return Err(e),
         }
     }
-    if progress.acked_records == index.len() {
+    if progress.acked_records == index.len() && progress.skipped_files.is_empty() {
         store
             .save_progress(&progress, Some(log.len() as u64))
             .await
             .map_err(store_err)?;
     }
     report.acked_records = progress.acked_records;
+    report.skipped_files = progress
+        .skipped_files
+        .iter()
+        .map(|(sha, why)| format!("{why} [sha256 {sha}]"))
+        .collect();
     Ok(report)
 }
 
-fn e_retryable(e: &SyncError) -> bool {
-    matches!(e, SyncError::Transport(t) if t.retryable())
+/// The saved files records `range` refer to that the server has neither acknowledged nor
+/// refused, in first-reference order.
+fn unsent_files(index: &LogIndex<'_>, range: Range<u64>, progress: &SyncProgress) -> Vec<FileRef> {
+    index
+        .files(range)
+        .into_iter()
+        .filter(|f| {
+            !progress.acked_files.contains(&f.sha256) && !progress.skipped_files.contains_key(&f.sha256)
+        })
+        .collect()
 }
 
-async fn send<S: RunStore, T: Transport>(
-    store: &mut S,
-    t: &mut T,
-    opts: &SyncOptions,
-    progress: &mut SyncProgress,
-    bundle: &Bundle,
-    report: &mut SyncReport,
-    on_sent: &mut dyn FnMut(u64),
-) -> Result<Ack, SyncError> {
-    let len = bundle.bytes.len() as u64;
-    if bundle.bytes.len() <= opts.direct_max {
-        let ack = t.post_bundle(&bundle.sha256, &bundle.bytes).await;
-        report.bytes_sent += len;
-        on_sent(len);
-        return Ok(ack?);
-    }
-    let known = match &progress.upload {
-        Some(u) if u.sha256 == bundle.sha256 => {
-            t.upload_offset(&u.url).await?.map(|off| (u.url.clone(), off))
-        }
-        _ => None,
-    };
-    let (url, mut offset) = match known {
-        Some(k) => k,
-        None => {
-            let url = t.create_upload(&bundle.sha256, len).await?;
-            progress.upload = Some(PendingUpload {
-                url: url.clone(),
-                sha256: bundle.sha256.clone(),
-                seq_start: bundle.manifest.seq_start,
-                seq_end: bundle.manifest.seq_end,
-            });
-            store.save_progress(progress, None).await.map_err(store_err)?;
-            (url, 0)
-        }
-    };
-    while offset < len {
-        let end = (offset as usize + opts.chunk).min(bundle.bytes.len());
-        let chunk = &bundle.bytes[offset as usize..end];
-        let (next, ack) = t.patch(&url, offset, chunk).await?;
-        let sent = chunk.len() as u64;
-        report.bytes_sent += sent;
-        on_sent(sent);
-        if next <= offset {
-            return Err(TransportError::Status {
-                status: 409,
-                message: format!("upload offset did not advance past {offset}"),
+/// Ends `range` early where the files its bundle would carry outgrow
+/// [`MAX_BUNDLE_FILE_BYTES`]; the first record always stays, so a range is never empty.
+fn fit_files(index: &LogIndex<'_>, range: Range<u64>, progress: &SyncProgress) -> Range<u64> {
+    let mut seen = BTreeSet::new();
+    let mut total = 0u64;
+    for (seq, payload) in index.payloads(range.clone()) {
+        let Ok(Record::Meta(Meta::File(f))) = decode(payload) else {
+            continue;
+        };
+        let fresh = !progress.acked_files.contains(&f.sha256)
+            && !progress.skipped_files.contains_key(&f.sha256)
+            && seen.insert(f.sha256);
+        if fresh {
+            total = total.saturating_add(f.size);
+            if total > MAX_BUNDLE_FILE_BYTES && seq > range.start {
+                return range.start..seq;
             }
-            .into());
-        }
-        offset = next;
-        if let Some(ack) = ack {
-            return Ok(ack);
         }
     }
-    Ok(Ack::default())
+    range
 }

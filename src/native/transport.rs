@@ -20,7 +20,8 @@ fn header_u64(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<u64
 
 fn failure(mut resp: ureq::http::Response<ureq::Body>) -> TransportError {
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    TransportError::from_response(resp.status().as_u16(), &text)
+    let retry_after = resp.headers().get("Retry-After").and_then(|v| v.to_str().ok());
+    TransportError::from_response(resp.status().as_u16(), &text, retry_after)
 }
 
 impl HttpTransport {
@@ -95,7 +96,7 @@ impl Transport for HttpTransport {
         match resp.status().as_u16() {
             200 | 201 => {
                 let text = resp.body_mut().read_to_string().map_err(|e| self.net(e))?;
-                Ok(serde_json::from_str(&text).unwrap_or_default())
+                Ack::from_body(&text)
             }
             _ => Err(failure(resp)),
         }

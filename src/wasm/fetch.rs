@@ -13,8 +13,9 @@ pub struct FetchTransport {
 }
 
 async fn failure(resp: Response) -> TransportError {
+    let retry_after = resp.headers().get("Retry-After");
     let text = resp.text().await.unwrap_or_default();
-    TransportError::from_response(resp.status(), &text)
+    TransportError::from_response(resp.status(), &text, retry_after.as_deref())
 }
 
 fn header_u64(resp: &Response, name: &str) -> Option<u64> {
@@ -61,9 +62,7 @@ impl Transport for FetchTransport {
             .await
             .map_err(|e| self.net(e))?;
         match resp.status() {
-            200 | 201 => {
-                Ok(serde_json::from_str(&resp.text().await.map_err(|e| self.net(e))?).unwrap_or_default())
-            }
+            200 | 201 => Ack::from_body(&resp.text().await.map_err(|e| self.net(e))?),
             _ => Err(failure(resp).await),
         }
     }

@@ -83,6 +83,12 @@ struct RunReport {
     bytes_sent: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The server's `Retry-After`: the wrapper waits at least this long before the next try.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    /// Saved files the server refused (the run's records went up without them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped_files: Vec<String>,
 }
 
 #[wasm_bindgen]
@@ -152,7 +158,14 @@ impl Store {
                     acked_records: r.acked_records,
                     total_records: r.total_records,
                     bytes_sent: r.bytes_sent,
-                    error: None,
+                    error: (!r.skipped_files.is_empty()).then(|| {
+                        format!(
+                            "saved files refused by the server: {}",
+                            r.skipped_files.join("; ")
+                        )
+                    }),
+                    retry_after_ms: None,
+                    skipped_files: r.skipped_files,
                 },
                 Err(e) => RunReport {
                     id,
@@ -162,7 +175,9 @@ impl Store {
                     acked_records: 0,
                     total_records: 0,
                     bytes_sent: 0,
+                    retry_after_ms: e.retry_after_ms(),
                     error: Some(e.to_string()),
+                    skipped_files: Vec::new(),
                 },
             };
             reports.push(report);

@@ -8,7 +8,7 @@ mod writer;
 pub use columns::{Columns, ColumnsBuilder, DecodedColumn};
 pub use manifest::{Entry, Manifest, FORMAT};
 pub use reader::{read_bundle, BundleContents, Limits};
-pub use writer::{write_bundle, Bundle};
+pub use writer::{write_bundle, write_bundle_skipping, Bundle};
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +22,13 @@ pub const HISTORY: &str = "history.tlc";
 pub const SYSTEM: &str = "system.tlc";
 /// Folder of saved files.
 pub const FILES_DIR: &str = "files/";
+
+/// Saved-file bytes one bundle carries at most: a run's files travel in bundles of their own
+/// size class, so no bundle outgrows what the server unpacks.
+pub const MAX_BUNDLE_FILE_BYTES: u64 = crate::core::layout::MAX_FILE_BYTES;
+
+/// What a server unpacks by default: the largest saved file plus room for a bundle's records.
+pub const DEFAULT_MAX_UNPACKED: u64 = MAX_BUNDLE_FILE_BYTES + (256 << 20);
 
 /// Hex SHA-256, the id of bundles and blobs.
 pub fn sha256_hex(data: &[u8]) -> String {

@@ -24,7 +24,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_unpacked: 1 << 30,
+            max_unpacked: super::DEFAULT_MAX_UNPACKED,
             max_entries: 10_000,
         }
     }

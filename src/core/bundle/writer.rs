@@ -1,5 +1,6 @@
 //! Builds the deterministic bundle for a record range: same records, same bytes.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::ops::Range;
 
@@ -43,6 +44,19 @@ pub fn write_bundle(
     range: Range<u64>,
     files_in: &[(String, Vec<u8>)],
 ) -> Result<Bundle, BundleError> {
+    write_bundle_skipping(index, run, state, range, files_in, &BTreeSet::new())
+}
+
+/// [`write_bundle`] leaving out the records of the saved files in `skip` (by sha256): files
+/// the server refused, so that they never stand between the server and the records after them.
+pub fn write_bundle_skipping(
+    index: &LogIndex<'_>,
+    run: &RunInfo,
+    state: RunState,
+    range: Range<u64>,
+    files_in: &[(String, Vec<u8>)],
+    skip: &BTreeSet<String>,
+) -> Result<Bundle, BundleError> {
     let mut history = ColumnsBuilder::default();
     let mut system = ColumnsBuilder::default();
     let mut records = Vec::new();
@@ -63,6 +77,7 @@ pub fn write_bundle(
                 history.push(seq, &row, |id| keys.name(id)).map_err(bad_row)?
             }
             Record::Row(row) => system.push(seq, &row, |id| keys.name(id)).map_err(bad_row)?,
+            Record::Meta(Meta::File(f)) if skip.contains(&f.sha256) => {}
             Record::Meta(meta) => {
                 if let Meta::File(f) = &meta {
                     let path = format!("{FILES_DIR}{}", f.sha256);
