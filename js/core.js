@@ -209,6 +209,8 @@ export function createTidelog(wasm, memory, platform) {
       w = await store.openRun({
         project: opts.project, name: opts.name, entity: opts.entity, id: opts.id,
         config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
+        // Kept with a new run (IndexedDB), so the Service Worker can sync it with no page open.
+        ...((opts.mode ?? "auto") !== "offline" ? credentials(opts) : null),
       });
     } catch (e) {
       early?.();

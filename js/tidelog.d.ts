@@ -102,3 +102,10 @@ export namespace Plot {
   function scatter(rows: Rows, x: string, y: string, opts?: ChartOptions): Media;
   function bar(rows: Rows, x: string, y: string, opts?: ChartOptions): Media;
 }
+/**
+ * Browser entry only: registers the package's Service Worker (`sw.js` in the package, or
+ * `scriptURL`: a module script served elsewhere, e.g. one that imports the package's `sw.js`),
+ * which uploads pending runs with no page open (Background Sync tag `tidelog-sync`, and at
+ * each start); resolves once the worker is active.
+ */
+export function registerServiceWorker(scriptURL?: string | URL): Promise<ServiceWorkerRegistration>;

@@ -1,5 +1,6 @@
-// Browser (and worker) entry of the tidelog npm package: loads its own wasm, stores runs in
-// IndexedDB, syncs over fetch while online.
+// Browser (and Web Worker) entry of the tidelog npm package: loads its own wasm, stores runs
+// in IndexedDB, syncs over fetch while online, and hands what it could not sync to the
+// package's Service Worker (sw.js) through Background Sync.
 import initWasm, * as wasm from "./web/tidelog_wasm.js";
 import { createTidelog } from "./core.js";
 
@@ -7,6 +8,10 @@ const exports = await initWasm({ module_or_path: new URL("./web/tidelog_wasm_bg.
 
 const g = globalThis;
 const heldLocks = new Map();
+const SYNC_TAG = "tidelog-sync";
+let swRegistration = null;
+// Whether a Background Sync was asked for since the page last saw itself online.
+let askedOffline = false;
 // A plain connection to the `tidelog` database for storeNow(): the wasm store's requests
 // are awaited, and an unloading page never delivers the events they wait for.
 let rawDb = null;
@@ -42,7 +47,14 @@ const platform = {
     }
   },
   config: (name) => g.tidelogConfig?.[name],
-  online: () => g.navigator?.onLine ?? true,
+  // A page found offline (also one that never saw an `offline` event) asks once for a
+  // Background Sync, so the Service Worker uploads its runs when the network returns.
+  online() {
+    const online = g.navigator?.onLine ?? true;
+    if (online) askedOffline = false;
+    else if (!askedOffline) { askedOffline = true; askBackgroundSync(); }
+    return online;
+  },
   autoSync: true,
   onOnline: (cb) => g.addEventListener?.("online", cb),
   onOffline: (cb) => g.addEventListener?.("offline", cb),
@@ -109,5 +121,53 @@ const platform = {
   },
 };
 
-export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } =
-  createTidelog(wasm, exports.memory, platform);
+// The Service Worker registration to ask for a Background Sync: the one this page registered,
+// else the one whose scope covers the package (registered by an earlier page load).
+async function registration() {
+  const sw = g.navigator?.serviceWorker;
+  if (!sw) return null;
+  return swRegistration ?? (await sw.getRegistration(new URL("./", import.meta.url)).catch(() => null)) ?? null;
+}
+
+// Where the browser has Background Sync (Chromium), the Service Worker gets a `tidelog-sync`
+// event once the network is back, with or without this page; elsewhere it syncs on its next start.
+async function askBackgroundSync() {
+  try {
+    const reg = await registration();
+    if (reg?.active && reg.sync) await reg.sync.register(SYNC_TAG);
+  } catch (e) {
+    console.warn(`tidelog: could not ask for a background sync: ${e?.message ?? e}`);
+  }
+}
+
+const api = createTidelog(wasm, exports.memory, platform);
+api.on("sync", (e) => e.phase === "error" && askBackgroundSync());
+g.addEventListener?.("offline", () => { askedOffline = true; askBackgroundSync(); });
+
+/**
+ * Registers the package's Service Worker (`sw.js` next to this file, or `scriptURL`: a module
+ * script served elsewhere, e.g. one that imports the package's `sw.js`), which uploads pending
+ * runs with no page open; resolves to its ServiceWorkerRegistration once the worker is active.
+ */
+export async function registerServiceWorker(scriptURL = new URL("./sw.js", import.meta.url)) {
+  const sw = g.navigator?.serviceWorker;
+  if (!sw) {
+    throw new Error("tidelog.registerServiceWorker: no Service Workers here (they need a page in a secure context: https:// or http://localhost)");
+  }
+  const reg = await sw.register(scriptURL, { type: "module" });
+  const worker = reg.installing ?? reg.waiting ?? reg.active;
+  if (worker && worker.state !== "activated") {
+    await new Promise((resolve, reject) => {
+      const seen = () => {
+        if (worker.state === "activated") resolve();
+        else if (worker.state === "redundant") reject(new Error(`tidelog.registerServiceWorker: ${scriptURL} failed to install`));
+      };
+      worker.addEventListener("statechange", seen);
+      seen();
+    });
+  }
+  swRegistration = reg;
+  return reg;
+}
+
+export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } = api;

@@ -53,9 +53,19 @@ impl Backend {
         each!(self, s => s.existing_log(id).await)
     }
 
-    /// Creates the run's home (folder, row, entry) and records it as the latest run.
-    pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
-        each!(self, s => s.create(info).await)
+    /// Creates the run's home (folder, row, entry) and records it as the latest run. In
+    /// IndexedDB the row keeps `credentials` (server URL, API key), so the package's Service
+    /// Worker can sync the run with no page open; no Service Worker reads a folder or memory.
+    pub async fn create(
+        &self,
+        info: &RunInfo,
+        credentials: Option<&(String, String)>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Backend::Idb(s) => s.create(info, credentials).await,
+            Backend::Fs(s) => s.create(info).await,
+            Backend::Memory(s) => s.create(info).await,
+        }
     }
 
     /// Appends framed records starting at record `seq`, with the saved files they reference,
@@ -115,6 +125,14 @@ impl Backend {
             Backend::Idb(s) => s.unsynced(live).await,
             Backend::Fs(s) => s.unsynced().await,
             Backend::Memory(s) => s.unsynced().await,
+        }
+    }
+
+    /// The server URL and API key run `id` was created with (IndexedDB only).
+    pub async fn credentials(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        match self {
+            Backend::Idb(s) => s.credentials(id).await,
+            Backend::Fs(_) | Backend::Memory(_) => Ok(None),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Browser storage in IndexedDB (database `tidelog`): a run row, the log as chunks keyed by
 //! `[run, first record]` (one chunk per flush, written in one transaction with the files it
-//! references), and saved files as blobs keyed by sha256.
+//! references), and saved files as blobs keyed by sha256. A run's row may carry the `server`
+//! and `api_key` it was started with (absent on rows written before them, and for offline
+//! runs), so the package's Service Worker can sync it with no page open.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode};
@@ -94,11 +96,9 @@ impl IdbStore {
         Ok(row)
     }
 
-    async fn update_row(
-        &self,
-        id: &str,
-        f: impl FnOnce(&JsValue) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    /// Sets `fields` on run `id`'s row. Fields rather than a closure: one copy of this future
+    /// in the wasm module for every caller.
+    async fn update_row(&self, id: &str, fields: &[(&str, JsValue)]) -> Result<(), StoreError> {
         let tx = self
             .db
             .transaction(&[RUNS], TransactionMode::ReadWrite)
@@ -109,7 +109,9 @@ impl IdbStore {
             .await
             .map_err(err)?
             .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
-        f(&row)?;
+        for (k, v) in fields {
+            Reflect::set(&row, &(*k).into(), v).map_err(js_err)?;
+        }
         store.put(&row, None).await.map_err(err)?;
         done(tx).await?;
         Ok(())
@@ -122,7 +124,12 @@ impl IdbStore {
         self.read_log(id).await.map(Some)
     }
 
-    pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
+    /// Writes a new run's row; `credentials` (server URL, API key) are kept on it.
+    pub async fn create(
+        &self,
+        info: &RunInfo,
+        credentials: Option<&(String, String)>,
+    ) -> Result<(), StoreError> {
         let row = object(&[
             ("id", info.id.as_str().into()),
             ("info", json(info)),
@@ -130,6 +137,8 @@ impl IdbStore {
             ("progress", json(&SyncProgress::default())),
             ("synced_bytes", JsValue::NULL),
             ("log_bytes", 0.into()),
+            ("server", credentials.map(|c| c.0.as_str()).into()),
+            ("api_key", credentials.map(|c| c.1.as_str()).into()),
         ])?;
         let tx = self
             .db
@@ -239,21 +248,23 @@ impl IdbStore {
         progress: &SyncProgress,
         synced: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.update_row(id, |row| {
-            Reflect::set(row, &"progress".into(), &json(progress)).map_err(js_err)?;
-            let synced = synced.map_or(JsValue::NULL, |b| (b as f64).into());
-            Reflect::set(row, &"synced_bytes".into(), &synced).map_err(js_err)?;
-            Ok(())
-        })
-        .await
+        let synced = synced.map_or(JsValue::NULL, |b| (b as f64).into());
+        self.update_row(id, &[("progress", json(progress)), ("synced_bytes", synced)])
+            .await
     }
 
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
-        self.update_row(&info.id, |row| {
-            Reflect::set(row, &"state".into(), &state.as_str().into()).map_err(js_err)?;
-            Ok(())
-        })
-        .await
+        self.update_row(&info.id, &[("state", state.as_str().into())])
+            .await
+    }
+
+    /// The server URL and API key kept with run `id`, if it has them.
+    pub async fn credentials(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self.row(id).await?.and_then(|row| {
+            get(&row, "server")
+                .as_string()
+                .zip(get(&row, "api_key").as_string())
+        }))
     }
 
     /// Runs with records the server lacks, and runs the server last heard of as running that

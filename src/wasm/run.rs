@@ -40,6 +40,13 @@ pub struct InitOptions {
     pub notes: Option<String>,
     /// `allow` (default), `must` or `never`.
     pub resume: Option<String>,
+    /// The server a new run is kept with in IndexedDB, for the Service Worker's sync (read
+    /// by `openRun` itself, like `config`).
+    #[serde(skip)]
+    pub server: Option<String>,
+    /// The API key kept with `server`.
+    #[serde(skip)]
+    pub api_key: Option<String>,
 }
 
 /// `logStaged`: the values were logged.
@@ -188,7 +195,11 @@ impl Store {
                     notes: opts.notes.clone(),
                     created_ms: now_ms(),
                 };
-                self.backend.create(&info).await.map_err(js_error)?;
+                let credentials = opts.server.clone().zip(opts.api_key.clone());
+                self.backend
+                    .create(&info, credentials.as_ref())
+                    .await
+                    .map_err(js_error)?;
                 let mut inner = Inner::new(self.clone(), info, RunLog::default(), 0);
                 inner.log.meta(&Meta::Start(inner.info.clone()));
                 inner
@@ -216,9 +227,14 @@ impl Store {
         let store = self.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let config = js_sys::Reflect::get(&opts, &"config".into()).unwrap_or_default();
+            let raw = opts.clone();
             let mut opts: InitOptions = serde_wasm_bindgen::from_value(opts)
                 .map_err(|e| type_error(format!("tidelog.init: bad options: {e}")))?;
             opts.config = to_object("config", &config)?;
+            // Read by hand: as serde fields they would cost the wasm module more bytes.
+            let text = |k: &str| js_sys::Reflect::get(&raw, &k.into()).ok()?.as_string();
+            opts.server = text("server");
+            opts.api_key = text("apiKey");
             store.open(opts).await.map(JsValue::from)
         })
     }

@@ -128,21 +128,31 @@ impl Store {
     }
 
     /// Uploads every unsynced run; `live` names runs still being written (by this or another
-    /// tab), which are uploaded as `running` instead of `crashed`. Resolves to one report per
-    /// run (an `error` field where it failed; what was acknowledged stays acknowledged).
+    /// tab), which are uploaded as `running` instead of `crashed`. Without `server` and
+    /// `apiKey` (the Service Worker), each run goes to the server and key kept with it, and a
+    /// run without them is left for a page. Resolves to one report per run (an `error` field
+    /// where it failed; what was acknowledged stays acknowledged).
     #[wasm_bindgen(js_name = syncAll)]
     pub async fn sync_all(
         &self,
-        server: String,
-        api_key: String,
+        server: Option<String>,
+        api_key: Option<String>,
         live: Vec<String>,
     ) -> Result<JsValue, JsValue> {
         let opts = SyncOptions {
             attempts: 1,
             ..SyncOptions::default()
         };
+        let given = server.zip(api_key);
         let mut reports = Vec::new();
         for id in self.backend.unsynced(&live).await.map_err(js_error)? {
+            let (server, api_key) = match &given {
+                Some(c) => c.clone(),
+                None => match self.backend.credentials(&id).await.map_err(js_error)? {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
             let mut run = StoredRun {
                 backend: Rc::clone(&self.backend),
                 live: live.contains(&id) || self.backend.is_live(&id),
