@@ -1,11 +1,11 @@
-// Serves the demo on 127.0.0.1: www/, the built pkg/ and tfjs from node_modules (no CDN).
+// Serves the demos on 127.0.0.1: www/, the built pkg/, tfjs and onnxruntime-web from node_modules (no CDN).
 // `node www/serve.mjs [port]` after ./scripts/build-pkg and npm install.
 import { createServer } from "node:http";
 import { readFileSync, statSync } from "node:fs";
 import { extname, join, normalize } from "node:path";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const ALLOWED = ["www/", "pkg/", "node_modules/@tensorflow/"].map((p) => join(ROOT, p));
+const ALLOWED = ["www/", "pkg/", "node_modules/@tensorflow/", "node_modules/onnxruntime-web/"].map((p) => join(ROOT, p));
 const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json", ".map": "application/json" };
 
 const server = createServer((req, res) => {
