@@ -134,7 +134,8 @@ async function registration() {
 async function askBackgroundSync() {
   try {
     const reg = await registration();
-    if (reg?.active && reg.sync) await reg.sync.register(SYNC_TAG);
+    // Asked once: registering a tag again while its event runs makes the browser fire it twice.
+    if (reg?.active && reg.sync && !(await reg.sync.getTags()).includes(SYNC_TAG)) await reg.sync.register(SYNC_TAG);
   } catch (e) {
     console.warn(`tidelog: could not ask for a background sync: ${e?.message ?? e}`);
   }

@@ -3,22 +3,18 @@
 // online, its rows, the sample image's bytes and the predictions table reach a real
 // `tidelog serve`. Prints one line per check and "N passed, N failed".
 import { createHash } from "node:crypto";
-import { assert, check, launch, staticServer, summary, tidelogServer, until } from "./lib/harness.mjs";
+import { assert, check, e2e, summary, until } from "./lib/harness.mjs";
 
-const web = await staticServer();
-const srv = await tidelogServer(web.origin);
-const browser = await launch();
+const { srv, browser, open, close } = await e2e();
 const CLASSES = ["horizontal", "vertical", "diagonal"];
 
 try {
   await check("onnx demo offline → online: per-batch latency and throughput, the image and the table reach the server", async () => {
     const context = await browser.newContext();
-    const page = await context.newPage();
-    page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
-    await page.goto(`${web.origin}/www/onnx.html`);
+    // The page is ready once the model is loaded: nothing is fetched after that.
+    const page = await open(context, "/www/onnx.html", "window.onnxDemo");
     await page.fill("#server", srv.url);
     await page.fill("#apikey", srv.key);
-    await page.waitForFunction(() => window.onnxDemo, null, { timeout: 60_000 });
     assert(!(await page.evaluate(() => self.crossOriginIsolated)), "the page is not cross-origin isolated");
     await context.setOffline(true);
     const batches = 20;
@@ -49,8 +45,6 @@ try {
     await context.close();
   });
 } finally {
-  await browser.close();
-  await srv.stop();
-  web.close();
+  await close();
 }
 summary();

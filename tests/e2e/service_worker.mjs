@@ -3,19 +3,9 @@
 // server is down, and is closed; the server comes back and a Background Sync event (forced
 // through the DevTools protocol) or the worker's next start uploads every row exactly once
 // with no page of the origin open. Prints one line per check and "N passed, N failed".
-import { assert, check, contiguous, launch, staticServer, summary, tidelogServer, until } from "./lib/harness.mjs";
+import { assert, check, contiguous, e2e, summary, until } from "./lib/harness.mjs";
 
-const web = await staticServer();
-const srv = await tidelogServer(web.origin);
-const browser = await launch();
-
-async function open(context) {
-  const page = await context.newPage();
-  page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
-  await page.goto(`${web.origin}/sw.html`);
-  await page.waitForFunction(() => window.ready === true);
-  return page;
-}
+const { web, srv, browser, open, close } = await e2e();
 
 async function run(id) {
   const { status, body } = await srv.api(`/api/v1/runs/${id}`);
@@ -49,7 +39,7 @@ async function devtools(context) {
 // Logs run `done` (finished) and run `open` (left unfinished by closing the page) offline,
 // with the server down, then closes the page: nothing is on the server.
 async function logOfflineAndClose(context, done, open_) {
-  const page = await open(context);
+  const page = await open(context, "/sw.html");
   const reg = await page.evaluate(() => t.register());
   assert(reg.active === "activated" && reg.scope.endsWith("/pkg/") && reg.script.endsWith("/pkg/sw.js"), JSON.stringify(reg));
   await srv.stop();
@@ -102,8 +92,6 @@ try {
     await context.close();
   });
 } finally {
-  await browser.close();
-  await srv.stop();
-  web.close();
+  await close();
 }
 summary();

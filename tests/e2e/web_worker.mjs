@@ -2,17 +2,12 @@
 // `tidelog serve`). A training loop in the worker logs into IndexedDB next to the page's own
 // run without the two mixing, and a worker terminated mid-run leaves a run that syncs as
 // `crashed` with every step it had flushed. Prints one line per check and "N passed, N failed".
-import { assert, check, contiguous, launch, staticServer, summary, tidelogServer, until } from "./lib/harness.mjs";
+import { assert, check, contiguous, e2e, summary, until } from "./lib/harness.mjs";
 
-const web = await staticServer();
-const srv = await tidelogServer(web.origin);
-const browser = await launch();
+const { srv, browser, open: load, close } = await e2e();
 
 async function open(context) {
-  const page = await context.newPage();
-  page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
-  await page.goto(`${web.origin}/worker.html`);
-  await page.waitForFunction(() => window.ready === true);
+  const page = await load(context, "/worker.html");
   await page.evaluate(() => t.spawn());
   return page;
 }
@@ -75,8 +70,6 @@ try {
     await context.close();
   });
 } finally {
-  await browser.close();
-  await srv.stop();
-  web.close();
+  await close();
 }
 summary();

@@ -19,7 +19,7 @@ const TYPES = {
 const SHARED = ["/pkg/", "/www/", "/node_modules/@tensorflow/", "/node_modules/onnxruntime-web/"];
 
 /** The pages, /pkg/, /www/ and the browser libraries on 127.0.0.1; `origin` is its URL. */
-export async function staticServer() {
+async function staticServer() {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
     const file = normalize(SHARED.some((p) => path.startsWith(p)) ? join(ROOT, path) : join(ROOT, "tests/e2e/pages", path));
@@ -38,7 +38,7 @@ export async function staticServer() {
  * A real `tidelog serve` allowing `origin`. `stop()` ends it (awaiting the exit, so the port
  * is free) and `start()` brings it back on the same port and data: the network returning.
  */
-export async function tidelogServer(origin) {
+async function tidelogServer(origin) {
   const data = mkdtempSync(join(tmpdir(), "tidelog-e2e-"));
   const key = execFileSync(BIN, ["admin", "create-key", "--account", "e2e", "--data", data]).toString().trim();
   const srv = { data, key, url: null, child: null };
@@ -70,13 +70,38 @@ export async function tidelogServer(origin) {
 }
 
 /** Debian's Chromium, headless, as the other browser tests launch it. */
-export function launch() {
+function launch() {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
       "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
   });
+}
+
+/**
+ * The static server, a `tidelog serve` allowing it and Chromium, for one script: `open` loads
+ * a page of it in `context` and waits until `ready` (an expression) holds; `close` ends all three.
+ */
+export async function e2e() {
+  const web = await staticServer();
+  const srv = await tidelogServer(web.origin);
+  const browser = await launch();
+  return {
+    web, srv, browser,
+    async open(context, path, ready = "window.ready === true") {
+      const page = await context.newPage();
+      page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
+      await page.goto(`${web.origin}${path}`);
+      await page.waitForFunction(ready, null, { timeout: 60_000 });
+      return page;
+    },
+    async close() {
+      await browser.close();
+      await srv.stop();
+      web.close();
+    },
+  };
 }
 
 const results = [];
