@@ -1,25 +1,22 @@
 // A training loop in a dedicated (module) Web Worker, logging through the package's browser
-// entry into IndexedDB: logistic regression by SGD on a fixed two-class set. Every
-// `flushEvery` steps it awaits run.flush() and posts the step it reached, so the page knows
-// what is stored before it terminates the worker mid-run.
+// entry into IndexedDB: a small tfjs network (its ES module build, CPU backend) learns a fixed
+// two-class set. Every `flushEvery` steps it awaits run.flush() and posts the step it reached,
+// so the page knows what is stored before it terminates the worker mid-run.
+import * as tf from "/node_modules/@tensorflow/tfjs/dist/tf.fesm.min.js";
 import * as tidelog from "/pkg/tidelog.js";
 
 let run = null;
-const points = Array.from({ length: 64 }, (_, k) => {
-  const cls = k % 2;
-  return { x: [Math.cos(k) + (cls ? 1.5 : -1.5), Math.sin(k)], y: cls };
-});
-const w = [0, 0, 0];
+let model = null;
+// Two classes of 2-d points on either side of x = 0.
+const points = Array.from({ length: 64 }, (_, k) => [Math.cos(k) + (k % 2 ? 1.5 : -1.5), Math.sin(k)]);
+const xs = tf.tensor2d(points);
+const ys = tf.tensor2d(points.map((_, k) => [k % 2]));
 
-function sgdStep(k) {
-  const p = points[k % points.length];
-  const z = w[0] * p.x[0] + w[1] * p.x[1] + w[2];
-  const pred = 1 / (1 + Math.exp(-z));
-  const g = pred - p.y;
-  w[0] -= 0.1 * g * p.x[0];
-  w[1] -= 0.1 * g * p.x[1];
-  w[2] -= 0.1 * g;
-  return -(p.y * Math.log(pred + 1e-9) + (1 - p.y) * Math.log(1 - pred + 1e-9));
+async function ready() {
+  if (model) return;
+  await tf.setBackend("cpu");
+  model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 4, activation: "relu" }), tf.layers.dense({ units: 1, activation: "sigmoid" })] });
+  model.compile({ optimizer: tf.train.sgd(0.1), loss: "binaryCrossentropy", metrics: ["accuracy"] });
 }
 
 const handlers = {
@@ -28,9 +25,10 @@ const handlers = {
     return run.id;
   },
   async train({ steps, flushEvery }) {
+    await ready();
     for (let k = 0; k < steps; k++) {
-      const i = run.step;
-      tidelog.log({ i, loss: sgdStep(i), w0: w[0], src: "worker" });
+      const [loss, acc] = await model.trainOnBatch(xs, ys);
+      tidelog.log({ i: run.step, loss, acc, src: "worker" });
       if ((k + 1) % flushEvery === 0) {
         await run.flush();
         postMessage({ flushed: run.step });
