@@ -11,6 +11,16 @@ import initWasm, * as wasm from "./web/tidelog_wasm.js";
 const TAG = "tidelog-sync";
 const ready = initWasm({ module_or_path: new URL("./web/tidelog_wasm_bg.wasm", import.meta.url) });
 let chain = Promise.resolve();
+let opened = null;
+
+// One connection to the `tidelog` database for the worker's life (opened again after a failure).
+function store() {
+  opened ??= ready.then(() => wasm.Store.indexedDb()).catch((e) => {
+    opened = null;
+    throw e;
+  });
+  return opened;
+}
 
 // Runs a page or worker still writes hold a Web Lock (see `hold` in tidelog.js): they go up as
 // running; every other unfinished run has lost its writer and goes up as crashed.
@@ -26,9 +36,7 @@ async function liveRuns() {
 // Rejects when a run could not be sent, so the browser retries the sync event later.
 function syncPending() {
   chain = chain.catch(() => {}).then(async () => {
-    await ready;
-    const store = await wasm.Store.indexedDb();
-    const reports = await store.syncAll(undefined, undefined, await liveRuns());
+    const reports = await (await store()).syncAll(undefined, undefined, await liveRuns());
     const failed = reports.filter((r) => r.error);
     if (failed.length) throw new Error(`tidelog: ${failed.map((r) => `${r.id}: ${r.error}`).join("; ")}`);
     return reports;
