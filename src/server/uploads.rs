@@ -21,7 +21,7 @@ use super::auth::{random_hex, Account};
 use super::db::{now_ms, to_u64};
 use super::disk::{is_sha256, is_upload_id};
 use super::error::{ApiError, ServerError};
-use super::ingest::{expected_sha, ingest};
+use super::ingest::{expected_sha, ingest, Ingested, Source};
 use super::AppState;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -445,7 +445,8 @@ fn write_chunk(
         _ => false,
     };
     let settled = if keep { f.sync_data() } else { f.set_len(start) };
-    (busy, settled.map_err(io).and(outcome.map_err(io)))
+    // The first failure is the one to report: a full disk fails the write before the settle.
+    (busy, outcome.and_then(|w| settled.map(|()| w)).map_err(io))
 }
 
 /// `PATCH /api/v1/uploads/{id}`: appends the body at `Upload-Offset`, streaming it to disk.
@@ -487,7 +488,17 @@ pub async fn patch(
     let mut stream = body.into_data_stream();
     let mut received = 0u64;
     let mut end = Some(Piece::Done);
-    while let Some(frame) = stream.next().await {
+    let mut stalled = false;
+    loop {
+        let frame = match tokio::time::timeout(state.body_timeout, stream.next()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                stalled = true;
+                end = None;
+                break;
+            }
+        };
         let Ok(data) = frame else {
             end = None;
             break;
@@ -522,6 +533,7 @@ pub async fn patch(
             ]),
         )
             .into_response()),
+        Written::Cut if stalled => Err(ApiError::Timeout(state.body_timeout)),
         Written::Cut => Err(bad("the request body ended early")),
         Written::Aborted => Err(too_large()),
         Written::Mismatch => Err(ApiError::ChunkChecksum),
@@ -531,11 +543,13 @@ pub async fn patch(
 /// Ingests a complete upload, then forgets it whatever the outcome, so a failed one is
 /// started over rather than resumed. `_busy` keeps other requests off it meanwhile.
 async fn finish(state: AppState, up: Upload, _busy: Busy) -> Result<Response, ApiError> {
-    let bytes = tokio::fs::read(&up.path)
-        .await
-        .map_err(|e| ServerError::io(format!("reading {}", up.path.display()), e))?;
-    let result = ingest(&state, &up.account, Bytes::from(bytes), up.sha256.clone()).await;
+    let result = ingest_staged(&state, &up).await;
     up.remove(&state).await?;
+    let q = state.quarantine.clone();
+    let id = up.id.clone();
+    tokio::task::spawn_blocking(move || q.unmark(&id))
+        .await
+        .map_err(ServerError::from)??;
     let done = result?;
     let h = headers([
         ("upload-offset", HeaderValue::from(up.length)),
@@ -548,8 +562,39 @@ async fn finish(state: AppState, up: Upload, _busy: Busy) -> Result<Response, Ap
     Ok((StatusCode::NO_CONTENT, h).into_response())
 }
 
+/// Ingests a staged upload from its file, under a durable "ingest in progress" mark that the
+/// caller removes once the upload is forgotten or quarantined.
+async fn ingest_staged(state: &AppState, up: &Upload) -> Result<Ingested, ApiError> {
+    let _slot = state.ingest_slot().await?;
+    let q = state.quarantine.clone();
+    let id = up.id.clone();
+    tokio::task::spawn_blocking(move || q.mark(&id))
+        .await
+        .map_err(ServerError::from)??;
+    ingest(
+        state,
+        &up.account,
+        Source::File(up.path.clone()),
+        up.sha256.clone(),
+    )
+    .await
+}
+
+/// Moves an upload that recovery could not ingest into quarantine with `reason`, and forgets it.
+async fn hold(state: &AppState, up: &Upload, reason: String) -> Result<(), ApiError> {
+    log::error!("tidelog server: upload {} quarantined: {reason}", up.id);
+    let q = state.quarantine.clone();
+    let (id, path, account) = (up.id.clone(), up.path.clone(), up.account.clone());
+    tokio::task::spawn_blocking(move || q.hold(&id, &path, &account, &reason))
+        .await
+        .map_err(ServerError::from)??;
+    up.remove(state).await
+}
+
 /// Ingests uploads that were received in full before a restart but never ingested. Runs
-/// before the server listens, so no client sees such an upload as complete.
+/// before the server listens, so no client sees such an upload as complete. It never keeps
+/// the server down: an upload whose ingest fails, or whose mark says an earlier ingest of it
+/// never returned (the process crashed or was killed), is quarantined instead.
 pub async fn recover(state: &AppState) -> Result<(), ServerError> {
     sweep(state).await?;
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads")
@@ -567,11 +612,23 @@ pub async fn recover(state: &AppState) -> Result<(), ServerError> {
         if !matches!(up.offset().await, Ok(n) if n == up.length) {
             continue;
         }
-        let Ok(busy) = Busy::take(state, &id) else {
+        let Ok(_busy) = Busy::take(state, &id) else {
             continue;
         };
-        if let Err(e) = finish(state.clone(), up, busy).await {
-            log::warn!("tidelog server: upload {id}, received before the restart, was refused: {e}");
+        let held = if state.quarantine.is_marked(&id) {
+            let why = "an earlier ingest of this upload never returned: the server crashed or was killed";
+            hold(state, &up, why.into()).await
+        } else {
+            match ingest_staged(state, &up).await {
+                Ok(_) => match up.remove(state).await {
+                    Ok(()) => state.quarantine.unmark(&id).map_err(ApiError::from),
+                    Err(e) => Err(e),
+                },
+                Err(e) => hold(state, &up, format!("ingest refused it: {e}")).await,
+            }
+        };
+        if let Err(e) = held {
+            log::error!("tidelog server: recovering upload {id}: {e}");
         }
     }
     Ok(())
