@@ -159,6 +159,7 @@ fn truncation_checksum_and_bombs_are_caught() {
     let limits = Limits {
         max_unpacked: 1 << 20,
         max_entries: 10,
+        ..Limits::default()
     };
     let err = read_bundle(&bomb, &limits).unwrap_err();
     assert!(
@@ -208,4 +209,56 @@ fn plan_splits_a_long_log_into_ranges() {
         ranges += 1;
     }
     assert!(ranges > 3, "{ranges}");
+}
+
+/// A column table of `rows` rows and `keys` columns named `name`, each holding `vals` (tagged
+/// `true` values in the first rows) — the shapes of the decode-amplification bundles.
+fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
+    use crate::core::varint::put_u64;
+    let mut t = b"TLC1".to_vec();
+    put_u64(&mut t, rows);
+    for _ in 0..rows * 3 {
+        t.push(0);
+    }
+    put_u64(&mut t, keys);
+    for _ in 0..keys {
+        put_u64(&mut t, name.len() as u64);
+        t.extend_from_slice(name.as_bytes());
+        put_u64(&mut t, vals);
+        if vals == 0 {
+            t.push(0);
+            continue;
+        }
+        for _ in 0..vals {
+            if vals != rows {
+                t.push(0);
+            }
+        }
+        t.push(1);
+        put_u64(&mut t, vals);
+        t.extend(std::iter::repeat_n(2u8, vals as usize));
+    }
+    t
+}
+
+#[test]
+fn decode_budget_refuses_before_allocating() {
+    let limits = Limits::default();
+    let over = |t: &[u8], limits: &Limits| match Columns::decode(t, &mut Budget::new(limits)) {
+        Err(TableError::Budget(o)) => o,
+        other => panic!("{other:?}"),
+    };
+    let wide = over(&table(100_000, 100_000, "", 0), &limits);
+    assert_eq!((wide.what, wide.limit), ("rows × keys", limits.max_cells));
+    let long = over(&table(30_000, 1, &"k".repeat(50_000), 30_000), &limits);
+    assert_eq!((long.what, long.limit), ("key length", 1024));
+    let small = Limits {
+        max_decoded_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let big = over(&table(30_000, 1, "flag", 30_000), &small);
+    assert_eq!((big.what, big.limit), ("decoded bytes", 1 << 20));
+    let ok = Columns::decode(&table(30_000, 1, "flag", 30_000), &mut Budget::new(&limits)).unwrap();
+    assert_eq!(ok.cols[0].values.len(), 30_000);
+    assert_eq!(ok.cols[0].values[0], Value::Bool(true));
 }
