@@ -500,3 +500,94 @@ fn a_large_file_downloads_in_pieces() {
         "peak RSS grew by {growth} KiB for a 48 MiB file"
     );
 }
+
+/// A finished run `id` with `rows` history rows.
+fn long_log(id: &str, rows: u32) -> Vec<u8> {
+    let mut log = RunLog::default();
+    log.meta(&Meta::Start(RunInfo {
+        id: id.into(),
+        project: "p".into(),
+        ..RunInfo::default()
+    }));
+    for i in 0..rows {
+        log.log(
+            1_000 + i64::from(i),
+            [("loss", f64::from(i))],
+            LogOptions::default(),
+        )
+        .unwrap();
+    }
+    log.meta(&Meta::Finish {
+        exit_code: 0,
+        ts_ms: 9_000_000,
+    });
+    let mut out = Vec::new();
+    log.take_batch(&mut out);
+    out
+}
+
+/// The bundle of records `0..end` of `log`.
+fn prefix(log: &[u8], end: u64) -> Bundle {
+    let index = LogIndex::new(log).unwrap();
+    let run = index.run().unwrap().clone();
+    let state = if end == index.len() {
+        index.state(false)
+    } else {
+        RunState::Running
+    };
+    write_bundle(&index, &run, state, 0..end, &[]).unwrap()
+}
+
+#[test]
+fn concurrent_ingests_of_one_run_and_of_others_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let server = Server::start_with(dir.path(), &["--max-ingests", "8"]);
+    // Run A's upload is in progress, its body not yet sent: it holds an ingest slot.
+    let a = bundle(&run_log("run-a", &[]), &[]);
+    let addr = server.url.trim_start_matches("http://");
+    let mut slow = TcpStream::connect(addr).unwrap();
+    write!(
+        slow,
+        "POST /api/v1/bundles HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        a.bytes.len()
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut cont = [0u8; 25];
+    slow.read_exact(&mut cont).unwrap();
+    assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+    // Meanwhile overlapping bundles of run B arrive at once; each row is stored once.
+    let log = long_log("run-b", 400);
+    let total = LogIndex::new(&log).unwrap().len();
+    let ends = [100, 200, 300, total];
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let posts: Vec<_> = ends
+            .iter()
+            .map(|&end| {
+                let (b, server, key) = (prefix(&log, end), &server, &key);
+                s.spawn(move || post(server, key, &b.bytes).status)
+            })
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, [201; 4]);
+    let rows = get(&server, &key, "/api/v1/runs/run-b/history");
+    let rows: serde_json::Value = serde_json::from_slice(&rows.body).unwrap();
+    let steps: Vec<u64> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["_step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (0..400).collect::<Vec<_>>());
+    let run: serde_json::Value =
+        serde_json::from_slice(&get(&server, &key, "/api/v1/runs/run-b").body).unwrap();
+    assert_eq!(run["state"], "finished");
+    // Run A completes after all of that.
+    slow.write_all(&a.bytes).unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
