@@ -591,3 +591,30 @@ fn concurrent_ingests_of_one_run_and_of_others_all_complete() {
     slow.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
+
+#[test]
+fn blobs_of_a_database_from_before_ownership_belong_to_their_runs_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = create_key(dir.path(), "alice");
+    let bob = create_key(dir.path(), "bob");
+    let secret: &[u8] = b"alice's older weights";
+    let server = Server::start(dir.path());
+    let a1 = run_log("a1", &[("model.bin", secret)]);
+    assert_eq!(post(&server, &alice, &bundle(&a1, &[secret]).bytes).status, 201);
+    drop(server);
+    // As a database written before blob ownership existed: no owners, no migration recorded.
+    let db = format!("sqlite://{}", dir.path().join("tidelog.db").display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+        for sql in ["DELETE FROM blob_owners", "DELETE FROM migrations"] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+    let server = Server::start(dir.path());
+    let a2 = run_log("a2", &[("again.bin", secret)]);
+    assert_eq!(post(&server, &alice, &bundle(&a2, &[]).bytes).status, 201);
+    let b1 = run_log("b1", &[("stolen.bin", secret)]);
+    assert_eq!(post(&server, &bob, &bundle(&b1, &[]).bytes).status, 400);
+}

@@ -56,9 +56,10 @@ pub struct ServeArgs {
     max_ingests: usize,
 }
 
-/// One ingest slot per core, at least two.
+/// One ingest slot per core, from 2 to 4: each ingest waits on the database with one of its
+/// 8 pooled connections, and reads need the others.
 fn default_ingests() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
 }
 
 /// A duration flag in seconds, refused when negative or not finite.

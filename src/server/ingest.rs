@@ -269,8 +269,9 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
             Meta::File(f) => {
                 // A client leaves out blobs the server acknowledged before, but only the
                 // account's own: anyone else's would be a read of bytes it never had.
-                let carried = p.carried.contains(&f.sha256);
-                if !carried && !(is_sha256(&f.sha256) && owns_blob(&mut tx, account, &f.sha256).await?) {
+                let owned = p.carried.contains(&f.sha256)
+                    || (is_sha256(&f.sha256) && owns_blob(&mut tx, account, &f.sha256).await?);
+                if !owned {
                     return Err(bad(format!(
                         "file {:?} refers to blob {} which the bundle does not carry and this \
                          account has not uploaded",

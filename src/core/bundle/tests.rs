@@ -217,9 +217,7 @@ fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
     use crate::core::varint::put_u64;
     let mut t = b"TLC1".to_vec();
     put_u64(&mut t, rows);
-    for _ in 0..rows * 3 {
-        t.push(0);
-    }
+    t.extend(std::iter::repeat_n(0u8, rows as usize * 3));
     put_u64(&mut t, keys);
     for _ in 0..keys {
         put_u64(&mut t, name.len() as u64);
@@ -229,10 +227,8 @@ fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
             t.push(0);
             continue;
         }
-        for _ in 0..vals {
-            if vals != rows {
-                t.push(0);
-            }
+        if vals != rows {
+            t.extend(std::iter::repeat_n(0u8, vals as usize));
         }
         t.push(1);
         put_u64(&mut t, vals);
