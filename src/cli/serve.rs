@@ -51,9 +51,10 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
-    /// Bundles decoded and stored at once; more are answered 503 with Retry-After.
-    #[arg(long, default_value_t = default_ingests())]
-    max_ingests: usize,
+    /// Bundles decoded and stored at once; more are answered 503 with Retry-After [default: one
+    /// per core, from 2 to 4].
+    #[arg(long)]
+    max_ingests: Option<usize>,
 }
 
 /// One ingest slot per core, from 2 to 4: each ingest waits on the database with one of its
@@ -128,7 +129,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             body_timeout: seconds("body-timeout-secs", a.body_timeout_secs)?,
             max: a.max_connections,
         },
-        max_ingests: a.max_ingests,
+        max_ingests: a.max_ingests.unwrap_or_else(default_ingests),
     };
     runtime()?.block_on(server::serve(opts))?;
     Ok(ExitCode::SUCCESS)
