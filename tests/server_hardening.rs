@@ -12,51 +12,12 @@ use std::time::{Duration, Instant};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use tidelog::core::bundle::{sha256_hex, write_bundle, Bundle, Entry, Manifest, FORMAT, HISTORY, MANIFEST};
+use tidelog::core::bundle::{Budget, Columns, Limits, TableError};
 use tidelog::core::log_index::LogIndex;
 use tidelog::core::run_log::{LogOptions, RunLog};
-use tidelog::core::varint::put_u64;
 use tidelog::{FileRef, Meta, RunInfo, RunState};
 
-use common::{create_key, proc_kib, Server};
-
-/// A response reduced to what the tests look at.
-struct Reply {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
-    let mut r = r.expect("HTTP exchange");
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .expect("body");
-    Reply {
-        status: r.status().as_u16(),
-        headers: r.headers().clone(),
-        body,
-    }
-}
+use common::{agent, create_key, proc_kib, reply, table, Reply, Server};
 
 fn get(server: &Server, key: &str, path: &str) -> Reply {
     reply(
@@ -94,31 +55,6 @@ fn create_upload(server: &Server, key: &str, len: usize) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-/// A column table of `rows` rows (all seq 0, step 0) and `keys` columns named `name`, each
-/// with `vals` tagged `true` values in its first rows: the decode-amplification shapes.
-fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
-    let mut t = b"TLC1".to_vec();
-    put_u64(&mut t, rows);
-    t.extend(std::iter::repeat_n(0u8, rows as usize * 3));
-    put_u64(&mut t, keys);
-    for _ in 0..keys {
-        put_u64(&mut t, name.len() as u64);
-        t.extend_from_slice(name.as_bytes());
-        put_u64(&mut t, vals);
-        if vals == 0 {
-            t.push(0);
-            continue;
-        }
-        if vals != rows {
-            t.extend(std::iter::repeat_n(0u8, vals as usize));
-        }
-        t.push(1);
-        put_u64(&mut t, vals);
-        t.extend(std::iter::repeat_n(2u8, vals as usize));
-    }
-    t
 }
 
 /// A bundle of run `id` holding only `history` as its history table, gzipped at best.
@@ -195,9 +131,52 @@ fn bundle(log: &[u8], carried: &[&[u8]]) -> Bundle {
     write_bundle(&index, &run, index.state(false), 0..index.len(), &files).unwrap()
 }
 
-fn error(r: &Reply) -> String {
-    let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()));
-    j["error"].as_str().expect("an error reason").to_owned()
+/// Starts a bundle `POST` of `len` bytes and waits for the server's `100 Continue`: the server
+/// then holds an ingest slot for it, until [`send_held`] sends the body.
+fn hold_slot(server: &Server, key: &str, len: usize) -> TcpStream {
+    let addr = server.url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /api/v1/bundles HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut cont = [0u8; 25];
+    s.read_exact(&mut cont).unwrap();
+    assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s
+}
+
+/// Sends the body of a request started by [`hold_slot`]; returns the raw answer.
+fn send_held(mut s: TcpStream, body: &[u8]) -> String {
+    s.write_all(body).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn decode_budget_refuses_before_allocating() {
+    let limits = Limits::default();
+    let over = |t: &[u8], limits: &Limits| match Columns::decode(t, &mut Budget::new(limits)) {
+        Err(TableError::Budget(o)) => o,
+        other => panic!("{other:?}"),
+    };
+    let wide = over(&table(100_000, 100_000, "", 0), &limits);
+    assert_eq!((wide.what, wide.limit), ("rows × keys", limits.max_cells));
+    let long = over(&table(30_000, 1, &"k".repeat(50_000), 30_000), &limits);
+    assert_eq!((long.what, long.limit), ("key length", 1024));
+    let small = Limits {
+        max_decoded_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let big = over(&table(30_000, 1, "flag", 30_000), &small);
+    assert_eq!((big.what, big.limit), ("decoded bytes", 1 << 20));
+    let ok = Columns::decode(&table(30_000, 1, "flag", 30_000), &mut Budget::new(&limits)).unwrap();
+    assert_eq!(ok.cols[0].values.len(), 30_000);
+    assert_eq!(ok.cols[0].values[0], tidelog::Value::Bool(true));
 }
 
 #[test]
@@ -215,14 +194,15 @@ fn decode_amplification_bundles_get_413_and_memory_stays_bounded() {
     let r = post(&server, &key, &wide);
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(
-        error(&r).contains("rows × keys over the decode budget of 1073741824"),
+        r.error()
+            .contains("rows × keys over the decode budget of 1073741824"),
         "{}",
         r.text()
     );
     let r = post(&server, &key, &long);
     assert_eq!(r.status, 413, "{}", r.text());
     assert!(
-        error(&r).contains("key length over the decode budget of 1024"),
+        r.error().contains("key length over the decode budget of 1024"),
         "{}",
         r.text()
     );
@@ -353,7 +333,8 @@ fn a_blob_is_referenced_without_its_bytes_only_by_its_owner() {
     let r = post(&server, &bob, &bundle(&b1, &[]).bytes);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
-        error(&r).contains(&format!("blob {sha} which the bundle does not carry")),
+        r.error()
+            .contains(&format!("blob {sha} which the bundle does not carry")),
         "{}",
         r.text()
     );
@@ -440,31 +421,17 @@ fn a_full_disk_is_507_and_busy_ingest_slots_are_503_with_retry_after() {
             .send(&[1u8; 10][..]),
     );
     assert_eq!(r.status, 507, "{}", r.text());
-    assert!(error(&r).contains("insufficient storage"), "{}", r.text());
-    assert!(error(&r).contains("No space left on device"), "{}", r.text());
+    assert!(r.error().contains("insufficient storage"), "{}", r.text());
+    assert!(r.error().contains("No space left on device"), "{}", r.text());
 
     // One request holds the only ingest slot: the server asked for its body (100 Continue).
     let good = bundle(&run_log("queued", &[]), &[]);
-    let addr = server.url.trim_start_matches("http://");
-    let mut holder = TcpStream::connect(addr).unwrap();
-    write!(
-        holder,
-        "POST /api/v1/bundles HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
-         Expect: 100-continue\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        good.bytes.len()
-    )
-    .unwrap();
-    holder.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut cont = [0u8; 25];
-    holder.read_exact(&mut cont).unwrap();
-    assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let holder = hold_slot(&server, &key, good.bytes.len());
     let r = post(&server, &key, &good.bytes);
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.header("retry-after"), Some("1"));
-    assert!(error(&r).contains("ingest slots"), "{}", r.text());
-    holder.write_all(&good.bytes).unwrap();
-    let mut answer = String::new();
-    holder.read_to_string(&mut answer).unwrap();
+    assert!(r.error().contains("ingest slots"), "{}", r.text());
+    let answer = send_held(holder, &good.bytes);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     assert_eq!(
         post(&server, &key, &good.bytes).status,
@@ -477,7 +444,7 @@ fn a_full_disk_is_507_and_busy_ingest_slots_are_503_with_retry_after() {
 fn a_large_file_downloads_in_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let big = vec![7u8; 48 << 20];
+    let big = vec![7u8; 24 << 20];
     let log = run_log("big", &[("big.bin", &big)]);
     let server = Server::start(dir.path());
     assert_eq!(post(&server, &key, &bundle(&log, &[&big]).bytes).status, 201);
@@ -497,7 +464,7 @@ fn a_large_file_downloads_in_pieces() {
     let growth = proc_kib(server.pid(), "VmHWM").saturating_sub(before);
     assert!(
         growth < 8 << 10,
-        "peak RSS grew by {growth} KiB for a 48 MiB file"
+        "peak RSS grew by {growth} KiB for a 24 MiB file"
     );
 }
 
@@ -545,19 +512,7 @@ fn concurrent_ingests_of_one_run_and_of_others_all_complete() {
     let server = Server::start_with(dir.path(), &["--max-ingests", "8"]);
     // Run A's upload is in progress, its body not yet sent: it holds an ingest slot.
     let a = bundle(&run_log("run-a", &[]), &[]);
-    let addr = server.url.trim_start_matches("http://");
-    let mut slow = TcpStream::connect(addr).unwrap();
-    write!(
-        slow,
-        "POST /api/v1/bundles HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
-         Expect: 100-continue\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        a.bytes.len()
-    )
-    .unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut cont = [0u8; 25];
-    slow.read_exact(&mut cont).unwrap();
-    assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let slow = hold_slot(&server, &key, a.bytes.len());
     // Meanwhile overlapping bundles of run B arrive at once; each row is stored once.
     let log = long_log("run-b", 400);
     let total = LogIndex::new(&log).unwrap().len();
@@ -586,9 +541,7 @@ fn concurrent_ingests_of_one_run_and_of_others_all_complete() {
         serde_json::from_slice(&get(&server, &key, "/api/v1/runs/run-b").body).unwrap();
     assert_eq!(run["state"], "finished");
     // Run A completes after all of that.
-    slow.write_all(&a.bytes).unwrap();
-    let mut answer = String::new();
-    slow.read_to_string(&mut answer).unwrap();
+    let answer = send_held(slow, &a.bytes);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
 
