@@ -11,6 +11,7 @@ mod quarantine;
 mod routes;
 mod rows;
 mod runs;
+mod staged;
 mod uploads;
 
 use std::collections::HashSet;
@@ -144,8 +145,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         busy: std::sync::Mutex::new(HashSet::new()),
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
-    uploads::recover(&state).await?;
-    tokio::spawn(uploads::sweeper(state.clone()));
+    staged::recover(&state).await?;
+    tokio::spawn(staged::sweeper(state.clone()));
     let app = routes::router(state, cors);
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
