@@ -232,3 +232,56 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real SQLite database that runs out of pages answers 507 with the reason, not 500.
+    #[tokio::test]
+    async fn a_full_database_is_507() {
+        sqlx::any::install_default_drivers();
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT)").execute(&db).await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .execute(&db)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t (v) VALUES ($1)")
+            .bind("x".repeat(1 << 20))
+            .execute(&db)
+            .await
+            .unwrap_err();
+        let e = ApiError::from(full);
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("insufficient storage") && text.contains("full"),
+            "{text}"
+        );
+    }
+
+    /// ENOSPC from a write, as `/dev/full` gives it, is 507 too.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_507() {
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
+            .unwrap_err();
+        let e = ApiError::from(ServerError::io("writing a blob", err));
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
+    }
+}
