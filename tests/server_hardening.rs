@@ -210,6 +210,11 @@ fn decode_amplification_bundles_get_413_and_memory_stays_bounded() {
     let good = bundle(&run_log("fine", &[]), &[]);
     assert_eq!(post(&server, &key, &good.bytes).status, 201);
     let peak = proc_kib(server.pid(), "VmHWM");
+    eprintln!(
+        "bundles of {} and {} bytes: server peak RSS {peak} KiB",
+        wide.len(),
+        long.len()
+    );
     assert!(peak < 256 << 10, "peak RSS {peak} KiB");
 }
 
@@ -297,6 +302,10 @@ fn idle_connections_are_closed_and_capped_and_a_stalled_body_is_408() {
     let started = Instant::now();
     let r = get(&server, &key, "/api/v1/whoami");
     assert_eq!(r.status, 200, "{}", r.text());
+    eprintln!(
+        "a request behind 300 idle connections answered in {:?}",
+        started.elapsed()
+    );
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(closed_by_server(&mut idle[0]));
     assert!(closed_by_server(&mut idle[299]));
@@ -462,6 +471,7 @@ fn a_large_file_downloads_in_pieces() {
     let n = std::io::copy(&mut resp.body_mut().as_reader(), &mut std::io::sink()).unwrap();
     assert_eq!(n, big.len() as u64);
     let growth = proc_kib(server.pid(), "VmHWM").saturating_sub(before);
+    eprintln!("a 24 MiB download: server peak RSS {before} KiB before, grew by {growth} KiB");
     assert!(
         growth < 8 << 10,
         "peak RSS grew by {growth} KiB for a 24 MiB file"
