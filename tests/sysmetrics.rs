@@ -36,7 +36,7 @@ fn system_rows(dir: &Path) -> Vec<(i64, BTreeMap<String, f64>)> {
                 let ValueRef::Num(x) = v else {
                     panic!("system value {v:?} is not a number")
                 };
-                (index.keys().name(id).unwrap().to_owned(), x)
+                (index.key(id).unwrap().to_owned(), x)
             })
             .collect();
         rows.push((row.ts_ms, values));

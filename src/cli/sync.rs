@@ -112,6 +112,9 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 s.state.as_str(),
                 s.unsynced
             );
+            if let Some(note) = s.corruption_note() {
+                println!("  {note}");
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -177,7 +180,23 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 let result = pollster::block_on(sync_run(&mut run, &mut transport, &opts, &mut on_sent));
+                let corrupt = match &result {
+                    Ok(_) => run.status().ok().and_then(|s| s.corruption_note()),
+                    Err(_) => None,
+                };
                 match result {
+                    Ok(report) if corrupt.is_some() => {
+                        say(describe(&run, &report));
+                        say(format!(
+                            "{}: every readable record was uploaded; the unreadable bytes were not, \
+                             so the run is not marked synced and --clean keeps it",
+                            corrupt.unwrap_or_default()
+                        ));
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(run.path().to_path_buf());
+                    }
                     Ok(report) => {
                         say(describe(&run, &report));
                         if a.clean && report.acked_records == report.total_records {
@@ -253,9 +272,13 @@ fn describe(run: &RunDir, r: &SyncReport) -> String {
 }
 
 /// Whether `--clean` may delete the run: the server acknowledged its whole log (`.synced`
-/// covers it) and no live process writes it.
+/// covers it), no live process writes it, and no part of the log is unreadable.
 fn deletable(run: &RunDir) -> bool {
-    run.is_synced() && !run.is_live() && run.status().is_ok_and(|s| s.state != RunState::Running)
+    run.is_synced()
+        && !run.is_live()
+        && run
+            .status()
+            .is_ok_and(|s| s.state != RunState::Running && s.corruption.is_empty())
 }
 
 /// Deletes the run's folder when [`deletable`], noting it in `removed`.

@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -167,6 +167,12 @@ struct Shared {
     wake: Condvar,
     closing: AtomicBool,
     failure: Mutex<Option<String>>,
+    /// Flush tickets handed out; bumped under the `log` lock, so a ticket covers every value
+    /// logged before it.
+    asked: AtomicU64,
+    /// The highest ticket whose records are on disk and fsynced.
+    flushed: Mutex<u64>,
+    flushed_cv: Condvar,
 }
 
 impl Shared {
@@ -225,9 +231,12 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         _ => {}
     }
     let now = now_ms();
-    let (dir, log, info, valid_len) = match existing {
+    let (dir, log, info, valid_len, lock) = match existing {
         Some(dir) => {
-            let bytes = fs::read(dir.join(RECORDS)).map_err(io_at(&dir))?;
+            let lock = take_lock(&dir, settings.id.as_deref().unwrap_or_default())?;
+            let bytes = RunDir::new(&dir)
+                .resumable_log()
+                .map_err(|e| RunError::Corrupt(e.to_string()))?;
             let index = crate::core::log_index::LogIndex::new(&bytes)
                 .map_err(|e| RunError::Corrupt(e.to_string()))?;
             let info = index
@@ -235,7 +244,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
                 .cloned()
                 .ok_or_else(|| RunError::Corrupt("the log has no start record".into()))?;
             let (log, valid) = RunLog::restore(&bytes).map_err(|e| RunError::Corrupt(e.to_string()))?;
-            (dir, log, info, valid as u64)
+            (dir, log, info, valid as u64, lock)
         }
         None => {
             let info = RunInfo {
@@ -249,14 +258,12 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
             };
             let dir = root.join(run_dir_name(now, &info.id));
             fs::create_dir_all(dir.join(FILES)).map_err(io_at(&dir))?;
+            let lock = take_lock(&dir, &info.id)?;
             let mut log = RunLog::default();
             log.meta(&Meta::Start(info.clone()));
-            (dir, log, info, 0)
+            (dir, log, info, 0, lock)
         }
     };
-    let lock = File::create(dir.join(LOCK)).map_err(io_at(&dir))?;
-    lock.try_lock()
-        .map_err(|_| RunError::Resume(format!("run {} is open in another process", info.id)))?;
     let records = dir.join(RECORDS);
     let file = OpenOptions::new()
         .create(true)
@@ -272,6 +279,9 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
             wake: Condvar::new(),
             closing: AtomicBool::new(false),
             failure: Mutex::new(None),
+            asked: AtomicU64::new(0),
+            flushed: Mutex::new(0),
+            flushed_cv: Condvar::new(),
         }),
         writer: None,
         sampler: None,
@@ -317,6 +327,17 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     Ok(me)
 }
 
+/// The run folder's writer lock, or the error naming who holds it.
+fn take_lock(dir: &Path, id: &str) -> Result<File, RunError> {
+    super::store::lock_run(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => RunError::Resume(format!("run {id}: {e}")),
+        _ => RunError::Io {
+            path: dir.join(LOCK),
+            source: e,
+        },
+    })
+}
+
 fn metadata(info: &RunInfo) -> Json {
     serde_json::json!({
         "id": info.id,
@@ -333,10 +354,16 @@ fn metadata(info: &RunInfo) -> Json {
 
 fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
     let mut buf = Vec::new();
+    let mut flushed = 0;
     loop {
-        let closing = {
+        let (closing, asked) = {
             let mut log = shared.lock();
-            if log.batch_len() == 0 && !shared.closing.load(Ordering::Acquire) {
+            let idle = |log: &RunLog| {
+                log.batch_len() == 0
+                    && !shared.closing.load(Ordering::Acquire)
+                    && shared.asked.load(Ordering::Acquire) == flushed
+            };
+            if idle(&log) {
                 log = shared
                     .wake
                     .wait_timeout(log, FLUSH_INTERVAL)
@@ -344,28 +371,47 @@ fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
                     .0;
             }
             log.take_batch(&mut buf);
-            shared.closing.load(Ordering::Acquire)
+            (
+                shared.closing.load(Ordering::Acquire),
+                shared.asked.load(Ordering::Acquire),
+            )
         };
-        if !buf.is_empty() {
-            match file.write_all(&buf) {
-                Ok(()) => {
-                    good_len += buf.len() as u64;
-                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    if buf.capacity() > 8 * EARLY_FLUSH_BYTES {
-                        buf = Vec::new();
-                    }
+        let mut written = if buf.is_empty() {
+            Ok(())
+        } else {
+            file.write_all(&buf)
+        };
+        if written.is_ok() && asked != flushed {
+            written = file.sync_data();
+        }
+        match written {
+            Ok(()) => {
+                good_len += buf.len() as u64;
+                buf.clear();
+                *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if buf.capacity() > 8 * EARLY_FLUSH_BYTES {
+                    buf = Vec::new();
                 }
-                Err(e) => {
-                    let _ = file.set_len(good_len);
-                    log::error!("tidelog: cannot write records ({e}); keeping them in memory");
+                if asked != flushed {
+                    flushed = asked;
+                    *shared.flushed.lock().unwrap_or_else(|p| p.into_inner()) = asked;
+                    shared.flushed_cv.notify_all();
+                }
+            }
+            Err(e) => {
+                let _ = file.set_len(good_len);
+                log::error!("tidelog: cannot write records ({e}); keeping them in memory");
+                {
+                    let _waiters = shared.flushed.lock().unwrap_or_else(|p| p.into_inner());
                     *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                    shared.lock().restore_batch(std::mem::take(&mut buf));
-                    if closing {
-                        return;
-                    }
-                    std::thread::sleep(FLUSH_INTERVAL);
-                    continue;
                 }
+                shared.flushed_cv.notify_all();
+                shared.lock().restore_batch(std::mem::take(&mut buf));
+                if closing {
+                    return;
+                }
+                std::thread::sleep(FLUSH_INTERVAL);
+                continue;
             }
         }
         if closing && shared.lock().batch_len() == 0 {
@@ -465,6 +511,32 @@ impl Run {
     /// The step the next committed row gets.
     pub fn step(&self) -> u64 {
         self.shared.lock().step()
+    }
+
+    /// Blocks until everything logged so far is appended to `records.tlog` and fsynced by the
+    /// writer thread; the storage error when the disk refused (the records stay in memory and
+    /// the writer keeps trying).
+    pub fn flush(&self) -> Result<(), RunError> {
+        let ticket = {
+            let _log = self.shared.lock();
+            self.shared.asked.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        self.shared.wake.notify_one();
+        let mut done = self.shared.flushed.lock().unwrap_or_else(|p| p.into_inner());
+        while *done < ticket {
+            if let Some(e) = self.storage_error() {
+                return Err(RunError::Io {
+                    path: self.dir.join(RECORDS),
+                    source: io::Error::other(e),
+                });
+            }
+            done = self
+                .shared
+                .flushed_cv
+                .wait(done)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
     }
 
     /// The last storage error, while records are held back in memory.
