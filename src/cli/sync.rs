@@ -93,7 +93,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", r.path().display()))?;
             let project = match &a.project {
                 Some(p) if *p != s.project => format!("{p} (run's own: {})", s.project),
-                _ => s.project,
+                _ => s.project.clone(),
             };
             let entity = a
                 .entity
