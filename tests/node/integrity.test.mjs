@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -158,4 +158,38 @@ test("an append the file-size limit cuts short is cut back to the last whole rec
   assert.ok(endsOnAFrame(log), "no partial frame is left behind");
   const ls = execFileSync(BIN, ["ls"], { cwd: dir, encoding: "utf8" });
   assert.match(ls, /full\s+crashed\s+12\s/, ls);
+});
+
+test("a flipped bit mid-log: Node's sync uploads both sides and reports it, a resume is refused and the file kept", async () => {
+  const dir = tempDir();
+  const base = { project: "flip", id: "flip01", dir, mode: "offline", systemIntervalMs: 0 };
+  await tidelog.init(base);
+  for (let i = 0; i < 40; i++) tidelog.log({ v: i });
+  await tidelog.finish();
+  const path = join(dir, "tidelog", runFolders(dir)[0], "records.tlog");
+  const log = readFileSync(path);
+  const starts = [];
+  for (let pos = 0; pos < log.length; pos += 8 + log.readUInt32LE(pos)) starts.push(pos);
+  const at = starts[20];
+  const len = starts[21] - at;
+  log[at + 10] ^= 0x01;
+  writeFileSync(path, log);
+
+  await assert.rejects(tidelog.init({ ...base, resume: "allow" }), new RegExp(`corrupt: run flip01, byte offset ${at}, ${len} bytes unreadable`));
+  assert.deepEqual(readFileSync(path), log, "the file is kept as it is");
+
+  const server = await startServer();
+  try {
+    process.env.TIDELOG_BASE_URL = server.url;
+    process.env.TIDELOG_API_KEY = server.key;
+    await assert.rejects(tidelog.sync(), new RegExp(`flip01: corrupt: run flip01, byte offset ${at}, ${len} bytes unreadable`));
+    const { rows } = await api(server, "/api/v1/runs/flip01/history");
+    assert.equal(rows.length, 39, "every row but the damaged one");
+    assert.equal(rows.at(-1).v, 39, "rows after the damage arrive too");
+    assert.ok(!readdirSync(join(path, "..")).includes(".synced"), "the run is never marked synced");
+  } finally {
+    delete process.env.TIDELOG_BASE_URL;
+    delete process.env.TIDELOG_API_KEY;
+    server.stop();
+  }
 });
