@@ -3,10 +3,10 @@
 //! later.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,13 +20,11 @@ use crate::core::value::Value;
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
+use super::writer::{writer_loop, Shared, EARLY_FLUSH_BYTES};
 use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
 use crate::core::media::Media;
 
-/// Longest a logged value waits in memory before it reaches the file.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// A batch this large wakes the writer early, bounding memory while logging fast.
-const EARLY_FLUSH_BYTES: usize = 1 << 20;
+pub use super::writer::FLUSH_INTERVAL;
 
 /// When a run talks to the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,25 +160,6 @@ pub fn new_id() -> String {
     run_id_from(raw)
 }
 
-struct Shared {
-    log: Mutex<RunLog>,
-    wake: Condvar,
-    closing: AtomicBool,
-    failure: Mutex<Option<String>>,
-    /// Flush tickets handed out; bumped under the `log` lock, so a ticket covers every value
-    /// logged before it.
-    asked: AtomicU64,
-    /// The highest ticket whose records are on disk and fsynced.
-    flushed: Mutex<u64>,
-    flushed_cv: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, RunLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// A live run. Dropping it finishes it (exit code 1 while panicking, else 0).
 pub struct Run {
     shared: Arc<Shared>,
@@ -274,15 +253,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         file.set_len(valid_len).map_err(io_at(&records))?;
     }
     let mut me = Run {
-        shared: Arc::new(Shared {
-            log: Mutex::new(log),
-            wake: Condvar::new(),
-            closing: AtomicBool::new(false),
-            failure: Mutex::new(None),
-            asked: AtomicU64::new(0),
-            flushed: Mutex::new(0),
-            flushed_cv: Condvar::new(),
-        }),
+        shared: Arc::new(Shared::new(log)),
         writer: None,
         sampler: None,
         dir,
@@ -350,75 +321,6 @@ fn metadata(info: &RunInfo) -> Json {
         "arch": std::env::consts::ARCH,
         "tidelog": env!("CARGO_PKG_VERSION"),
     })
-}
-
-fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
-    let mut buf = Vec::new();
-    let mut flushed = 0;
-    loop {
-        let (closing, asked) = {
-            let mut log = shared.lock();
-            let idle = |log: &RunLog| {
-                log.batch_len() == 0
-                    && !shared.closing.load(Ordering::Acquire)
-                    && shared.asked.load(Ordering::Acquire) == flushed
-            };
-            if idle(&log) {
-                log = shared
-                    .wake
-                    .wait_timeout(log, FLUSH_INTERVAL)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            log.take_batch(&mut buf);
-            (
-                shared.closing.load(Ordering::Acquire),
-                shared.asked.load(Ordering::Acquire),
-            )
-        };
-        let mut written = if buf.is_empty() {
-            Ok(())
-        } else {
-            file.write_all(&buf)
-        };
-        if written.is_ok() && asked != flushed {
-            written = file.sync_data();
-        }
-        match written {
-            Ok(()) => {
-                good_len += buf.len() as u64;
-                buf.clear();
-                *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                if buf.capacity() > 8 * EARLY_FLUSH_BYTES {
-                    buf = Vec::new();
-                }
-                if asked != flushed {
-                    flushed = asked;
-                    *shared.flushed.lock().unwrap_or_else(|p| p.into_inner()) = asked;
-                    shared.flushed_cv.notify_all();
-                }
-            }
-            Err(e) => {
-                let _ = file.set_len(good_len);
-                log::error!("tidelog: cannot write records ({e}); keeping them in memory");
-                {
-                    let _waiters = shared.flushed.lock().unwrap_or_else(|p| p.into_inner());
-                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                }
-                shared.flushed_cv.notify_all();
-                shared.lock().restore_batch(std::mem::take(&mut buf));
-                if closing {
-                    return;
-                }
-                std::thread::sleep(FLUSH_INTERVAL);
-                continue;
-            }
-        }
-        if closing && shared.lock().batch_len() == 0 {
-            let _ = file.sync_all();
-            return;
-        }
-    }
 }
 
 impl Run {
@@ -517,35 +419,15 @@ impl Run {
     /// writer thread; the storage error when the disk refused (the records stay in memory and
     /// the writer keeps trying).
     pub fn flush(&self) -> Result<(), RunError> {
-        let ticket = {
-            let _log = self.shared.lock();
-            self.shared.asked.fetch_add(1, Ordering::AcqRel) + 1
-        };
-        self.shared.wake.notify_one();
-        let mut done = self.shared.flushed.lock().unwrap_or_else(|p| p.into_inner());
-        while *done < ticket {
-            if let Some(e) = self.storage_error() {
-                return Err(RunError::Io {
-                    path: self.dir.join(RECORDS),
-                    source: io::Error::other(e),
-                });
-            }
-            done = self
-                .shared
-                .flushed_cv
-                .wait(done)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        Ok(())
+        self.shared.flush().map_err(|e| RunError::Io {
+            path: self.dir.join(RECORDS),
+            source: io::Error::other(e),
+        })
     }
 
     /// The last storage error, while records are held back in memory.
     pub fn storage_error(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.failure()
     }
 
     /// Ends the run with `exit_code` (non-zero marks it failed), writes everything to disk,
