@@ -58,6 +58,11 @@ fn a_flipped_bit_mid_log_is_reported_uploaded_around_and_never_marked_synced() {
     let key = server.key("alice");
     let out = sync(work.path(), &server.url, &key, &[], 1);
     assert!(text(&out).contains(&note), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 run(s) have unreadable bytes"),
+        "{}",
+        text(&out)
+    );
     let values: Vec<f64> = history(&server.url, &key, "mid")
         .iter()
         .map(|r| r["v"].as_f64().expect("v"))

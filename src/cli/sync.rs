@@ -162,6 +162,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
             .map(|r| if a.include_synced { r.resend_all() } else { r }),
     );
     let failed = Mutex::new(Vec::new());
+    let corrupt_runs = Mutex::new(Vec::new());
     let refused = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let timeout = Duration::from_secs(a.timeout);
@@ -192,7 +193,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                              so the run is not marked synced and --clean keeps it",
                             corrupt.unwrap_or_default()
                         ));
-                        failed
+                        corrupt_runs
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push(run.path().to_path_buf());
@@ -230,8 +231,23 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     }
     repoint_latest(&removed.into_inner().unwrap_or_else(|p| p.into_inner()));
     let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    let corrupt = corrupt_runs.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !corrupt.is_empty() {
+        eprintln!(
+            "tidelog: {} run(s) have unreadable bytes in records.tlog: what was readable is \
+             uploaded, the folders are kept as they are:",
+            corrupt.len()
+        );
+        for c in &corrupt {
+            eprintln!("  {}", c.display());
+        }
+    }
     if failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if corrupt.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     if refused.into_inner() {
         eprintln!(
