@@ -1,6 +1,7 @@
 //! Columnar encoding of rows inside a bundle: per key, XOR-delta floats split into byte
 //! planes, so gzip sees long runs of similar bytes instead of interleaved JSON.
 
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json};
 
 use super::reader::Limits;
@@ -28,11 +29,14 @@ pub struct ColumnsBuilder {
     steps: Vec<u64>,
     ts: Vec<i64>,
     cols: Vec<Column>,
-    by_key: Vec<u32>,
+    by_key: FxHashMap<u32, u32>,
+    dropped: u64,
 }
 
 impl ColumnsBuilder {
-    /// Adds one decoded row; `name` resolves key ids.
+    /// Adds one decoded row; `name` resolves key ids. A value whose key has no name (its key
+    /// record was lost to damage in the log) is left out and counted in [`Self::dropped`]:
+    /// under which name it was logged cannot be known.
     pub fn push<'k>(
         &mut self,
         seq: u64,
@@ -45,19 +49,23 @@ impl ColumnsBuilder {
         self.ts.push(row.ts_ms);
         for v in row.values() {
             let (id, v) = v?;
-            let id = id as usize;
-            if id >= self.by_key.len() {
-                self.by_key.resize(id + 1, u32::MAX);
-            }
-            if self.by_key[id] == u32::MAX {
-                let name = name(id as u32).ok_or(DecodeError("row uses an undefined key"))?;
-                self.by_key[id] = self.cols.len() as u32;
-                self.cols.push(Column {
-                    name: name.to_owned(),
-                    ..Column::default()
-                });
-            }
-            let col = &mut self.cols[self.by_key[id] as usize];
+            let col = match self.by_key.get(&id) {
+                Some(&c) => c,
+                None => {
+                    let Some(name) = name(id) else {
+                        self.dropped += 1;
+                        continue;
+                    };
+                    let c = self.cols.len() as u32;
+                    self.by_key.insert(id, c);
+                    self.cols.push(Column {
+                        name: name.to_owned(),
+                        ..Column::default()
+                    });
+                    c
+                }
+            };
+            let col = &mut self.cols[col as usize];
             col.rows.push(r);
             match v {
                 ValueRef::Num(x) if !col.mixed => col.nums.push(x),
@@ -73,6 +81,11 @@ impl ColumnsBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Values [`Self::push`] left out for want of a key name.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// True when no row was pushed.
