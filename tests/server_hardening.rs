@@ -581,3 +581,31 @@ fn blobs_of_a_database_from_before_ownership_belong_to_their_runs_accounts() {
     let b1 = run_log("b1", &[("stolen.bin", secret)]);
     assert_eq!(post(&server, &bob, &bundle(&b1, &[]).bytes).status, 400);
 }
+
+#[test]
+fn a_refusal_before_the_body_is_read_closes_the_connection_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let server = Server::start(dir.path());
+    let id = create_upload(&server, &key, 10);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "PATCH /api/v1/uploads/{id} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n\
+         Upload-Offset: 0\r\nContent-Length: 11\r\n\r\n"
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let ok = get(&server, &key, "/api/v1/whoami");
+    assert_eq!(ok.status, 200, "a fresh connection is served");
+}

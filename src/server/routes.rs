@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CONTENT_LENGTH, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::{middleware, Json, Router};
@@ -72,7 +74,8 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .merge(tus)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
-        .layer(middleware::map_response(nosniff));
+        .layer(middleware::map_response(nosniff))
+        .layer(middleware::from_fn(close_after_refused_body));
     let Some(allow) = allow else {
         return app;
     };
@@ -89,6 +92,23 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .allow_headers(REQUEST_HEADERS.map(HeaderName::from_static))
         .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static));
     app.layer(cors)
+}
+
+/// A request refused before its body was read leaves that body on the connection, which the
+/// server then closes: `Connection: close` on the refusal keeps a client from sending its next
+/// request into a connection that is going away.
+async fn close_after_refused_body(req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let has_body = h.contains_key(TRANSFER_ENCODING)
+        || h.get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let mut resp = next.run(req).await;
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Adds `X-Content-Type-Options: nosniff` to every response: a browser takes each one as

@@ -133,6 +133,7 @@ pub async fn create(
         (a, b) => a.or(b),
     };
     let id = random_hex(16)?;
+    let created = now_ms();
     let path = state.disk.upload_path(&id);
     tokio::fs::File::create(&path)
         .await
@@ -145,7 +146,7 @@ pub async fn create(
     .bind(i64::try_from(length).map_err(bad)?)
     .bind(sha)
     .bind(metadata)
-    .bind(now_ms())
+    .bind(created)
     .execute(&state.db)
     .await;
     if let Err(e) = stored {
@@ -153,7 +154,7 @@ pub async fn create(
         return Err(e.into());
     }
     let location = HeaderValue::from_str(&format!("/api/v1/uploads/{id}")).map_err(bad)?;
-    let expires = expires_header(&state, now_ms());
+    let expires = expires_header(&state, created);
     Ok((
         StatusCode::CREATED,
         [(LOCATION, location), (UPLOAD_EXPIRES, expires)],
