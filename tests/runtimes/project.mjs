@@ -3,7 +3,7 @@
 // conditions pick, a child process's output, and the server-side check of a synced run.
 import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, normalize } from "node:path";
 import assert from "node:assert/strict";
 import { ROOT, api, tempDir } from "../node/helpers.mjs";
 
@@ -28,6 +28,19 @@ export function entryFor(conditions) {
   const key = Object.keys(exp).find((k) => conditions.includes(k));
   assert.ok(key, `no export condition for ${conditions.join(", ")}`);
   return exp[key];
+}
+
+// The files of package folder `dir` that `file` reaches by its static imports and the
+// `new URL("./…", import.meta.url)` it loads (what a bundler includes), `file` among them.
+export function reach(dir, file, seen = new Set()) {
+  if (seen.has(file)) return seen;
+  seen.add(file);
+  if (!file.endsWith(".js")) return seen;
+  const text = readFileSync(join(dir, file), "utf8");
+  for (const m of text.matchAll(/(?:from|import(?: source)?)\s+"(\.[^"]+)"|new URL\("(\.[^"]+)", import\.meta\.url\)/g)) {
+    reach(dir, normalize(join(dirname(file), m[1] ?? m[2])), seen);
+  }
+  return seen;
 }
 
 // Runs a command to its end; resolves to { code, stdout, stderr }.

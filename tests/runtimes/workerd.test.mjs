@@ -6,11 +6,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
 import { api, startServer } from "../node/helpers.mjs";
-import { BIN_DIR, assertSyncedOnce, entryFor, eventually, project } from "./project.mjs";
+import { BIN_DIR, assertSyncedOnce, entryFor, eventually, project, reach } from "./project.mjs";
 
 const STEPS = 1000;
 // The conditions wrangler's bundler resolves packages with.
@@ -45,16 +45,7 @@ let stderr = "";
 // the module "tidelog".
 function modules(pkgDir) {
   const entry = entryFor(WORKERD).replace(/^\.\//, "");
-  const seen = new Set();
-  const visit = (file) => {
-    if (seen.has(file)) return;
-    seen.add(file);
-    if (!file.endsWith(".js")) return;
-    for (const [, spec] of readFileSync(join(pkgDir, file), "utf8").matchAll(/(?:from|import)\s+"(\.[^"]+)"/g)) {
-      visit(join(dirname(file), spec));
-    }
-  };
-  visit(entry);
+  const seen = reach(pkgDir, entry);
   const embed = (file) => `embed "${relative(join(pkgDir, "../.."), join(pkgDir, file))}"`;
   return [...seen].map((file) => `(name = "${file === entry ? "tidelog" : file}", ${file.endsWith(".wasm") ? "wasm" : "esModule"} = ${embed(file)})`);
 }
