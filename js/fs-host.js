@@ -7,7 +7,6 @@ import process from "node:process";
 
 const missing = (e) => e?.code === "ENOENT";
 
-// The `fs` adapter the wasm folder store calls; every method is synchronous.
 // Which of the three runtimes this is, for files/metadata.json.
 function runtime() {
   if (globalThis.Deno) return `deno ${globalThis.Deno.version.deno}`;
@@ -15,6 +14,7 @@ function runtime() {
   return `node ${process.version}`;
 }
 
+// The `fs` adapter the wasm folder store calls; every method is synchronous.
 export const host = {
   read(p) {
     try { return fs.readFileSync(p); } catch (e) { if (missing(e)) return null; throw e; }

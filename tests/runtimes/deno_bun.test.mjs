@@ -2,7 +2,7 @@
 // log 1,000 steps, finish, and the real `tidelog serve` holds every row exactly once.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { startServer } from "../node/helpers.mjs";
 import { APP, BIN_DIR, assertSyncedOnce, entryFor, project, run } from "./project.mjs";
@@ -16,6 +16,8 @@ function parse(out) {
   assert.equal(out.code, 0, `exit ${out.code}\n${out.stderr}`);
   return JSON.parse(out.stdout.trim().split("\n").at(-1));
 }
+
+const metadata = (dir, run) => JSON.parse(readFileSync(join(dir, "tidelog", run, "files/metadata.json"), "utf8"));
 
 // Both syncs in one process: the first uploads everything, the second finds nothing left.
 function assertTwoSyncs(result) {
@@ -42,6 +44,7 @@ test("Deno with write access keeps the run in ./tidelog/ and syncs it exactly on
   const runs = readdirSync(join(dir, "tidelog")).filter((n) => n.endsWith(result.id));
   assert.equal(runs.length, 1, "one run folder on disk");
   assert.ok(existsSync(join(dir, "tidelog", runs[0], ".synced")), "the run is marked synced");
+  assert.match(metadata(dir, runs[0]).runtime, /^deno \d/);
   assertTwoSyncs(result);
   await assertSyncedOnce(server, result.id, STEPS);
 });
@@ -69,6 +72,7 @@ test("Bun runs the Node entry: ./tidelog/ on disk, synced exactly once", async (
   const runs = readdirSync(join(dir, "tidelog")).filter((n) => n.endsWith(result.id));
   assert.equal(runs.length, 1, "one run folder on disk");
   assert.ok(existsSync(join(dir, "tidelog", runs[0], ".synced")), "the run is marked synced");
+  assert.match(metadata(dir, runs[0]).runtime, /^bun \d/);
   assertTwoSyncs(result);
   await assertSyncedOnce(server, result.id, STEPS);
 });
