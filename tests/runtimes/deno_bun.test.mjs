@@ -17,7 +17,14 @@ function parse(out) {
   return JSON.parse(out.stdout.trim().split("\n").at(-1));
 }
 
-const metadata = (dir, run) => JSON.parse(readFileSync(join(dir, "tidelog", run, "files/metadata.json"), "utf8"));
+// Run `id` has one folder in dir/tidelog/, marked synced, whose metadata names `runtime`.
+function assertOnDisk(dir, id, runtime) {
+  const runs = readdirSync(join(dir, "tidelog")).filter((n) => n.endsWith(id));
+  assert.equal(runs.length, 1, "one run folder on disk");
+  assert.ok(existsSync(join(dir, "tidelog", runs[0], ".synced")), "the run is marked synced");
+  const meta = JSON.parse(readFileSync(join(dir, "tidelog", runs[0], "files/metadata.json"), "utf8"));
+  assert.match(meta.runtime, new RegExp(`^${runtime} \\d`));
+}
 
 // Both syncs in one process: the first uploads everything, the second finds nothing left.
 function assertTwoSyncs(result) {
@@ -41,10 +48,7 @@ test("Deno with write access keeps the run in ./tidelog/ and syncs it exactly on
   ], { cwd: dir, env: { ...process.env, DENO_NO_UPDATE_CHECK: "1" } });
   const result = parse(out);
   assert.doesNotMatch(out.stderr, /memory/, out.stderr);
-  const runs = readdirSync(join(dir, "tidelog")).filter((n) => n.endsWith(result.id));
-  assert.equal(runs.length, 1, "one run folder on disk");
-  assert.ok(existsSync(join(dir, "tidelog", runs[0], ".synced")), "the run is marked synced");
-  assert.match(metadata(dir, runs[0]).runtime, /^deno \d/);
+  assertOnDisk(dir, result.id, "deno");
   assertTwoSyncs(result);
   await assertSyncedOnce(server, result.id, STEPS);
 });
@@ -69,10 +73,7 @@ test("Bun runs the Node entry: ./tidelog/ on disk, synced exactly once", async (
   const out = await run(join(BIN_DIR, "bun"), ["app.mjs", server.url, server.key, String(STEPS)], { cwd: dir });
   const result = parse(out);
   assert.doesNotMatch(out.stderr, /tidelog:/, out.stderr);
-  const runs = readdirSync(join(dir, "tidelog")).filter((n) => n.endsWith(result.id));
-  assert.equal(runs.length, 1, "one run folder on disk");
-  assert.ok(existsSync(join(dir, "tidelog", runs[0], ".synced")), "the run is marked synced");
-  assert.match(metadata(dir, runs[0]).runtime, /^bun \d/);
+  assertOnDisk(dir, result.id, "bun");
   assertTwoSyncs(result);
   await assertSyncedOnce(server, result.id, STEPS);
 });
