@@ -1,101 +1,11 @@
 // Node entry of the tidelog npm package: the same wasm core, storing runs in the on-disk
-// layout under ./tidelog/ (so the native `tidelog sync` can upload them too).
+// layout under ./tidelog/ (so the native `tidelog sync` can upload them too). Bun loads it too.
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import * as wasm from "./web/tidelog_wasm.js";
 import { createTidelog } from "./core.js";
+import { fsPlatform } from "./fs-host.js";
 
 const exports = wasm.initSync({ module: fs.readFileSync(new URL("./web/tidelog_wasm_bg.wasm", import.meta.url)) });
 
-const missing = (e) => e?.code === "ENOENT";
-
-// The `fs` adapter the wasm folder store calls; every method is synchronous.
-const host = {
-  read(p) {
-    try { return fs.readFileSync(p); } catch (e) { if (missing(e)) return null; throw e; }
-  },
-  writeAtomic(p, data) {
-    const tmp = `${p}.tmp~`;
-    const fd = fs.openSync(tmp, "w");
-    try { fs.writeSync(fd, data); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
-    fs.renameSync(tmp, p);
-  },
-  append(p, data) { fs.appendFileSync(p, data); },
-  remove(p) { fs.rmSync(p, { force: true }); },
-  rename(from, to) { fs.renameSync(from, to); },
-  mkdirp(p) { fs.mkdirSync(p, { recursive: true }); },
-  list(p) {
-    try { return fs.readdirSync(p); } catch (e) { if (missing(e)) return []; throw e; }
-  },
-  size(p) {
-    try { return fs.statSync(p).size; } catch (e) { if (missing(e)) return -1; throw e; }
-  },
-  truncate(p, len) { fs.truncateSync(p, len); },
-  // The run's .lock while this process writes it (core::layout::LockOwner).
-  owner() {
-    return JSON.stringify({ pid: process.pid, host: os.hostname() });
-  },
-  // Whether the process a run's .lock names (owner() of some process) still runs on this
-  // machine; signal 0 only checks.
-  ownerAlive(lock) {
-    let owner;
-    try { owner = JSON.parse(lock); } catch { return false; }
-    if (owner?.host !== os.hostname() || !Number.isInteger(owner.pid)) return false;
-    try { process.kill(owner.pid, 0); return true; } catch (e) { return e.code === "EPERM"; }
-  },
-  // What files/metadata.json says about the process, as the native build writes it.
-  metadata(id, started, version) {
-    return JSON.stringify({
-      id, started, program: process.argv[1] ?? null, args: process.argv.slice(2), cwd: process.cwd(), host: os.hostname(),
-      os: process.platform, arch: process.arch, runtime: `node ${process.version}`, tidelog: version,
-    }, null, 2);
-  },
-};
-
-const platform = {
-  openStore: (opts) =>
-    opts.storage === "memory"
-      ? wasm.Store.memory()
-      : wasm.Store.folder(host, path.resolve(opts.dir ?? process.env.TIDELOG_DIR ?? ".", "tidelog")),
-  config: (name) => ({ server: process.env.TIDELOG_BASE_URL, apiKey: process.env.TIDELOG_API_KEY })[name] || undefined,
-  online: () => true,
-  autoSync: false,
-  onOnline: () => {},
-  onOffline: () => {},
-  onHide: (cb) => process.once("beforeExit", () => cb(true)),
-  warn: (msg) => console.warn(String(msg)),
-  hold: async () => () => {},
-  liveElsewhere: async () => [],
-  startSystemMetrics(run, every) {
-    if (!every) return;
-    let last = process.cpuUsage();
-    let lastAt = Date.now();
-    const sample = () => {
-      if (run._finished) return;
-      const cpu = process.cpuUsage(last);
-      const elapsed = Math.max(1, Date.now() - lastAt) * 1000;
-      last = process.cpuUsage();
-      lastAt = Date.now();
-      const mem = process.memoryUsage();
-      const row = {
-        "cpu.count": os.cpus().length,
-        "proc.cpu.percent": ((cpu.user + cpu.system) / elapsed) * 100,
-        "memory.used_bytes": os.totalmem() - os.freemem(),
-        "memory.total_bytes": os.totalmem(),
-        "proc.memory.rss_bytes": mem.rss,
-        "js.heap.used_bytes": mem.heapUsed,
-        "js.heap.total_bytes": mem.heapTotal,
-      };
-      run._logSystem(row);
-    };
-    sample();
-    const timer = setInterval(sample, every);
-    timer.unref();
-    const finish = run.finish.bind(run);
-    run.finish = async (opts) => { clearInterval(timer); return finish(opts); };
-  },
-};
-
 export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } =
-  createTidelog(wasm, exports.memory, platform);
+  createTidelog(wasm, exports.memory, fsPlatform(wasm));

@@ -1,4 +1,5 @@
-// Types of the tidelog npm package (browser and Node entries share them).
+// Types of the tidelog npm package (every entry: browser, Node, Deno, Bun, workerd shares them).
+// No DOM types are named, so a Node, Deno or Worker project without the DOM library checks too.
 
 export type Scalar = number | boolean | string;
 export type Loggable = Scalar | number[] | { [key: string]: unknown } | Media;
@@ -63,7 +64,17 @@ export interface SyncReport {
   total_records: number;
   bytes_sent: number;
   error?: string;
+  /** How long the server asked to wait (429/503 Retry-After) before the next attempt. */
+  retry_after_ms?: number | null;
+  /** Saved files the server refused (too large), each with the reason. */
+  skipped_files?: string[];
 }
+
+/** What `on("sync", cb)` passes: a sync starting, done, or failed (with each run's report). */
+export type SyncEvent =
+  | { phase: "start" }
+  | { phase: "done"; reports: SyncReport[] }
+  | { phase: "error"; reports: SyncReport[] };
 
 export interface Pending {
   run: string | null;
@@ -84,13 +95,22 @@ export function finish(opts?: { exitCode?: number }): Promise<void>;
 export function save(name: string, bytes: Uint8Array | ArrayBuffer | string): FileRef;
 export function sync(): Promise<SyncReport[]>;
 export function pending(): Pending;
-export function on(event: "sync" | "error" | "quota", cb: (detail: any) => void): () => void;
+/** Subscribes to sync progress; returns the function that unsubscribes. */
+export function on(event: "sync", cb: (detail: SyncEvent) => void): () => void;
+/** A store or sync failure (`quota`: the storage quota ran out); the error as thrown. */
+export function on(event: "error" | "quota", cb: (error: unknown) => void): () => void;
 
-export function Image(
-  source: HTMLCanvasElement | ImageData | { data: Uint8Array | Uint8ClampedArray; width: number; height: number } | Uint8Array,
-  opts?: { caption?: string },
-): Media;
-export function Audio(samples: Float32Array | number[], opts?: { sampleRate?: number; caption?: string }): Media;
+/** Pixels as ImageData has them: 8-bit RGBA, row by row. */
+export interface Pixels { data: Uint8Array | Uint8ClampedArray; width: number; height: number }
+/** A canvas (HTMLCanvasElement, OffscreenCanvas) whose 2D context gives its pixels. */
+export interface CanvasLike {
+  width: number;
+  height: number;
+  getContext(contextId: "2d"): { getImageData(sx: number, sy: number, sw: number, sh: number): Pixels } | null;
+}
+
+export function Image(source: CanvasLike | Pixels | Uint8Array | ArrayBuffer, opts?: { caption?: string }): Media;
+export function Audio(samples: Float32Array | ArrayLike<number>, opts?: { sampleRate?: number; caption?: string }): Media;
 export function Histogram(values: ArrayLike<number>, opts?: { bins?: number }): Media;
 export function Table(opts: { columns: string[]; data: unknown[][] }): Media;
 export function Plot(spec: Record<string, unknown>, data?: unknown): Media;
@@ -108,4 +128,10 @@ export namespace Plot {
  * which uploads pending runs with no page open (Background Sync tag `tidelog-sync`, and at
  * each start); resolves once the worker is active.
  */
-export function registerServiceWorker(scriptURL?: string | URL): Promise<ServiceWorkerRegistration>;
+export function registerServiceWorker(scriptURL?: string | { readonly href: string }): Promise<WorkerRegistration>;
+/** The ServiceWorkerRegistration registerServiceWorker resolves to (the DOM type, by shape). */
+export interface WorkerRegistration {
+  readonly scope: string;
+  readonly active: { readonly scriptURL: string; readonly state: string } | null;
+  unregister(): Promise<boolean>;
+}

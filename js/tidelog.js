@@ -9,6 +9,7 @@ const exports = await initWasm({ module_or_path: new URL("./web/tidelog_wasm_bg.
 const g = globalThis;
 const heldLocks = new Map();
 const SYNC_TAG = "tidelog-sync";
+const SW_URL = new URL("./sw.js", import.meta.url);
 let swRegistration = null;
 // Whether a Background Sync was asked for since the page last saw itself online.
 let askedOffline = false;
@@ -126,7 +127,7 @@ const platform = {
 async function registration() {
   const sw = g.navigator?.serviceWorker;
   if (!sw) return null;
-  return swRegistration ?? (await sw.getRegistration(new URL("./", import.meta.url)).catch(() => null)) ?? null;
+  return swRegistration ?? (await sw.getRegistration(new URL(".", SW_URL)).catch(() => null)) ?? null;
 }
 
 // Where the browser has Background Sync (Chromium), the Service Worker gets a `tidelog-sync`
@@ -150,7 +151,7 @@ g.addEventListener?.("offline", () => { askedOffline = true; askBackgroundSync()
  * script served elsewhere, e.g. one that imports the package's `sw.js`), which uploads pending
  * runs with no page open; resolves to its ServiceWorkerRegistration once the worker is active.
  */
-export async function registerServiceWorker(scriptURL = new URL("./sw.js", import.meta.url)) {
+export async function registerServiceWorker(scriptURL = SW_URL) {
   const sw = g.navigator?.serviceWorker;
   if (!sw) {
     throw new Error("tidelog.registerServiceWorker: no Service Workers here (they need a page in a secure context: https:// or http://localhost)");

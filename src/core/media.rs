@@ -237,18 +237,7 @@ pub fn encode_png(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Media
             height: h,
         });
     }
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, width, height);
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc
-        .write_header()
-        .map_err(|e| MediaError::NotPng(e.to_string()))?;
-    writer
-        .write_image_data(rgba)
-        .map_err(|e| MediaError::NotPng(e.to_string()))?;
-    writer.finish().map_err(|e| MediaError::NotPng(e.to_string()))?;
-    Ok(out)
+    Ok(super::png::encode_rgba8(rgba, width, height))
 }
 
 /// Width and height of PNG bytes, read from the signature and the IHDR chunk (the pixels are

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod layout;
 pub mod log_index;
 pub mod media;
+pub mod png;
 pub mod record;
 pub mod row;
 pub mod run_log;
