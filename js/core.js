@@ -454,3 +454,9 @@ function createMedia(wasm) {
 
   return { Image, Audio, Histogram, Table, Plot };
 }
+
+// registerServiceWorker outside a browser: the same import works everywhere, and says why
+// there is nothing to register.
+export async function noServiceWorker() {
+  throw new Error("tidelog.registerServiceWorker: Service Workers exist only in browsers (use the browser entry)");
+}

@@ -60,3 +60,4 @@ export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogr
     (opts) => opts.storage === "memory" || memoryRoots.has(path.resolve(opts.dir ?? env("TIDELOG_DIR") ?? ".", "tidelog")),
     warn,
   );
+export { noServiceWorker as registerServiceWorker } from "./core.js";

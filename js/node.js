@@ -9,3 +9,4 @@ const exports = wasm.initSync({ module: fs.readFileSync(new URL("./web/tidelog_w
 
 export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } =
   createTidelog(wasm, exports.memory, fsPlatform(wasm));
+export { noServiceWorker as registerServiceWorker } from "./core.js";

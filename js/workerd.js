@@ -25,3 +25,4 @@ const platform = {
 
 export const { init, log, finish, save, sync, pending, on, Image, Audio, Histogram, Table, Plot } =
   sayWhatIsDropped(createTidelog(wasm, exports.memory, platform), () => true, warn);
+export { noServiceWorker as registerServiceWorker } from "./core.js";

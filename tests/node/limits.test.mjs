@@ -22,3 +22,7 @@ test("steps at or beyond 2^53 are refused at log() and nothing else is lost", as
     server.stop();
   }
 });
+
+test("registerServiceWorker loads everywhere and says it needs a browser", async () => {
+  await assert.rejects(tidelog.registerServiceWorker(), /only in browsers/);
+});
