@@ -160,15 +160,8 @@ fn begin(
     match Importer::begin(&a.dir, source, files)? {
         Begin::New(importer) => Ok(Some(*importer)),
         Begin::Existing { dir, state } => {
-            let hint = match state.as_str() {
-                "finished" | "failed" => String::new(),
-                _ => format!(
-                    "; it was never finished: delete {} to import it again",
-                    dir.display()
-                ),
-            };
             println!(
-                "skipped {what}: imported before as run {id} ({}, {}){hint}",
+                "skipped {what}: imported before as run {id} ({}, {})",
                 dir.display(),
                 state.as_str()
             );
@@ -367,7 +360,7 @@ fn import_tensorboard(a: &ImportArgs, files: &[PathBuf]) -> anyhow::Result<()> {
         return Ok(());
     };
     feed(&what, importer, |imp| {
-        let (mut records, mut skipped) = (u64::from(first.is_some()), 0u64);
+        let (mut records, mut skipped, mut torn) = (u64::from(first.is_some()), 0u64, false);
         let mut event = |ev: Scalars, skipped: &mut u64| -> anyhow::Result<()> {
             *skipped += ev.skipped;
             match u64::try_from(ev.step) {
@@ -400,7 +393,15 @@ fn import_tensorboard(a: &ImportArgs, files: &[PathBuf]) -> anyhow::Result<()> {
             }
             if let Some(d) = reader.damage() {
                 say_damage(shown, std::slice::from_ref(d), d.offset);
+                torn = true;
             }
+        }
+        if !torn {
+            // Event files record no end: one read to its end is a finished run.
+            imp.push(Item::Exit {
+                code: 0,
+                runtime_s: None,
+            })?;
         }
         if skipped > 0 {
             eprintln!("tidelog: warning: {what}: {skipped} summary values that are not scalars (images, histograms, text) or have a negative step were not imported");
@@ -441,6 +442,10 @@ fn import_csv(a: &ImportArgs, path: &Path) -> anyhow::Result<()> {
             records += 1;
             imp.push(row)?;
         }
+        imp.push(Item::Exit {
+            code: 0,
+            runtime_s: None,
+        })?;
         Ok(records)
     })
 }
