@@ -337,3 +337,24 @@ fn csv_rows_import_with_steps_numbers_and_strings() {
     sync(&work, &server.url, &key, &[], 0);
     assert_eq!(runs(&server.url, &key).len(), 2);
 }
+
+#[test]
+#[cfg(unix)]
+fn files_reached_through_a_link_out_of_the_run_folder_are_not_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let written = wandb_run(&work, 2);
+    // Move the media folder out of the run and link it back: the records still name
+    // media/images/..., now reached through a link to a folder elsewhere.
+    let files = PathBuf::from(written["files"].as_str().unwrap());
+    let outside = tmp.path().join("outside");
+    fs::rename(files.join("media"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, files.join("media")).unwrap();
+    let out = import(&work, &["wandb", "wandb"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a regular file inside"), "{}", text(&out));
+    let run = tidelog::native::layout::discover(&work).unwrap().remove(0);
+    assert!(!run.join("files/media").exists());
+    assert!(run.join("files/requirements.txt").is_file());
+}

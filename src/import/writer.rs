@@ -257,10 +257,19 @@ impl Importer {
             return Ok(());
         };
         let path = files_dir.join(name);
+        // Only regular files inside the source's files folder: a link (of the file or of a
+        // folder on its way) could otherwise copy any file of this machine into the run.
+        let inside = match (fs::canonicalize(&path), fs::canonicalize(files_dir)) {
+            (Ok(real), Ok(root)) => real.starts_with(&root) && real == root.join(name),
+            _ => true,
+        };
         let meta = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => m,
+            Ok(m) if m.is_file() && inside => m,
             Ok(_) => {
-                self.report.refuse(format!("file {name}: not a regular file"));
+                self.report.refuse(format!(
+                    "file {name}: not a regular file inside {}",
+                    files_dir.display()
+                ));
                 return Ok(());
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
