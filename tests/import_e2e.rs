@@ -3,6 +3,8 @@
 //! `TIDELOG_PYTHON` or `target/pyenv/bin/python`), imported with the CLI, synced to a real
 //! `tidelog serve`, and checked value by value through the HTTP API.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::fs;

@@ -281,13 +281,10 @@ fn import_tensorboard(a: &ImportArgs, files: &[PathBuf]) -> anyhow::Result<()> {
     }
     // The first event (TensorBoard writes the file version first) dates the run.
     let (first_name, first_reader) = &mut readers[0];
-    let first = match first_reader
+    let first = first_reader
         .next_record()
         .with_context(|| format!("reading {first_name}"))?
-    {
-        Some(rec) => Some(tensorboard::decode(rec)),
-        None => None,
-    };
+        .map(tensorboard::decode);
     let created_ms = first.as_ref().and_then(|e| e.as_ref().ok()).and_then(|e| e.ts_ms);
     let source = Source {
         id: derived_id("tensorboard", &canonical(folder)?),
@@ -322,8 +319,10 @@ fn import_tensorboard(a: &ImportArgs, files: &[PathBuf]) -> anyhow::Result<()> {
             }
             Ok(())
         };
-        if let Some(Ok(ev)) = first {
-            event(ev, &mut skipped)?;
+        match first {
+            Some(Ok(ev)) => event(ev, &mut skipped)?,
+            Some(Err(e)) => eprintln!("tidelog: warning: {}: record at byte 0: {e}", readers[0].0),
+            None => {}
         }
         for (shown, reader) in &mut readers {
             while let Some(rec) = reader.next_record().with_context(|| format!("reading {shown}"))? {

@@ -182,8 +182,11 @@ fn parse_json(text: &str) -> Result<Json, RecordError> {
     }
 }
 
+/// Keys set (with their values) and keys removed.
+type Updates = (Vec<(KeyPath, Json)>, Vec<KeyPath>);
+
 /// `ConfigRecord` / `SummaryRecord`: update 1, remove 2.
-fn updates(buf: &[u8]) -> Result<(Vec<(KeyPath, Json)>, Vec<KeyPath>), RecordError> {
+fn updates(buf: &[u8]) -> Result<Updates, RecordError> {
     let (mut update, mut remove) = (Vec::new(), Vec::new());
     for f in fields(buf) {
         let (number, w) = f?;
