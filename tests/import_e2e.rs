@@ -360,3 +360,45 @@ fn files_reached_through_a_link_out_of_the_run_folder_are_not_imported() {
     assert!(!run.join("files/media").exists());
     assert!(run.join("files/requirements.txt").is_file());
 }
+
+#[test]
+fn a_damaged_block_is_skipped_and_the_records_after_it_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let written = write_with("write_wandb.py", &[work.to_str().unwrap(), "400"]);
+    let file = PathBuf::from(written["file"].as_str().unwrap());
+    let mut bytes = fs::read(&file).unwrap();
+    let block = tidelog::import::leveldb::BLOCK;
+    assert!(bytes.len() > 3 * block, "{} bytes", bytes.len());
+    bytes[block + 100] ^= 0x55;
+    fs::write(&file, &bytes).unwrap();
+
+    let out = import(&work, &["wandb", "wandb"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is damaged") && err.contains("around it"),
+        "{}",
+        text(&out)
+    );
+    let server = Server::start(&tmp.path().join("server"));
+    let key = server.key("alice");
+    sync(&work, &server.url, &key, &[], 0);
+    let id = written["id"].as_str().unwrap();
+    let rows = history(&server.url, &key, id);
+    let steps: Vec<u64> = rows.iter().map(|r| r["_step"].as_u64().unwrap()).collect();
+    // The steps of the spoiled block are gone; those before and after it are all there.
+    let gap: Vec<u64> = (0..400).filter(|s| !steps.contains(s)).collect();
+    assert!(!gap.is_empty() && gap.len() < 150, "{gap:?}");
+    assert_eq!(
+        gap.last().unwrap() - gap[0] + 1,
+        gap.len() as u64,
+        "one gap: {gap:?}"
+    );
+    assert_eq!(steps.last(), Some(&399));
+    for row in &rows {
+        let s = row["_step"].as_f64().unwrap();
+        assert_eq!(row["loss"], json!(10.0 - s), "{row}");
+    }
+    assert_eq!(runs(&server.url, &key)[0]["state"], json!("finished"));
+}
