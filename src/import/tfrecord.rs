@@ -90,8 +90,10 @@ impl<R: Read> RecordReader<R> {
             return self.stop(12, "a record longer than the limit");
         }
         let len = len as usize;
-        self.buf.resize(len + 4, 0);
-        let got = read_full(&mut self.src, &mut self.buf)?;
+        // Grown as bytes arrive, so a length that claims more than the file holds costs
+        // only what is there.
+        self.buf.clear();
+        let got = (&mut self.src).take(len as u64 + 4).read_to_end(&mut self.buf)?;
         if got < len + 4 {
             return self.stop(12 + got as u64, "the file ends inside a record");
         }
