@@ -10,16 +10,33 @@ const exports = wasm.initSync({ module: fs.readFileSync(new URL("./web/tidelog_w
 
 const missing = (e) => e?.code === "ENOENT";
 
+// Temporary names unique to this process and call: two writers never share one.
+let tmpCount = 0;
+const tmpName = (p) => `${p}.${process.pid}.${tmpCount++}.tmp~`;
+const ownerText = (lock) => {
+  try {
+    const o = JSON.parse(lock);
+    return `process ${o.pid} on host ${o.host}`;
+  } catch {
+    return "another process";
+  }
+};
+
 // The `fs` adapter the wasm folder store calls; every method is synchronous.
 const host = {
   read(p) {
     try { return fs.readFileSync(p); } catch (e) { if (missing(e)) return null; throw e; }
   },
   writeAtomic(p, data) {
-    const tmp = `${p}.tmp~`;
-    const fd = fs.openSync(tmp, "w");
-    try { fs.writeSync(fd, data); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
-    fs.renameSync(tmp, p);
+    const tmp = tmpName(p);
+    const fd = fs.openSync(tmp, "wx");
+    try {
+      try { fs.writeSync(fd, data); fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+      fs.renameSync(tmp, p);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
   },
   append(p, data) { fs.appendFileSync(p, data); },
   remove(p) { fs.rmSync(p, { force: true }); },
@@ -35,6 +52,33 @@ const host = {
   // The run's .lock while this process writes it (core::layout::LockOwner).
   owner() {
     return JSON.stringify({ pid: process.pid, host: os.hostname() });
+  },
+  // Takes a run's .lock for this process, atomically: a complete file under a unique name is
+  // hard-linked into place (exclusive like O_EXCL, and never seen empty by another taker), or
+  // taken over from a process that no longer runs (moved aside under a unique name first, so
+  // of two takers only one wins); a live holder's lock is refused naming its pid and host.
+  lock(p) {
+    const mine = host.owner();
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const fresh = tmpName(p);
+      fs.writeFileSync(fresh, mine, { flag: "wx" });
+      try { fs.linkSync(fresh, p); return; } catch (e) { if (e.code !== "EEXIST") throw e; } finally { fs.rmSync(fresh, { force: true }); }
+      const held = host.read(p)?.toString();
+      if (held === undefined) continue;
+      if (held === mine) return;
+      if (host.ownerAlive(held)) throw new Error(`the run is being written by ${ownerText(held)}`);
+      const aside = tmpName(p);
+      try { fs.renameSync(p, aside); } catch (e) { if (missing(e)) continue; throw e; }
+      const moved = fs.readFileSync(aside, "utf8");
+      if (moved !== held && host.ownerAlive(moved)) {
+        // A live taker's fresh lock was moved: put it back (link fails if one exists) and yield.
+        try { fs.linkSync(aside, p); } catch { /* a newer lock is in place */ }
+        fs.rmSync(aside, { force: true });
+        throw new Error(`the run is being written by ${ownerText(moved)}`);
+      }
+      fs.rmSync(aside, { force: true });
+    }
+    throw new Error(`could not take ${p}: it keeps changing`);
   },
   // Whether the process a run's .lock names (owner() of some process) still runs on this
   // machine; signal 0 only checks.

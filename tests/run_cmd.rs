@@ -305,7 +305,17 @@ fn a_killed_tidelog_run_uploads_its_output_so_far_exactly_once() {
         assert!(std::time::Instant::now() < deadline, "the command never started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = || {
+        let log = fs::read(only_run(work.path()).join("records.tlog")).unwrap_or_default();
+        LogIndex::new(&log).is_ok_and(|i| i.run().is_some())
+    };
+    while !started() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the start record never reached the log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     cli.kill().unwrap();
     cli.wait().unwrap();
     let child = fs::read_to_string(&pidfile).unwrap();

@@ -20,29 +20,7 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::core::value::Value;
 use tidelog::{FileRef, Meta, RunInfo, RunState};
 
-use common::{create_key, Server, BIN};
-
-/// A response reduced to what the tests look at.
-struct Reply {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Json {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    fn error(&self) -> String {
-        self.json()["error"].as_str().expect("an error reason").to_owned()
-    }
-}
+use common::{create_key, reply, Reply, Server, BIN};
 
 /// An HTTP client for one server and key.
 struct Api {
@@ -53,12 +31,8 @@ struct Api {
 
 impl Api {
     fn new(server: &Server, key: &str) -> Api {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
         Api {
-            agent,
+            agent: common::agent(),
             base: server.url.clone(),
             key: key.to_owned(),
         }
@@ -72,27 +46,12 @@ impl Api {
         }
     }
 
-    fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
-        let mut r = r.expect("HTTP exchange");
-        let body = r
-            .body_mut()
-            .with_config()
-            .limit(256 << 20)
-            .read_to_vec()
-            .expect("read body");
-        Reply {
-            status: r.status().as_u16(),
-            headers: r.headers().clone(),
-            body,
-        }
-    }
-
     fn auth(&self) -> String {
         format!("Bearer {}", self.key)
     }
 
     fn get(&self, path: &str) -> Reply {
-        Self::reply(
+        reply(
             self.agent
                 .get(self.url(path))
                 .header("Authorization", self.auth())
@@ -101,7 +60,7 @@ impl Api {
     }
 
     fn head(&self, path: &str) -> Reply {
-        Self::reply(
+        reply(
             self.agent
                 .head(self.url(path))
                 .header("Authorization", self.auth())
@@ -118,7 +77,7 @@ impl Api {
         if let Some(sha) = sha {
             req = req.header("Tidelog-Bundle-Sha256", sha);
         }
-        Self::reply(req.send(bytes))
+        reply(req.send(bytes))
     }
 
     fn post(&self, b: &Bundle) -> Reply {
@@ -131,7 +90,7 @@ impl Api {
             base64::engine::general_purpose::STANDARD.encode("b.tar.gz"),
             base64::engine::general_purpose::STANDARD.encode(sha)
         );
-        Self::reply(
+        reply(
             self.agent
                 .post(self.url("/api/v1/uploads"))
                 .header("Authorization", self.auth())
@@ -153,7 +112,7 @@ impl Api {
         if let Some(c) = checksum {
             req = req.header("Upload-Checksum", c);
         }
-        Self::reply(req.send(chunk))
+        reply(req.send(chunk))
     }
 }
 
@@ -274,7 +233,7 @@ fn healthz_whoami_and_keys() {
     let r = wrong.get("/api/v1/whoami");
     assert_eq!(r.status, 401);
     assert!(r.error().contains("invalid API key"));
-    let anonymous = Api::reply(api.agent.get(api.url("/api/v1/runs")).call());
+    let anonymous = reply(api.agent.get(api.url("/api/v1/runs")).call());
     assert_eq!(anonymous.status, 401);
     assert!(anonymous.error().contains("missing API key"));
     let page = api.get("/");
@@ -518,7 +477,7 @@ fn tus_upload_resumes_across_a_restart() {
 
     let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
-    let opts = Api::reply(api.agent.options(api.url("/api/v1/uploads")).call());
+    let opts = reply(api.agent.options(api.url("/api/v1/uploads")).call());
     assert_eq!(opts.status, 204);
     assert_eq!(opts.header("tus-resumable"), Some("1.0.0"));
     assert_eq!(opts.header("tus-version"), Some("1.0.0"));
@@ -566,7 +525,7 @@ fn tus_upload_resumes_across_a_restart() {
         api.head(&url).header("upload-offset"),
         Some(half.to_string().as_str())
     );
-    let plain = Api::reply(
+    let plain = reply(
         api.agent
             .patch(api.url(&url))
             .header("Authorization", api.auth())
@@ -680,7 +639,7 @@ fn cors_only_for_configured_origins() {
     let key = create_key(dir.path(), "alice");
     let open = Server::start_with(dir.path(), &["--allow-origin", "https://dash.example"]);
     let api = Api::new(&open, &key);
-    let pre = Api::reply(
+    let pre = reply(
         api.agent
             .options(api.url("/api/v1/uploads"))
             .header("Origin", "https://dash.example")
@@ -699,7 +658,7 @@ fn cors_only_for_configured_origins() {
         .header("access-control-allow-methods")
         .unwrap()
         .contains("PATCH"));
-    let get = Api::reply(
+    let get = reply(
         api.agent
             .get(api.url("/api/v1/whoami"))
             .header("Authorization", api.auth())
@@ -715,7 +674,7 @@ fn cors_only_for_configured_origins() {
         exposed.contains("upload-offset") && exposed.contains("location"),
         "{exposed}"
     );
-    let other = Api::reply(
+    let other = reply(
         api.agent
             .get(api.url("/api/v1/whoami"))
             .header("Authorization", api.auth())
@@ -727,7 +686,7 @@ fn cors_only_for_configured_origins() {
 
     let closed = Server::start_with(dir.path(), &[]);
     let api = Api::new(&closed, &key);
-    let get = Api::reply(
+    let get = reply(
         api.agent
             .get(api.url("/api/v1/whoami"))
             .header("Authorization", api.auth())
@@ -778,7 +737,7 @@ fn allow_origin_star_trailing_slash_and_bad_origins() {
     let key = create_key(dir.path(), "alice");
     let origin_of = |server: &Server, origin: &str| {
         let api = Api::new(server, &key);
-        let reply = Api::reply(
+        let reply = reply(
             api.agent
                 .get(api.url("/api/v1/whoami"))
                 .header("Authorization", api.auth())
@@ -819,7 +778,7 @@ fn lowercase_bearer_and_empty_keys_query() {
     let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     for scheme in ["bearer", "BEARER", "Bearer"] {
-        let r = Api::reply(
+        let r = reply(
             api.agent
                 .get(api.url("/api/v1/whoami"))
                 .header("Authorization", format!("{scheme} {key}"))
@@ -831,7 +790,7 @@ fn lowercase_bearer_and_empty_keys_query() {
             "{scheme}"
         );
     }
-    let basic = Api::reply(
+    let basic = reply(
         api.agent
             .get(api.url("/api/v1/whoami"))
             .header("Authorization", format!("Basic {key}"))

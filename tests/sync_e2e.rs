@@ -189,7 +189,7 @@ fn clean_removes_only_finished_fully_acknowledged_runs() {
     let refused_dir = refused.finish(0).unwrap();
     let live = tidelog::init(settings(work.path(), "p")).unwrap();
     live.log([("x", 3.0)]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    live.flush().unwrap();
 
     let out = sync(work.path(), &server.url, &alice, &["--clean"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -438,7 +438,7 @@ fn a_file_saved_again_is_uploaded_once() {
     let run = tidelog::init(settings(work.path(), "dedupe")).unwrap();
     run.save("first.bin", &blob).unwrap();
     run.log([("x", 1.0)]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    run.flush().unwrap();
     let first = sync(work.path(), &server.url, &key, &[], 0);
     run.save("again/second.bin", &blob).unwrap();
     let id = run.id().to_owned();
@@ -543,7 +543,7 @@ fn clean_removes_runs_synced_earlier_and_repoints_latest() {
     let earlier = tidelog::init(settings(work.path(), "p")).unwrap();
     earlier.log([("x", 1.0)]).unwrap();
     let earlier_dir = earlier.finish(0).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    live.flush().unwrap();
     sync(work.path(), &server.url, &key, &[], 0);
 
     let mut s = settings(work.path(), "p");

@@ -99,15 +99,20 @@ pub fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
     for path in runs {
         let run = RunDir::new(&path);
         match run.status() {
-            Ok(s) => println!(
-                "{:<48} {:<10} {:<20} {:<9} {:>8} {:>9}",
-                path.display(),
-                s.id,
-                s.project,
-                s.state.as_str(),
-                s.records,
-                s.unsynced
-            ),
+            Ok(s) => {
+                println!(
+                    "{:<48} {:<10} {:<20} {:<9} {:>8} {:>9}",
+                    path.display(),
+                    s.id,
+                    s.project,
+                    s.state.as_str(),
+                    s.records,
+                    s.unsynced
+                );
+                if let Some(note) = s.corruption_note() {
+                    println!("  {note}");
+                }
+            }
             Err(e) => println!("{:<48} unreadable: {e}", path.display()),
         }
     }
@@ -182,6 +187,7 @@ pub fn upload(a: UploadArgs) -> anyhow::Result<ExitCode> {
             sha256: sha256_hex(&bytes),
             bytes,
             manifest,
+            dropped_values: 0,
         };
         let mut upload: Option<PendingUpload> = None;
         match pollster::block_on(deliver(&mut t, &opts, &bundle, &mut upload, &mut |_| {})) {

@@ -328,9 +328,9 @@ pub(super) fn record_crashed_output(run: &RunDir) -> anyhow::Result<bool> {
     if known {
         return Ok(false);
     }
-    if index.valid_len() != log.len() {
+    if index.valid_len() != log.len() || !index.corruption().is_empty() {
         log::warn!(
-            "{}: the log ends in a torn record, so {OUTPUT_LOG} cannot be added to it",
+            "{}: the log ends in a torn record or is corrupt, so {OUTPUT_LOG} cannot be added to it",
             run.path().display()
         );
         return Ok(false);

@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tidelog::core::bundle::Limits;
-use tidelog::server::{self, ServeOptions};
+use tidelog::server::{self, Connections, ServeOptions};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -34,6 +35,38 @@ pub struct ServeArgs {
     /// Seconds an unfinished resumable upload is kept before it is removed (tus expiration).
     #[arg(long, default_value_t = 24 * 3600)]
     upload_expiry_secs: u64,
+    /// Rows × keys one table of a bundle may hold (the decode budget).
+    #[arg(long, default_value_t = Limits::default().max_cells)]
+    max_decode_cells: u64,
+    /// Bytes of memory the decoded rows of one bundle may take (the decode budget).
+    #[arg(long, default_value_t = Limits::default().max_decoded_bytes)]
+    max_decoded_bytes: u64,
+    /// Seconds a connection may take to send a request's headers, or stay idle between
+    /// requests, before it is closed.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_secs: f64,
+    /// Seconds a request body may pause before the request is abandoned (408).
+    #[arg(long, default_value_t = 30.0)]
+    body_timeout_secs: f64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Bundles decoded and stored at once; more are answered 503 with Retry-After [default: one
+    /// per core, from 2 to 4].
+    #[arg(long)]
+    max_ingests: Option<usize>,
+}
+
+/// One ingest slot per core, from 2 to 4: each ingest waits on the database with one of its
+/// 8 pooled connections, and reads need the others.
+fn default_ingests() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
+/// A duration flag in seconds, refused when negative or not finite.
+fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .with_context(|| format!("--{flag} must be a non-negative number of seconds"))
 }
 
 #[derive(Subcommand)]
@@ -85,10 +118,18 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         allow_origins: a.allow_origin,
         limits: Limits {
             max_unpacked: a.max_unpacked_bytes,
+            max_cells: a.max_decode_cells,
+            max_decoded_bytes: a.max_decoded_bytes,
             ..Limits::default()
         },
         max_body: a.max_body_bytes,
-        upload_ttl: std::time::Duration::from_secs(a.upload_expiry_secs),
+        upload_ttl: Duration::from_secs(a.upload_expiry_secs),
+        connections: Connections {
+            header_timeout: seconds("header-timeout-secs", a.header_timeout_secs)?,
+            body_timeout: seconds("body-timeout-secs", a.body_timeout_secs)?,
+            max: a.max_connections,
+        },
+        max_ingests: a.max_ingests.unwrap_or_else(default_ingests),
     };
     runtime()?.block_on(server::serve(opts))?;
     Ok(ExitCode::SUCCESS)

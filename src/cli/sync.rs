@@ -93,7 +93,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("reading {}", r.path().display()))?;
             let project = match &a.project {
                 Some(p) if *p != s.project => format!("{p} (run's own: {})", s.project),
-                _ => s.project,
+                _ => s.project.clone(),
             };
             let entity = a
                 .entity
@@ -112,6 +112,9 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 s.state.as_str(),
                 s.unsynced
             );
+            if let Some(note) = s.corruption_note() {
+                println!("  {note}");
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -159,6 +162,7 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
             .map(|r| if a.include_synced { r.resend_all() } else { r }),
     );
     let failed = Mutex::new(Vec::new());
+    let corrupt_runs = Mutex::new(Vec::new());
     let refused = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let timeout = Duration::from_secs(a.timeout);
@@ -177,7 +181,23 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                     }
                 };
                 let result = pollster::block_on(sync_run(&mut run, &mut transport, &opts, &mut on_sent));
+                let corrupt = match &result {
+                    Ok(_) => run.status().ok().and_then(|s| s.corruption_note()),
+                    Err(_) => None,
+                };
                 match result {
+                    Ok(report) if corrupt.is_some() => {
+                        say(describe(&run, &report));
+                        say(format!(
+                            "{}: every readable record was uploaded; the unreadable bytes were not, \
+                             so the run is not marked synced and --clean keeps it",
+                            corrupt.unwrap_or_default()
+                        ));
+                        corrupt_runs
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(run.path().to_path_buf());
+                    }
                     Ok(report) => {
                         say(describe(&run, &report));
                         for skipped in &report.skipped_files {
@@ -222,8 +242,23 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
     }
     repoint_latest(&removed.into_inner().unwrap_or_else(|p| p.into_inner()));
     let failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
+    let corrupt = corrupt_runs.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !corrupt.is_empty() {
+        eprintln!(
+            "tidelog: {} run(s) have unreadable bytes in records.tlog: what was readable is \
+             uploaded, the folders are kept as they are:",
+            corrupt.len()
+        );
+        for c in &corrupt {
+            eprintln!("  {}", c.display());
+        }
+    }
     if failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if corrupt.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     if refused.into_inner() {
         eprintln!(
@@ -264,9 +299,13 @@ fn describe(run: &RunDir, r: &SyncReport) -> String {
 }
 
 /// Whether `--clean` may delete the run: the server acknowledged its whole log (`.synced`
-/// covers it) and no live process writes it.
+/// covers it), no live process writes it, and no part of the log is unreadable.
 fn deletable(run: &RunDir) -> bool {
-    run.is_synced() && !run.is_live() && run.status().is_ok_and(|s| s.state != RunState::Running)
+    run.is_synced()
+        && !run.is_live()
+        && run
+            .status()
+            .is_ok_and(|s| s.state != RunState::Running && s.corruption.is_empty())
 }
 
 /// Deletes the run's folder when [`deletable`], noting it in `removed`.

@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::keys::KeyTable;
 use super::log_index::LogIndex;
 use super::record::{decode, DecodeError, Meta, Record, RowKind};
 
@@ -11,22 +10,21 @@ use super::record::{decode, DecodeError, Meta, Record, RowKind};
 pub type JsonMap = Map<String, Json>;
 
 /// The merged config and the summary: the last logged value of each history key, overridden
-/// by `summary.set()` calls made after it.
+/// by `summary.set()` calls made after it. Values whose key record was lost to damage are
+/// left out, as the bundle writer leaves them out.
 pub fn config_and_summary(log: &[u8]) -> Result<(JsonMap, JsonMap), DecodeError> {
     let index = LogIndex::new(log)?;
-    let mut keys = KeyTable::default();
     let mut config = Map::new();
     let mut summary = Map::new();
     for (_, payload) in index.payloads(0..index.len()) {
         match decode(payload)? {
-            Record::Key { name, .. } => {
-                keys.intern(name);
-            }
+            Record::Key { .. } => {}
             Record::Row(row) if row.kind == RowKind::History => {
                 for value in row.values() {
                     let (id, v) = value?;
-                    let name = keys.name(id).ok_or(DecodeError("row refers to an unknown key"))?;
-                    summary.insert(name.to_owned(), v.to_json());
+                    if let Some(name) = index.key(id) {
+                        summary.insert(name.to_owned(), v.to_json());
+                    }
                 }
             }
             Record::Row(_) => {}

@@ -13,7 +13,7 @@ use super::layout::{
     run_dir_name, LatestSpec, RunSpec, SyncSpec, SyncedMarker, FILES, LATEST_SPEC, PROGRESS, RECORDS,
     RUN_SPEC, SYNCED,
 };
-use super::log_index::LogIndex;
+use super::log_index::{Corruption, LogIndex};
 use super::record::{FileRef, RunInfo, RunState};
 use super::sync::{RunStore, SyncProgress};
 
@@ -26,8 +26,10 @@ pub trait Dir: Clone {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
     /// Replaces a file so readers see the old or the new content, never half.
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()>;
-    /// Appends to a file, creating it.
+    /// Appends to a file, creating it; may leave part of `data` behind when it fails.
     fn append(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// Cuts a file to `len` bytes.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Removes a file; a missing one is fine.
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Renames a file.
@@ -69,6 +71,33 @@ pub struct RunStatus {
     pub records: u64,
     /// Records not yet acknowledged.
     pub unsynced: u64,
+    /// Damaged stretches of `records.tlog` with records after them.
+    pub corruption: Vec<Corruption>,
+}
+
+impl RunStatus {
+    /// The user-facing line about a corrupt log (`tidelog ls`, `tidelog sync`, a refused
+    /// resume), or `None` for a healthy one.
+    pub fn corruption_note(&self) -> Option<String> {
+        corruption_note(&self.id, &self.corruption)
+    }
+}
+
+/// `corrupt: run X, byte offset N, M bytes unreadable` for each damaged stretch of run `id`'s
+/// log, or `None` when there is none.
+pub fn corruption_note(id: &str, corruption: &[Corruption]) -> Option<String> {
+    (!corruption.is_empty()).then(|| {
+        corruption
+            .iter()
+            .map(|c| {
+                format!(
+                    "corrupt: run {id}, byte offset {}, {} bytes unreadable",
+                    c.offset, c.len
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// One run folder.
@@ -92,14 +121,27 @@ pub fn runs_in<D: Dir>(dir: &D, root: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Finds the folder of run `id` inside a `tidelog/` folder.
+/// The run id in a run folder's name `run-YYYYMMDD_HHMMSS-<id>` (ids may hold `-`), or `None`
+/// for a name of another shape.
+pub fn run_id_of(folder_name: &str) -> Option<&str> {
+    let rest = folder_name.strip_prefix("run-")?;
+    let (stamp, id) = (rest.get(..15)?, rest.get(15..)?.strip_prefix('-')?);
+    let (date, time) = stamp.split_once('_')?;
+    let digits = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(date, 8) && digits(time, 6) && !id.is_empty()).then_some(id)
+}
+
+/// The run id of a run folder's path (see [`run_id_of`]).
+pub fn run_id_of_path(path: &Path) -> Option<&str> {
+    path.file_name().and_then(|n| n.to_str()).and_then(run_id_of)
+}
+
+/// Finds the folder of run `id` inside a `tidelog/` folder: the id must match exactly, so
+/// run `1` is never taken for `exp-1`.
 pub fn find_run<D: Dir>(dir: &D, root: &Path, id: &str) -> io::Result<Option<PathBuf>> {
-    let suffix = format!("-{id}");
-    Ok(runs_in(dir, root)?.into_iter().find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(&suffix))
-    }))
+    Ok(runs_in(dir, root)?
+        .into_iter()
+        .find(|p| run_id_of_path(p) == Some(id)))
 }
 
 impl<D: Dir> FolderRun<D> {
@@ -136,9 +178,24 @@ impl<D: Dir> FolderRun<D> {
         Ok(self.dir.read(&self.path.join(RECORDS))?.unwrap_or_default())
     }
 
-    /// Appends framed records to `records.tlog`.
+    /// Appends framed records to `records.tlog`, all or nothing: a failed append is cut back
+    /// to the last complete frame, so records appended later never follow garbage (which a
+    /// reader would have to report as corruption).
     pub fn append_records(&self, bytes: &[u8]) -> io::Result<()> {
-        self.dir.append(&self.path.join(RECORDS), bytes)
+        let path = self.path.join(RECORDS);
+        let before = self.dir.size(&path)?.unwrap_or(0);
+        self.dir
+            .append(&path, bytes)
+            .map_err(|e| match self.dir.truncate(&path, before) {
+                Ok(()) => e,
+                Err(cut) => io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}; cutting {} back to {before} bytes failed too ({cut})",
+                        path.display()
+                    ),
+                ),
+            })
     }
 
     /// Stores a saved file under `files/`, keeping a replaced version until it is synced.
@@ -213,6 +270,26 @@ impl<D: Dir> FolderRun<D> {
             .unwrap_or_default())
     }
 
+    /// The log of a run about to be continued: refused when it is corrupt, so the damaged
+    /// file is kept as it is for the user to inspect (appending would also give new keys ids
+    /// that rows in the damaged stretch may have used). A torn tail is fine: the caller cuts it.
+    pub fn resumable_log(&self) -> io::Result<Vec<u8>> {
+        let log = self.log_bytes()?;
+        let index = LogIndex::new(&log).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let id = index.run().map(|r| r.id.as_str()).unwrap_or_default();
+        if let Some(note) = corruption_note(id, index.corruption()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{note} in {}: the file is kept as it is; `tidelog sync` uploads what is \
+                     readable, continue under a new id",
+                    self.path.join(RECORDS).display()
+                ),
+            ));
+        }
+        Ok(log)
+    }
+
     /// Reads the log and progress to describe the run.
     pub fn status(&self) -> io::Result<RunStatus> {
         let log = self.log_bytes()?;
@@ -228,6 +305,7 @@ impl<D: Dir> FolderRun<D> {
             state: index.state(self.dir.is_locked(&self.path)),
             records: index.len(),
             unsynced: index.len() - acked,
+            corruption: index.corruption().to_vec(),
         })
     }
 
@@ -315,6 +393,11 @@ impl<D: Dir> RunStore for FolderRun<D> {
 
     async fn save_progress(&mut self, progress: &SyncProgress, synced_bytes: Option<u64>) -> io::Result<()> {
         self.include_synced = false;
+        // A corrupt log is never marked synced: its unreadable bytes never reached the server.
+        let synced_bytes = match synced_bytes {
+            Some(_) if self.status()?.corruption_note().is_some() => None,
+            other => other,
+        };
         match synced_bytes {
             Some(log_bytes) => {
                 let marker = SyncedMarker {
@@ -332,5 +415,27 @@ impl<D: Dir> RunStore for FolderRun<D> {
             }
         }
         self.update_specs(synced_bytes.is_some(), progress.acked_records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_id_of;
+
+    #[test]
+    fn run_ids_are_parsed_exactly_from_folder_names() {
+        assert_eq!(run_id_of("run-20261126_171930-a1b2c3d4"), Some("a1b2c3d4"));
+        assert_eq!(run_id_of("run-20261126_171930-exp-1"), Some("exp-1"));
+        assert_eq!(run_id_of("run-20261126_171930-1"), Some("1"));
+        assert_eq!(run_id_of("run-20261126_171930-a-x"), Some("a-x"));
+        for bad in [
+            "run-20261126_171930-",
+            "run-20261126-171930-x",
+            "run-2026112_171930-x",
+            "x",
+            "run-",
+        ] {
+            assert_eq!(run_id_of(bad), None, "{bad}");
+        }
     }
 }

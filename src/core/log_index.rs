@@ -3,37 +3,43 @@
 
 use std::ops::Range;
 
+use rustc_hash::FxHashMap;
+
+pub use super::frame::Corruption;
 use super::frame::{Frames, HEADER};
-use super::keys::KeyTable;
 use super::record::{decode, DecodeError, FileRef, Meta, Record, RunInfo, RunState};
 
 /// A parsed view of a run's log.
 pub struct LogIndex<'a> {
     log: &'a [u8],
     offsets: Vec<usize>,
-    keys: KeyTable,
+    keys: FxHashMap<u32, &'a str>,
     run: Option<RunInfo>,
     exit_code: Option<i32>,
     valid_len: usize,
+    corrupt: Vec<Corruption>,
 }
 
 impl<'a> LogIndex<'a> {
-    /// Indexes every intact record of `log`; a torn tail is left out.
+    /// Indexes every intact record of `log`, before and after any damaged stretch; a torn
+    /// tail is left out. Key ids are taken from the key records themselves, so a key record
+    /// lost to damage leaves the other keys' ids as they were written.
     pub fn new(log: &'a [u8]) -> Result<Self, DecodeError> {
         let mut me = LogIndex {
             log,
             offsets: Vec::new(),
-            keys: KeyTable::default(),
+            keys: FxHashMap::default(),
             run: None,
             exit_code: None,
             valid_len: 0,
+            corrupt: Vec::new(),
         };
         let mut frames = Frames::new(log);
         for f in frames.by_ref() {
             me.offsets.push(f.offset);
             match decode(f.payload)? {
-                Record::Key { name, .. } => {
-                    me.keys.intern(name);
+                Record::Key { id, name } => {
+                    me.keys.insert(id, name);
                 }
                 Record::Meta(Meta::Start(info)) => {
                     me.exit_code = None;
@@ -47,6 +53,7 @@ impl<'a> LogIndex<'a> {
             }
         }
         me.valid_len = frames.valid_len();
+        me.corrupt = frames.corruption().to_vec();
         Ok(me)
     }
 
@@ -60,9 +67,14 @@ impl<'a> LogIndex<'a> {
         self.offsets.is_empty()
     }
 
-    /// Bytes of intact records; anything after is a torn tail.
+    /// End of the last intact record; anything after is a torn tail.
     pub fn valid_len(&self) -> usize {
         self.valid_len
+    }
+
+    /// Damaged stretches with intact records after them (empty for a healthy log).
+    pub fn corruption(&self) -> &[Corruption] {
+        &self.corrupt
     }
 
     /// The run's identity from its start record.
@@ -70,9 +82,9 @@ impl<'a> LogIndex<'a> {
         self.run.as_ref()
     }
 
-    /// The interned keys of the whole log.
-    pub fn keys(&self) -> &KeyTable {
-        &self.keys
+    /// The name a key record gave key `id`; `None` when that record was never read.
+    pub fn key(&self, id: u32) -> Option<&'a str> {
+        self.keys.get(&id).copied()
     }
 
     /// The run's state, given whether a live process still holds it.
@@ -124,5 +136,53 @@ impl<'a> LogIndex<'a> {
             end += 1;
         }
         start..end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::bundle::write_bundle;
+    use crate::core::frame::Frames;
+    use crate::core::run_log::{LogOptions, RunLog};
+
+    fn log_with_keys() -> Vec<u8> {
+        let mut log = RunLog::default();
+        log.meta(&Meta::Start(RunInfo {
+            id: "k".into(),
+            project: "p".into(),
+            ..RunInfo::default()
+        }));
+        log.log(1, [("a", 1.0)], LogOptions::default()).unwrap();
+        log.log(2, [("a", 2.0), ("b", 3.0)], LogOptions::default())
+            .unwrap();
+        log.log(3, [("b", 4.0)], LogOptions::default()).unwrap();
+        let mut out = Vec::new();
+        log.take_batch(&mut out);
+        out
+    }
+
+    /// A key record lost to damage: the other keys keep the ids they were written with, the
+    /// damage is reported, and the bundle leaves out (and counts) the values of the lost key.
+    #[test]
+    fn a_lost_key_record_shifts_no_other_key() {
+        let mut log = log_with_keys();
+        let key_a = Frames::new(&log)
+            .find(|f| matches!(decode(f.payload), Ok(Record::Key { name: "a", .. })))
+            .expect("a key record for a")
+            .offset;
+        log[key_a + HEADER + 1] ^= 0x04;
+        let index = LogIndex::new(&log).unwrap();
+        assert_eq!(index.key(0), None);
+        assert_eq!(index.key(1), Some("b"));
+        let bad = index.corruption();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].offset, key_a);
+        assert_eq!(index.valid_len(), log.len());
+        let info = index.run().unwrap().clone();
+        let bundle = write_bundle(&index, &info, index.state(false), 0..index.len(), &[]).unwrap();
+        assert_eq!(bundle.dropped_values, 2, "a=1.0 and a=2.0 have no name");
+        let (_, summary) = crate::core::digest::config_and_summary(&log).unwrap();
+        assert_eq!(serde_json::Value::Object(summary), serde_json::json!({"b": 4.0}));
     }
 }

@@ -292,6 +292,7 @@ mod tests {
                 seq_end: 1,
                 entries: Vec::new(),
             },
+            dropped_values: 0,
         }
     }
 

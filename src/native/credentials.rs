@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -76,16 +76,7 @@ pub fn store(server: &str, key: &str) -> io::Result<PathBuf> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp~");
-    {
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, &path)?;
+    let bytes = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
+    super::layout::write_atomic_mode(&path, &bytes, 0o600)?;
     Ok(path)
 }

@@ -7,3 +7,4 @@ pub mod run;
 pub mod store;
 pub mod sysmetrics;
 pub mod transport;
+mod writer;

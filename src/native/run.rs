@@ -3,10 +3,10 @@
 //! later.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,13 +20,11 @@ use crate::core::value::Value;
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
+use super::writer::{writer_loop, Shared, EARLY_FLUSH_BYTES};
 use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
 use crate::core::media::Media;
 
-/// Longest a logged value waits in memory before it reaches the file.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-/// A batch this large wakes the writer early, bounding memory while logging fast.
-const EARLY_FLUSH_BYTES: usize = 1 << 20;
+pub use super::writer::FLUSH_INTERVAL;
 
 /// When a run talks to the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,19 +164,6 @@ pub fn new_id() -> String {
     run_id_from(raw)
 }
 
-struct Shared {
-    log: Mutex<RunLog>,
-    wake: Condvar,
-    closing: AtomicBool,
-    failure: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, RunLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// A live run. Dropping it finishes it (exit code 1 while panicking, else 0).
 pub struct Run {
     shared: Arc<Shared>,
@@ -229,9 +214,12 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         _ => {}
     }
     let now = settings.created_ms.unwrap_or_else(now_ms);
-    let (dir, log, info, valid_len) = match existing {
+    let (dir, log, info, valid_len, lock) = match existing {
         Some(dir) => {
-            let bytes = fs::read(dir.join(RECORDS)).map_err(io_at(&dir))?;
+            let lock = take_lock(&dir, settings.id.as_deref().unwrap_or_default())?;
+            let bytes = RunDir::new(&dir)
+                .resumable_log()
+                .map_err(|e| RunError::Corrupt(e.to_string()))?;
             let index = crate::core::log_index::LogIndex::new(&bytes)
                 .map_err(|e| RunError::Corrupt(e.to_string()))?;
             let info = index
@@ -239,7 +227,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
                 .cloned()
                 .ok_or_else(|| RunError::Corrupt("the log has no start record".into()))?;
             let (log, valid) = RunLog::restore(&bytes).map_err(|e| RunError::Corrupt(e.to_string()))?;
-            (dir, log, info, valid as u64)
+            (dir, log, info, valid as u64, lock)
         }
         None => {
             let info = RunInfo {
@@ -253,14 +241,12 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
             };
             let dir = root.join(run_dir_name(now, &info.id));
             fs::create_dir_all(dir.join(FILES)).map_err(io_at(&dir))?;
+            let lock = take_lock(&dir, &info.id)?;
             let mut log = RunLog::default();
             log.meta(&Meta::Start(info.clone()));
-            (dir, log, info, 0)
+            (dir, log, info, 0, lock)
         }
     };
-    let lock = File::create(dir.join(LOCK)).map_err(io_at(&dir))?;
-    lock.try_lock()
-        .map_err(|_| RunError::Resume(format!("run {} is open in another process", info.id)))?;
     let records = dir.join(RECORDS);
     let file = OpenOptions::new()
         .create(true)
@@ -271,12 +257,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         file.set_len(valid_len).map_err(io_at(&records))?;
     }
     let mut me = Run {
-        shared: Arc::new(Shared {
-            log: Mutex::new(log),
-            wake: Condvar::new(),
-            closing: AtomicBool::new(false),
-            failure: Mutex::new(None),
-        }),
+        shared: Arc::new(Shared::new(log)),
         writer: None,
         sampler: None,
         dir,
@@ -321,6 +302,17 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     Ok(me)
 }
 
+/// The run folder's writer lock, or the error naming who holds it.
+fn take_lock(dir: &Path, id: &str) -> Result<File, RunError> {
+    super::store::lock_run(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => RunError::Resume(format!("run {id}: {e}")),
+        _ => RunError::Io {
+            path: dir.join(LOCK),
+            source: e,
+        },
+    })
+}
+
 fn metadata(info: &RunInfo) -> Json {
     serde_json::json!({
         "id": info.id,
@@ -333,50 +325,6 @@ fn metadata(info: &RunInfo) -> Json {
         "arch": std::env::consts::ARCH,
         "tidelog": env!("CARGO_PKG_VERSION"),
     })
-}
-
-fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
-    let mut buf = Vec::new();
-    loop {
-        let closing = {
-            let mut log = shared.lock();
-            if log.batch_len() == 0 && !shared.closing.load(Ordering::Acquire) {
-                log = shared
-                    .wake
-                    .wait_timeout(log, FLUSH_INTERVAL)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            log.take_batch(&mut buf);
-            shared.closing.load(Ordering::Acquire)
-        };
-        if !buf.is_empty() {
-            match file.write_all(&buf) {
-                Ok(()) => {
-                    good_len += buf.len() as u64;
-                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    if buf.capacity() > 8 * EARLY_FLUSH_BYTES {
-                        buf = Vec::new();
-                    }
-                }
-                Err(e) => {
-                    let _ = file.set_len(good_len);
-                    log::error!("tidelog: cannot write records ({e}); keeping them in memory");
-                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                    shared.lock().restore_batch(std::mem::take(&mut buf));
-                    if closing {
-                        return;
-                    }
-                    std::thread::sleep(FLUSH_INTERVAL);
-                    continue;
-                }
-            }
-        }
-        if closing && shared.lock().batch_len() == 0 {
-            let _ = file.sync_all();
-            return;
-        }
-    }
 }
 
 impl Run {
@@ -486,13 +434,19 @@ impl Run {
         self.shared.lock().step()
     }
 
+    /// Blocks until everything logged so far is appended to `records.tlog` and fsynced by the
+    /// writer thread; the storage error when the disk refused (the records stay in memory and
+    /// the writer keeps trying).
+    pub fn flush(&self) -> Result<(), RunError> {
+        self.shared.flush().map_err(|e| RunError::Io {
+            path: self.dir.join(RECORDS),
+            source: io::Error::other(e),
+        })
+    }
+
     /// The last storage error, while records are held back in memory.
     pub fn storage_error(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.failure()
     }
 
     /// Ends the run with `exit_code` (non-zero marks it failed), writes everything to disk,

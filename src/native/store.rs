@@ -2,7 +2,7 @@
 //! by Node, from the live process the lock file names): run folders on disk.
 
 use std::fs::{self, File, TryLockError};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::core::folder::{Dir, FolderRun};
@@ -46,6 +46,10 @@ impl Dir for StdDir {
             .write_all(data)
     }
 
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        fs::OpenOptions::new().write(true).open(path)?.set_len(len)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         missing_ok(fs::remove_file(path))
     }
@@ -82,6 +86,77 @@ impl Dir for StdDir {
             .and_then(|bytes| serde_json::from_slice::<LockOwner>(&bytes).ok())
             .is_some_and(|owner| is_running(&owner))
     }
+}
+
+/// This process, as a run's lock names its writer.
+fn this_process() -> LockOwner {
+    LockOwner {
+        pid: std::process::id(),
+        host: sysinfo::System::host_name().unwrap_or_default(),
+    }
+}
+
+fn read_owner(f: &mut File) -> Option<LockOwner> {
+    let mut bytes = Vec::new();
+    f.seek(io::SeekFrom::Start(0)).ok()?;
+    f.take(4096).read_to_end(&mut bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn held_by(owner: Option<LockOwner>) -> io::Error {
+    let who = owner.map_or_else(
+        || "another process".to_owned(),
+        |o| format!("process {} on host {}", o.pid, o.host),
+    );
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("the run is being written by {who}"),
+    )
+}
+
+/// Takes the writer's lock of the run folder `run`, atomically: an OS lock on [`LOCK`] (freed
+/// when the process dies), and the file names this process so others can say who holds it. A
+/// Node writer takes no OS lock, so a [`LockOwner`] of a live process also refuses. The error
+/// names the holder's pid and host.
+pub fn lock_run(run: &Path) -> io::Result<File> {
+    let path = run.join(LOCK);
+    let mut f = loop {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(held_by(read_owner(&mut f))),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+        // A finishing writer removes the file: a lock on its old inode guards nothing.
+        if same_file(&f, &path) {
+            break f;
+        }
+    };
+    let me = this_process();
+    if let Some(owner) = read_owner(&mut f).filter(|o| *o != me && is_running(o)) {
+        return Err(held_by(Some(owner)));
+    }
+    f.set_len(0)?;
+    f.seek(io::SeekFrom::Start(0))?;
+    f.write_all(&serde_json::to_vec(&me).map_err(io::Error::other)?)?;
+    f.sync_all()?;
+    Ok(f)
+}
+
+#[cfg(unix)]
+fn same_file(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    matches!((f.metadata(), fs::metadata(path)), (Ok(a), Ok(b)) if a.ino() == b.ino() && a.dev() == b.dev())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 /// Whether the process a Node run's lock names is alive on this machine.

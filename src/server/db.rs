@@ -32,7 +32,39 @@ const SCHEMA: &[&str] = &[
      rows_added BIGINT NOT NULL, created BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
      length BIGINT NOT NULL, sha256 TEXT, metadata TEXT, created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS blob_owners (account TEXT NOT NULL, sha256 TEXT NOT NULL, \
+     PRIMARY KEY (account, sha256))",
+    "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied BIGINT NOT NULL)",
 ];
+
+/// One-off changes to existing data, each applied once and recorded in `migrations`.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    // Blobs stored before ownership was tracked belong to the accounts whose runs refer to them.
+    "blob_owners",
+    "INSERT INTO blob_owners (account, sha256) SELECT DISTINCT runs.account, files.sha256 \
+     FROM files JOIN runs ON runs.id = files.run_id WHERE true ON CONFLICT DO NOTHING",
+)];
+
+/// Applies the [`MIGRATIONS`] not yet recorded, each in one transaction with its record.
+async fn migrate(pool: &AnyPool) -> Result<(), ServerError> {
+    for (name, sql) in MIGRATIONS {
+        let mut tx = pool.begin().await?;
+        let done: Option<String> = sqlx::query_scalar("SELECT name FROM migrations WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_none() {
+            sqlx::query(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO migrations (name, applied) VALUES ($1, $2)")
+                .bind(name)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
 
 /// Opens the database (default: SQLite `<data>/tidelog.db`, WAL) and creates the schema.
 pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError> {
@@ -59,6 +91,10 @@ pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
+                    // Writers queue for SQLite's one write lock; a long ingest may hold it a while.
+                    sqlx::query("PRAGMA busy_timeout = 60000")
+                        .execute(&mut *conn)
+                        .await?;
                     // Checkpoints run after each ingest (see `checkpointer`); this is a backstop.
                     sqlx::query("PRAGMA wal_autocheckpoint = 262144")
                         .execute(&mut *conn)
@@ -76,6 +112,7 @@ pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError
     for stmt in SCHEMA {
         sqlx::query(stmt).execute(&pool).await?;
     }
+    migrate(&pool).await?;
     Ok(pool)
 }
 
@@ -237,22 +274,25 @@ impl RunRow {
         rows.iter().map(RunRow::from_row).collect()
     }
 
-    /// Inserts or replaces the run.
-    pub async fn save<'e, E>(&self, db: E) -> Result<(), ServerError>
+    /// Stores the run if its high-water mark is still `read_seq` (`None`: the run is new),
+    /// the per-run guard of an ingest; false when another ingest moved it first.
+    pub async fn save_if<'e, E>(&self, db: E, read_seq: Option<u64>) -> Result<bool, ServerError>
     where
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
-        let next_seq = i64::try_from(self.next_seq)
-            .map_err(|_| ServerError::Corrupt(format!("next_seq {} out of range", self.next_seq)))?;
-        let sql = format!(
-            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14) ON CONFLICT (id) DO UPDATE SET project = excluded.project, \
-             entity = excluded.entity, name = excluded.name, tags = excluded.tags, \
-             notes = excluded.notes, state = excluded.state, exit_code = excluded.exit_code, \
-             config = excluded.config, summary = excluded.summary, updated_ms = excluded.updated_ms, \
-             next_seq = excluded.next_seq"
-        );
-        sqlx::query(&sql)
+        let seq =
+            |v: u64| i64::try_from(v).map_err(|_| ServerError::Corrupt(format!("next_seq {v} out of range")));
+        let sql = match read_seq {
+            None => format!(
+                "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING"
+            ),
+            Some(_) => "UPDATE runs SET account = $2, project = $3, entity = $4, name = $5, \
+                 tags = $6, notes = $7, state = $8, exit_code = $9, config = $10, summary = $11, \
+                 created_ms = $12, updated_ms = $13, next_seq = $14 WHERE id = $1 AND next_seq = $15"
+                .to_owned(),
+        };
+        let mut q = sqlx::query(&sql)
             .bind(&self.id)
             .bind(&self.account)
             .bind(&self.project)
@@ -266,10 +306,11 @@ impl RunRow {
             .bind(to_text(&self.summary)?)
             .bind(self.created_ms)
             .bind(self.updated_ms)
-            .bind(next_seq)
-            .execute(db)
-            .await?;
-        Ok(())
+            .bind(seq(self.next_seq)?);
+        if let Some(read) = read_seq {
+            q = q.bind(seq(read)?);
+        }
+        Ok(q.execute(db).await?.rows_affected() == 1)
     }
 
     /// The run as the API shows it.

@@ -48,6 +48,11 @@ impl Disk {
         self.blobs.join(&sha[..2]).join(sha)
     }
 
+    /// `<data>/uploads`, the folder of staged tus uploads.
+    pub fn uploads(&self) -> &Path {
+        &self.uploads
+    }
+
     /// `<data>/uploads/<id>`; `id` must pass [`is_upload_id`].
     pub fn upload_path(&self, id: &str) -> PathBuf {
         self.uploads.join(id)

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -64,7 +65,55 @@ impl ServerError {
             source,
         }
     }
+
+    /// True when the disk or the database is out of space: the client is told 507, not 500.
+    pub fn is_full(&self) -> bool {
+        match self {
+            ServerError::Io { source, .. } | ServerError::Bind { source, .. } => io_full(source),
+            ServerError::Db(e) | ServerError::Open { source: e, .. } => db_full(e),
+            _ => false,
+        }
+    }
+
+    /// True when the database stayed locked or its pool exhausted: overload, worth a retry.
+    fn is_busy(&self) -> bool {
+        match self {
+            ServerError::Db(sqlx::Error::PoolTimedOut) => true,
+            ServerError::Db(sqlx::Error::Database(e)) => {
+                // SQLITE_BUSY and its extended codes end in 5 in their low byte.
+                e.code()
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .is_some_and(|c| c & 0xff == 5)
+            }
+            _ => false,
+        }
+    }
 }
+
+/// ENOSPC or a quota: what a full file system answers a write.
+fn io_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// SQLITE_FULL ("database or disk is full"), or an I/O error that is [`io_full`].
+fn db_full(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(e) => io_full(e),
+        sqlx::Error::Database(e) => {
+            e.code()
+                .and_then(|c| c.parse::<u32>().ok())
+                .is_some_and(|c| c & 0xff == 13)
+                || e.message().contains("database or disk is full")
+        }
+        _ => false,
+    }
+}
+
+/// `Retry-After` of a 503: the seconds an ingest slot usually takes to free up.
+const RETRY_AFTER_SECS: &str = "1";
 
 /// What a request is answered when it fails; each variant has one status.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +151,12 @@ pub enum ApiError {
     /// A tus chunk whose `Upload-Checksum` does not match (tus status 460).
     #[error("chunk checksum mismatch")]
     ChunkChecksum,
+    /// A request body that stopped arriving for longer than the body timeout (408).
+    #[error("no request body bytes for {0:?}; the request was abandoned")]
+    Timeout(std::time::Duration),
+    /// The server is at its limit of concurrent work; retry after a moment (503).
+    #[error("server busy: {0}; retry shortly")]
+    Busy(String),
     /// Another request is writing or ingesting this upload.
     #[error("upload is busy: another request is writing or ingesting it; retry shortly")]
     Locked,
@@ -127,7 +182,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Bundle(BundleError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Bundle(BundleError::TooLarge { .. } | BundleError::OverBudget { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::Bundle(_) => StatusCode::BAD_REQUEST,
             ApiError::Gap { .. } | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,6 +192,10 @@ impl ApiError {
             ApiError::ChunkChecksum => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             ApiError::Locked => StatusCode::LOCKED,
             ApiError::TusVersion => StatusCode::PRECONDITION_FAILED,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal(e) if e.is_full() => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Internal(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +205,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = match &self {
+            ApiError::Internal(e) if e.is_full() => {
+                log::error!("tidelog server: out of space: {e}");
+                json!({ "error": format!("insufficient storage: the server's disk or database is full ({e})") })
+            }
+            ApiError::Internal(e) if e.is_busy() => {
+                log::warn!("tidelog server: overloaded: {e}");
+                json!({ "error": "server busy: the database is locked by other writers; retry shortly" })
+            }
             ApiError::Internal(e) => {
                 log::error!("tidelog server: {e}");
                 json!({ "error": "internal server error" })
@@ -152,10 +221,67 @@ impl IntoResponse for ApiError {
             _ => json!({ "error": self.to_string() }),
         };
         let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
         if matches!(self, ApiError::TusVersion) {
             resp.headers_mut()
                 .insert("tus-version", HeaderValue::from_static("1.0.0"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real SQLite database that runs out of pages answers 507 with the reason, not 500.
+    #[tokio::test]
+    async fn a_full_database_is_507() {
+        sqlx::any::install_default_drivers();
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v TEXT)").execute(&db).await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
+            .execute(&db)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t (v) VALUES ($1)")
+            .bind("x".repeat(1 << 20))
+            .execute(&db)
+            .await
+            .unwrap_err();
+        let e = ApiError::from(full);
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("insufficient storage") && text.contains("full"),
+            "{text}"
+        );
+    }
+
+    /// ENOSPC from a write, as `/dev/full` gives it, is 507 too.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_507() {
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
+            .unwrap_err();
+        let e = ApiError::from(ServerError::io("writing a blob", err));
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
     }
 }

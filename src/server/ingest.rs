@@ -1,30 +1,34 @@
 //! Ingesting a bundle exactly once: records below the run's sequence high-water mark are
 //! skipped, a bundle that starts past it is refused, and everything lands in one transaction.
+//! The unit of exclusion is the run: the transaction advances its high-water mark only from
+//! the value it read (a conditional UPDATE), and starts over when another ingest moved it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value as Json};
-use sqlx::AnyConnection;
+use sha2::{Digest, Sha256};
 
 use super::db::{now_ms, RunRow};
 use super::disk::is_sha256;
 use super::error::{ApiError, ServerError};
+use super::rows::{encode_rows, insert_rows, Rows, RESERVED};
 use super::AppState;
-use crate::core::bundle::{read_bundle, sha256_hex, Columns, Limits, Manifest};
+use crate::core::bundle::{
+    read_bundle, read_bundle_from, sha256_hex, Columns, Limits, Manifest, HISTORY, SYSTEM,
+};
 use crate::core::record::{Meta, RunState};
 use crate::core::sync::Ack;
-use crate::core::value::{num_to_json, Value};
 
 /// The header carrying a bundle's hex SHA-256.
 const SHA_HEADER: &str = "tidelog-bundle-sha256";
 
-/// Rows per INSERT statement; one SQL text per table, so the prepared statement is reused.
-const BATCH: usize = 500;
-
-/// Keys the API adds to every row; a bundle's own values under them are dropped.
-const RESERVED: [&str; 2] = ["_step", "_timestamp"];
+/// Transactions tried before a bundle whose run keeps moving is answered 503.
+const ATTEMPTS: usize = 3;
 
 /// What an ingest did.
 #[derive(Debug)]
@@ -37,23 +41,6 @@ pub struct Ingested {
     pub new: bool,
 }
 
-/// Rows of one table; the stored JSON of every row lives in one buffer, row `i` ending at
-/// `ends[i]`.
-struct Rows {
-    seqs: Vec<u64>,
-    steps: Vec<u64>,
-    ts: Vec<i64>,
-    json: String,
-    ends: Vec<usize>,
-}
-
-impl Rows {
-    fn data(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.json[start..self.ends[i]]
-    }
-}
-
 /// A bundle unpacked and encoded off the async threads, ready for the transaction.
 struct Prepared {
     sha: String,
@@ -62,8 +49,10 @@ struct Prepared {
     history: Rows,
     system: Rows,
     last_values: Vec<(u64, String, Json)>,
-    /// Saved files' contents by sha256 (the reader checked each against its name).
-    files: BTreeMap<String, Vec<u8>>,
+    /// Contents of the saved files the records refer to, by sha256 (checked by the reader).
+    blobs: BTreeMap<String, Vec<u8>>,
+    /// The sha256 of every blob the bundle carries.
+    carried: BTreeSet<String>,
 }
 
 /// A bundle's expected SHA-256 from `Tidelog-Bundle-Sha256`, lowercased; absent is fine.
@@ -84,51 +73,6 @@ fn bad(why: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(why.to_string())
 }
 
-fn write_value(buf: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
-    match v {
-        Value::Num(x) if x.is_finite() => serde_json::to_writer(buf, x),
-        Value::Num(x) => serde_json::to_writer(buf, &num_to_json(*x)),
-        Value::Bool(b) => serde_json::to_writer(buf, b),
-        Value::Str(s) => serde_json::to_writer(buf, s),
-        Value::Json(j) => serde_json::to_writer(buf, j),
-    }
-}
-
-/// Encodes every row as a JSON object, row by row into one buffer: each column keeps a cursor
-/// on its ascending row indices.
-fn encode_rows(cols: Columns) -> Result<Rows, ApiError> {
-    let mut columns = Vec::new();
-    for col in cols.cols.iter().filter(|c| !RESERVED.contains(&c.name.as_str())) {
-        let key = serde_json::to_string(&col.name).map_err(bad)?;
-        columns.push((key, col.rows.iter().zip(&col.values).peekable()));
-    }
-    let mut buf = Vec::with_capacity(cols.len() * (2 + columns.len() * 24));
-    let mut ends = Vec::with_capacity(cols.len());
-    for r in 0..cols.len() as u32 {
-        buf.push(b'{');
-        let open = buf.len();
-        for (key, values) in &mut columns {
-            if let Some((_, v)) = values.next_if(|(&at, _)| at == r) {
-                if buf.len() > open {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(key.as_bytes());
-                buf.push(b':');
-                write_value(&mut buf, v).map_err(bad)?;
-            }
-        }
-        buf.push(b'}');
-        ends.push(buf.len());
-    }
-    Ok(Rows {
-        seqs: cols.seqs,
-        steps: cols.steps,
-        ts: cols.ts,
-        json: String::from_utf8(buf).map_err(bad)?,
-        ends,
-    })
-}
-
 /// The last value of each history key with the sequence number of its row.
 fn last_values(cols: &Columns) -> Vec<(u64, String, Json)> {
     cols.cols
@@ -142,87 +86,72 @@ fn last_values(cols: &Columns) -> Vec<(u64, String, Json)> {
         .collect()
 }
 
-fn prepare(bytes: &[u8], expected: Option<&str>, limits: &Limits) -> Result<Prepared, ApiError> {
-    let sha = sha256_hex(bytes);
+/// Where a bundle's bytes are.
+pub enum Source {
+    /// A request body, in memory (at most the request limit).
+    Bytes(Bytes),
+    /// A staged tus upload, read from disk as it is decoded.
+    File(PathBuf),
+}
+
+/// The hex SHA-256 of a file, read in pieces. Blocking.
+fn hash_file(path: &Path) -> Result<String, ServerError> {
+    let io = |e| ServerError::io(format!("reading {}", path.display()), e);
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn check_sha(sha: &str, expected: Option<&str>) -> Result<(), ApiError> {
     if expected.is_some_and(|e| e != sha) {
         return Err(bad(format!("checksum mismatch: the body's sha256 is {sha}")));
     }
-    let contents = read_bundle(bytes, limits)?;
+    Ok(())
+}
+
+fn prepare(src: Source, expected: Option<&str>, limits: &Limits) -> Result<Prepared, ApiError> {
+    let (sha, mut contents) = match src {
+        Source::Bytes(bytes) => {
+            let sha = sha256_hex(&bytes);
+            check_sha(&sha, expected)?;
+            (sha, read_bundle(&bytes, limits)?)
+        }
+        Source::File(path) => {
+            let sha = hash_file(&path)?;
+            check_sha(&sha, expected)?;
+            let file =
+                File::open(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
+            (sha, read_bundle_from(BufReader::new(file), limits)?)
+        }
+    };
     if i64::try_from(contents.manifest.seq_end).is_err() {
         return Err(bad("sequence numbers out of range"));
     }
     let last_values = last_values(&contents.history);
     let mut records = contents.records;
     records.sort_by_key(|(seq, _)| *seq);
+    let carried: BTreeSet<String> = contents.files.keys().cloned().collect();
+    let mut blobs = BTreeMap::new();
+    for (_, meta) in &records {
+        let Meta::File(f) = meta else { continue };
+        if let Some(data) = contents.files.remove(&f.sha256) {
+            if data.len() as u64 != f.size {
+                return Err(bad(format!("file {:?} does not match its size", f.path)));
+            }
+            blobs.insert(f.sha256.clone(), data);
+        }
+    }
+    let mut budget = contents.budget;
     Ok(Prepared {
         sha,
         manifest: contents.manifest,
         records,
-        history: encode_rows(contents.history)?,
-        system: encode_rows(contents.system)?,
+        history: encode_rows(HISTORY, contents.history, &mut budget)?,
+        system: encode_rows(SYSTEM, contents.system, &mut budget)?,
         last_values,
-        files: contents.files,
+        blobs,
+        carried,
     })
-}
-
-fn int(v: u64) -> Result<i64, ApiError> {
-    i64::try_from(v).map_err(|_| bad("number out of range"))
-}
-
-/// A multi-row INSERT of `n` rows. SQLite gets anonymous `?` placeholders: it looks each
-/// `$n` up by name, linearly, which makes a 2,500-parameter statement quadratic.
-fn insert_sql(table: &str, n: usize, sqlite: bool) -> String {
-    let mut sql = format!("INSERT INTO {table} (run_id, seq, step, ts_ms, data) VALUES ");
-    for i in 0..n {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 0..5 {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            if sqlite {
-                sql.push('?');
-            } else {
-                sql.push_str(&format!("${}", i * 5 + c + 1));
-            }
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING");
-    sql
-}
-
-/// Inserts the rows with `seq >= from`; returns how many were new.
-async fn insert_rows(
-    conn: &mut AnyConnection,
-    sqlite: bool,
-    table: &str,
-    run_id: &str,
-    rows: &Rows,
-    from: u64,
-) -> Result<u64, ApiError> {
-    let todo: Vec<usize> = (0..rows.seqs.len()).filter(|&i| rows.seqs[i] >= from).collect();
-    let full = insert_sql(table, BATCH, sqlite);
-    let mut added = 0;
-    for chunk in todo.chunks(BATCH) {
-        let partial;
-        let sql = if chunk.len() == BATCH {
-            &full
-        } else {
-            partial = insert_sql(table, chunk.len(), sqlite);
-            &partial
-        };
-        let mut q = sqlx::query(sql);
-        for &i in chunk {
-            q = q
-                .bind(run_id)
-                .bind(int(rows.seqs[i])?)
-                .bind(int(rows.steps[i])?)
-                .bind(rows.ts[i])
-                .bind(rows.data(i));
-        }
-        added += q.execute(&mut *conn).await?.rows_affected();
-    }
-    Ok(added)
 }
 
 fn new_run(m: &Manifest, account: &str, now: i64) -> RunRow {
@@ -244,20 +173,57 @@ fn new_run(m: &Manifest, account: &str, now: i64) -> RunRow {
     }
 }
 
-/// Stores a bundle for `account` exactly once; `expected` is its announced SHA-256.
+/// Stores a bundle for `account` exactly once; `expected` is its announced SHA-256. The
+/// caller holds an ingest slot ([`super::Shared::ingests`]), which bounds the memory in use.
 pub async fn ingest(
     state: &AppState,
     account: &str,
-    bytes: Bytes,
+    src: Source,
     expected: Option<String>,
 ) -> Result<Ingested, ApiError> {
     let limits = state.limits;
-    let mut p = tokio::task::spawn_blocking(move || prepare(&bytes, expected.as_deref(), &limits))
+    let mut p = tokio::task::spawn_blocking(move || prepare(src, expected.as_deref(), &limits))
         .await
         .map_err(ServerError::from)??;
+    // Content-addressed blobs are stored first, outside any transaction, so no lock is held
+    // across their fsyncs; a refused bundle leaves at most blobs nobody owns.
+    let blobs = std::mem::take(&mut p.blobs);
+    let disk = state.disk.clone();
+    tokio::task::spawn_blocking(move || blobs.iter().try_for_each(|(sha, data)| disk.put_blob(sha, data)))
+        .await
+        .map_err(ServerError::from)??;
+    for _ in 0..ATTEMPTS {
+        if let Some(done) = commit(state, account, &p).await? {
+            state.written.notify_one();
+            return Ok(done);
+        }
+    }
+    Err(ApiError::Busy(format!(
+        "run {:?} is being written by other uploads",
+        p.manifest.run.id
+    )))
+}
+
+/// True when `account` owns blob `sha`: it uploaded the bytes, or a run of its refers to them.
+async fn owns_blob(conn: &mut sqlx::AnyConnection, account: &str, sha: &str) -> Result<bool, ApiError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM blob_owners WHERE account = $1 AND sha256 = $2")
+            .bind(account)
+            .bind(sha)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// One transaction of [`ingest`]; `None` when another ingest advanced the run meanwhile.
+async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<Ingested>, ApiError> {
     let total_rows = (p.history.seqs.len() + p.system.seqs.len()) as u64;
-    let _serial = state.ingest_lock.lock().await;
-    let mut tx = state.db.begin().await?;
+    // SQLite: take the write lock at BEGIN, so a transaction never fails to upgrade its read.
+    let mut tx = if state.sqlite {
+        state.db.begin_with("BEGIN IMMEDIATE").await?
+    } else {
+        state.db.begin().await?
+    };
     let existing = RunRow::load(&mut *tx, &p.manifest.run.id).await?;
     if existing.as_ref().is_some_and(|r| r.account != account) {
         return Err(ApiError::Forbidden(p.manifest.run.id.clone()));
@@ -267,16 +233,17 @@ pub async fn ingest(
         .fetch_optional(&mut *tx)
         .await?;
     if seen.is_some() {
-        return Ok(Ingested {
+        return Ok(Some(Ingested {
             ack: Ack {
                 rows_added: 0,
                 duplicates_skipped: total_rows,
             },
             next_seq: existing.map_or(0, |r| r.next_seq),
             new: false,
-        });
+        }));
     }
     let now = now_ms();
+    let read_seq = existing.as_ref().map(|r| r.next_seq);
     let mut run = existing.unwrap_or_else(|| new_run(&p.manifest, account, now));
     let from = run.next_seq;
     if p.manifest.seq_start > from {
@@ -300,14 +267,16 @@ pub async fn ingest(
                 summary.extend(update.iter().map(|(k, v)| (*seq, k.clone(), v.clone())));
             }
             Meta::File(f) => {
-                match p.files.get(&f.sha256) {
-                    Some(data) if data.len() as u64 != f.size => {
-                        return Err(bad(format!("file {:?} does not match its size", f.path)));
-                    }
-                    Some(_) => {}
-                    // Content-addressed: a client leaves out blobs the server acknowledged before.
-                    None if is_sha256(&f.sha256) && state.disk.blob_path(&f.sha256).is_file() => {}
-                    None => return Err(bad(format!("file {:?} is missing from the bundle", f.path))),
+                // A client leaves out blobs the server acknowledged before, but only the
+                // account's own: anyone else's would be a read of bytes it never had.
+                let owned = p.carried.contains(&f.sha256)
+                    || (is_sha256(&f.sha256) && owns_blob(&mut tx, account, &f.sha256).await?);
+                if !owned {
+                    return Err(bad(format!(
+                        "file {:?} refers to blob {} which the bundle does not carry and this \
+                         account has not uploaded",
+                        f.path, f.sha256
+                    )));
                 }
                 files.push((f.path.clone(), f.sha256.clone(), f.size));
             }
@@ -323,11 +292,7 @@ pub async fn ingest(
             }
         }
     }
-    summary.extend(
-        std::mem::take(&mut p.last_values)
-            .into_iter()
-            .filter(|(s, ..)| *s >= from),
-    );
+    summary.extend(p.last_values.iter().filter(|(s, ..)| *s >= from).cloned());
     summary.sort_by_key(|(seq, ..)| *seq);
     run.summary.extend(summary.into_iter().map(|(_, k, v)| (k, v)));
     let done = ["finished", "failed"].contains(&run.state.as_str());
@@ -340,14 +305,6 @@ pub async fn ingest(
     run.next_seq = from.max(p.manifest.seq_end);
     run.updated_ms = now;
 
-    let blobs: Vec<(String, Vec<u8>)> = files
-        .iter()
-        .filter_map(|(_, sha, _)| Some((sha.clone(), p.files.remove(sha)?)))
-        .collect();
-    let disk = state.disk.clone();
-    tokio::task::spawn_blocking(move || blobs.iter().try_for_each(|(sha, data)| disk.put_blob(sha, data)))
-        .await
-        .map_err(ServerError::from)??;
     for (path, sha, size) in &files {
         sqlx::query(
             "INSERT INTO files (run_id, path, sha256, size) VALUES ($1, $2, $3, $4) \
@@ -356,28 +313,42 @@ pub async fn ingest(
         .bind(&run.id)
         .bind(path)
         .bind(sha)
-        .bind(int(*size)?)
+        .bind(i64::try_from(*size).map_err(bad)?)
         .execute(&mut *tx)
         .await?;
+        if p.carried.contains(sha) {
+            sqlx::query("INSERT INTO blob_owners (account, sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(account)
+                .bind(sha)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     let rows_added = insert_rows(&mut tx, state.sqlite, "history", &run.id, &p.history, from).await?
         + insert_rows(&mut tx, state.sqlite, "system", &run.id, &p.system, from).await?;
-    run.save(&mut *tx).await?;
-    sqlx::query("INSERT INTO bundles (sha256, run_id, rows_added, created) VALUES ($1, $2, $3, $4)")
-        .bind(&p.sha)
-        .bind(&run.id)
-        .bind(int(rows_added)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    if !run.save_if(&mut *tx, read_seq).await? {
+        return Ok(None);
+    }
+    let stored = sqlx::query(
+        "INSERT INTO bundles (sha256, run_id, rows_added, created) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&p.sha)
+    .bind(&run.id)
+    .bind(i64::try_from(rows_added).map_err(bad)?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if stored.rows_affected() == 0 {
+        return Ok(None);
+    }
     tx.commit().await?;
-    state.written.notify_one();
-    Ok(Ingested {
+    Ok(Some(Ingested {
         ack: Ack {
             rows_added,
             duplicates_skipped: total_rows - rows_added,
         },
         next_seq: run.next_seq,
         new: true,
-    })
+    }))
 }

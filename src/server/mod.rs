@@ -6,8 +6,12 @@ mod db;
 mod disk;
 mod error;
 mod ingest;
+mod listen;
+mod quarantine;
 mod routes;
+mod rows;
 mod runs;
+mod staged;
 mod uploads;
 
 use std::collections::HashSet;
@@ -16,11 +20,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use sqlx::AnyPool;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use crate::core::bundle::Limits;
 use disk::Disk;
+use quarantine::Quarantine;
 
 pub use error::ServerError;
 
@@ -41,7 +48,23 @@ pub struct ServeOptions {
     pub max_body: usize,
     /// How long an unfinished tus upload is kept (tus `expiration`): abandoned ones would
     /// otherwise fill the disk.
-    pub upload_ttl: std::time::Duration,
+    pub upload_ttl: Duration,
+    /// Connection limits: idle and slow clients are closed, and their number is capped.
+    pub connections: Connections,
+    /// Bundles decoded and stored at once; more get 503 with `Retry-After`. Each may hold a
+    /// request body, its unpacked entries and its decode budget in memory.
+    pub max_ingests: usize,
+}
+
+/// How the server treats connections, so idle or slow ones cannot exhaust it.
+#[derive(Clone, Copy, Debug)]
+pub struct Connections {
+    /// Longest wait for a request's headers, also between requests on a kept-alive connection.
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body.
+    pub body_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max: usize,
 }
 
 /// What every handler shares.
@@ -54,12 +77,36 @@ struct Shared {
     /// Notified after each ingest commits, to checkpoint SQLite's WAL.
     written: Arc<Notify>,
     disk: Disk,
+    /// Marks of ingests in progress and the quarantine folder.
+    quarantine: Quarantine,
     limits: Limits,
     max_body: usize,
-    /// Serializes ingests, so concurrent bundles of a run meet one high-water mark.
-    ingest_lock: tokio::sync::Mutex<()>,
+    /// Longest wait for the next piece of a request body.
+    body_timeout: Duration,
+    /// Ingest slots: a bundle is read, decoded and stored only while it holds one.
+    ingests: Semaphore,
+    /// How many there are.
+    max_ingests: usize,
     /// Upload ids a PATCH is writing.
     busy: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Shared {
+    /// An ingest slot now, or 503 with `Retry-After` when all are taken.
+    fn try_ingest_slot(&self) -> Result<SemaphorePermit<'_>, error::ApiError> {
+        self.ingests
+            .try_acquire()
+            .map_err(|_| error::ApiError::Busy(format!("all {} ingest slots are in use", self.max_ingests)))
+    }
+
+    /// An ingest slot, waiting for one: for bundles already on disk, which hold no memory
+    /// while they wait.
+    async fn ingest_slot(&self) -> Result<SemaphorePermit<'_>, error::ApiError> {
+        self.ingests
+            .acquire()
+            .await
+            .map_err(|_| error::ApiError::Busy("the server is stopping".into()))
+    }
 }
 
 /// Cheap handle on the shared state, given to every handler.
@@ -83,19 +130,23 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     if sqlite {
         tokio::spawn(db::checkpointer(pool.clone(), written.clone()));
     }
+    let disk = Disk::create(&opts.data)?;
     let state = AppState(Arc::new(Shared {
         db: pool,
         sqlite,
         written,
-        disk: Disk::create(&opts.data)?,
+        quarantine: Quarantine::create(&opts.data, &disk)?,
+        disk,
         limits: opts.limits,
         max_body: opts.max_body,
-        ingest_lock: tokio::sync::Mutex::new(()),
+        body_timeout: opts.connections.body_timeout,
+        ingests: Semaphore::new(opts.max_ingests.max(1)),
+        max_ingests: opts.max_ingests.max(1),
         busy: std::sync::Mutex::new(HashSet::new()),
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
-    uploads::recover(&state).await?;
-    tokio::spawn(uploads::sweeper(state.clone()));
+    staged::recover(&state).await?;
+    tokio::spawn(staged::sweeper(state.clone()));
     let app = routes::router(state, cors);
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
@@ -111,10 +162,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         .and_then(|()| out.flush())
         .map_err(|e| ServerError::io("writing to stdout", e))?;
     drop(out);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| ServerError::io("serving", e))
+    listen::serve(listener, app, opts.connections, shutdown()).await;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.

@@ -1,19 +1,22 @@
 //! The router: every route, body limits, CORS, and the small handlers that need no module.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::{CONTENT_LENGTH, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, head, post};
 use axum::{middleware, Json, Router};
+use futures_util::StreamExt;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::Account;
 use super::dashboard;
 use super::error::{ApiError, ServerError};
-use super::ingest::{expected_sha, ingest};
+use super::ingest::{expected_sha, ingest, Source};
 use super::{runs, uploads, AppState};
 
 const REQUEST_HEADERS: [&str; 9] = [
@@ -28,7 +31,7 @@ const REQUEST_HEADERS: [&str; 9] = [
     "upload-defer-length",
 ];
 
-const EXPOSED_HEADERS: [&str; 9] = [
+const EXPOSED_HEADERS: [&str; 10] = [
     "upload-offset",
     "upload-length",
     "location",
@@ -38,6 +41,7 @@ const EXPOSED_HEADERS: [&str; 9] = [
     "tus-max-size",
     "tidelog-rows-added",
     "tidelog-duplicates-skipped",
+    "retry-after",
 ];
 
 /// Builds the application for `state`, with CORS for `allow` (none: same-origin only).
@@ -58,7 +62,7 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .route("/assets/{name}", get(dashboard::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/bundles", post(post_bundle).layer(max_body))
+        .route("/api/v1/bundles", post(post_bundle))
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{id}", get(runs::get))
         .route("/api/v1/runs/{id}/history", get(runs::history))
@@ -67,7 +71,8 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .route("/api/v1/runs/{id}/files/{*path}", get(runs::file))
         .merge(tus)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state);
+        .with_state(state)
+        .layer(middleware::map_response(nosniff));
     let Some(allow) = allow else {
         return app;
     };
@@ -84,6 +89,14 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .allow_headers(REQUEST_HEADERS.map(HeaderName::from_static))
         .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static));
     app.layer(cors)
+}
+
+/// Adds `X-Content-Type-Options: nosniff` to every response: a browser takes each one as
+/// the type it says, never as a script or a page it guessed.
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
 }
 
 /// The CORS origins of `--allow-origin`, checked so a typo fails at startup rather than
@@ -118,18 +131,48 @@ async fn whoami(Account(account): Account) -> Json<serde_json::Value> {
     Json(json!({ "account": account }))
 }
 
-/// `POST /api/v1/bundles`: 201 when new, 200 when this bundle was ingested before.
+/// Reads a request body of at most `limit` bytes, each piece within `idle` of the last.
+async fn read_body(body: Body, limit: usize, idle: Duration) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::TooLarge(format!("request body over the {limit}-byte limit"));
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(ApiError::Timeout(idle)),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(e))) => return Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+            Ok(Some(Ok(piece))) => {
+                if buf.len() + piece.len() > limit {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&piece);
+            }
+        }
+    }
+}
+
+/// `POST /api/v1/bundles`: 201 when new, 200 when this bundle was ingested before. The body
+/// is read only once an ingest slot is free (503 and `Retry-After` otherwise), so the memory
+/// bundles take is bounded by the number of slots.
 async fn post_bundle(
     State(state): State<AppState>,
     Account(account): Account,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
-        _ => ApiError::BadRequest(e.body_text()),
-    })?;
-    let done = ingest(&state, &account, body, expected_sha(&headers)?).await?;
+    let expected = expected_sha(&headers)?;
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > state.max_body as u64) {
+        return Err(ApiError::TooLarge(format!(
+            "request body over the {}-byte limit",
+            state.max_body
+        )));
+    }
+    let _slot = state.try_ingest_slot()?;
+    let body = read_body(body, state.max_body, state.body_timeout).await?;
+    let done = ingest(&state, &account, Source::Bytes(body), expected).await?;
     let status = if done.new {
         StatusCode::CREATED
     } else {

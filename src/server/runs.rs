@@ -2,13 +2,16 @@
 
 use std::collections::{HashMap, HashSet};
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value as JsonValue};
 use sqlx::Row;
+use tokio::io::AsyncReadExt;
 
 use super::auth::Account;
 use super::db::{to_u64, RunRow};
@@ -198,30 +201,50 @@ pub async fn files(
     Ok(Json(json!({ "files": files })))
 }
 
-/// A content type from the file's extension.
-fn content_type(path: &str) -> &'static str {
+/// How a saved file is served, from its extension: a type the browser shows but never runs,
+/// or `None` for anything else (HTML, SVG, XML, PDF, unknown), sent as a download of
+/// `application/octet-stream` so no user-supplied document runs on the server's origin.
+fn inline_type(path: &str) -> Option<&'static str> {
     let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    match ext.as_deref() {
-        Some("json") => "application/json",
-        Some("txt" | "log" | "md" | "yaml" | "yml" | "py") => "text/plain; charset=utf-8",
-        Some("csv") => "text/csv; charset=utf-8",
-        Some("html" | "htm") => "text/html; charset=utf-8",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("gif") => "image/gif",
-        Some("svg") => "image/svg+xml",
-        Some("webp") => "image/webp",
-        Some("mp4") => "video/mp4",
-        Some("webm") => "video/webm",
-        Some("wav") => "audio/wav",
-        Some("mp3") => "audio/mpeg",
-        Some("pdf") => "application/pdf",
-        _ => "application/octet-stream",
-    }
+    Some(match ext.as_deref()? {
+        "json" => "application/json",
+        "txt" | "log" | "md" | "yaml" | "yml" | "py" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        _ => return None,
+    })
 }
 
-/// `GET /api/v1/runs/{id}/files/{*path}`: a saved file's bytes, sandboxed so uploaded HTML
-/// or SVG cannot script the dashboard.
+/// Pieces a file is streamed in.
+const PIECE: usize = 64 << 10;
+
+/// A file's bytes as a body, read piece by piece: memory stays at one piece per download.
+fn stream_file(file: tokio::fs::File) -> Body {
+    let pieces = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; PIECE];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Body::from_stream(pieces)
+}
+
+/// `GET /api/v1/runs/{id}/files/{*path}`: a saved file's bytes, streamed and sandboxed
+/// (`CSP: sandbox`, and anything a browser could run is a download) so uploaded HTML or SVG
+/// cannot script the dashboard.
 pub async fn file(
     State(state): State<AppState>,
     Account(account): Account,
@@ -238,15 +261,23 @@ pub async fn file(
         return Err(corrupt(format!("bad blob name {sha:?}")));
     }
     let blob = state.disk.blob_path(&sha);
-    let data = tokio::fs::read(&blob)
-        .await
-        .map_err(|e| ServerError::io(format!("reading {}", blob.display()), e))?;
-    let headers = [
-        (CONTENT_TYPE, content_type(&path)),
-        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (CONTENT_SECURITY_POLICY, "sandbox"),
-    ];
-    Ok((headers, data).into_response())
+    let io = |e| ServerError::io(format!("reading {}", blob.display()), e);
+    let file = tokio::fs::File::open(&blob).await.map_err(io)?;
+    let len = file.metadata().await.map_err(io)?.len();
+    let mut resp = stream_file(file).into_response();
+    let h = resp.headers_mut();
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    match inline_type(&path) {
+        Some(kind) => {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+        }
+        None => {
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            h.insert(CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
+        }
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

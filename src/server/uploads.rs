@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -14,14 +14,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use futures_util::StreamExt;
 use sha2::Digest;
-use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::auth::{random_hex, Account};
-use super::db::{now_ms, to_u64};
-use super::disk::{is_sha256, is_upload_id};
+use super::db::now_ms;
+use super::disk::is_sha256;
 use super::error::{ApiError, ServerError};
-use super::ingest::{expected_sha, ingest};
+use super::ingest::expected_sha;
+use super::staged::{ingest_staged, Busy, Upload};
 use super::AppState;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -170,112 +170,6 @@ fn expires_header(state: &AppState, created_ms: i64) -> HeaderValue {
     HeaderValue::from_str(&httpdate::fmt_http_date(when)).unwrap_or(HeaderValue::from_static(""))
 }
 
-/// Removes unfinished uploads older than the server's upload TTL, with their staged bytes.
-async fn sweep(state: &AppState) -> Result<(), ServerError> {
-    let cutoff = now_ms().saturating_sub(state.upload_ttl_ms);
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE created < $1")
-        .bind(cutoff)
-        .fetch_all(&state.db)
-        .await?;
-    for id in ids {
-        let Ok(_busy) = Busy::take(state, &id) else {
-            continue;
-        };
-        if let Ok(Some(up)) = Upload::find(state, &id).await {
-            if let Err(e) = up.remove(state).await {
-                log::warn!("tidelog server: cannot remove expired upload {id}: {e}");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Sweeps expired uploads for as long as the server runs, a few times per TTL.
-pub async fn sweeper(state: AppState) {
-    let every = u64::try_from(state.upload_ttl_ms / 4)
-        .unwrap_or(0)
-        .clamp(100, 10 * 60 * 1000);
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(every)).await;
-        if let Err(e) = sweep(&state).await {
-            log::warn!("tidelog server: sweeping expired uploads: {e}");
-        }
-    }
-}
-
-/// A stored upload.
-struct Upload {
-    id: String,
-    account: String,
-    length: u64,
-    sha256: Option<String>,
-    metadata: Option<String>,
-    created_ms: i64,
-    path: PathBuf,
-}
-
-impl Upload {
-    /// Upload `id` if it exists; a malformed id is simply unknown.
-    async fn find(state: &AppState, id: &str) -> Result<Option<Upload>, ApiError> {
-        if !is_upload_id(id) {
-            return Ok(None);
-        }
-        let row = sqlx::query("SELECT account, length, sha256, metadata, created FROM uploads WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.db)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        Ok(Some(Upload {
-            id: id.to_owned(),
-            account: row.try_get("account")?,
-            length: to_u64(row.try_get("length")?)?,
-            sha256: row.try_get("sha256")?,
-            metadata: row.try_get("metadata")?,
-            created_ms: row.try_get("created")?,
-            path: state.disk.upload_path(id),
-        }))
-    }
-
-    /// The caller's upload `id`; unknown, malformed, expired and another account's are all 404.
-    async fn load(state: &AppState, account: &str, id: &str) -> Result<Upload, ApiError> {
-        let up = Upload::find(state, id)
-            .await?
-            .filter(|u| u.account == account)
-            .ok_or_else(|| ApiError::NotFound(format!("no upload {id:?}")))?;
-        if now_ms() >= up.created_ms.saturating_add(state.upload_ttl_ms) {
-            return Err(ApiError::NotFound(format!("upload {id:?} expired")));
-        }
-        Ok(up)
-    }
-
-    /// Bytes received so far: the staging file's length.
-    async fn offset(&self) -> Result<u64, ApiError> {
-        match tokio::fs::metadata(&self.path).await {
-            Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(ApiError::NotFound(format!("no upload {:?}", self.id)))
-            }
-            Err(e) => Err(ServerError::io(format!("reading {}", self.path.display()), e).into()),
-        }
-    }
-
-    /// Forgets the upload and its staged bytes.
-    async fn remove(&self, state: &AppState) -> Result<(), ApiError> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
-            .bind(&self.id)
-            .execute(&state.db)
-            .await?;
-        match tokio::fs::remove_file(&self.path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(ServerError::io(format!("removing {}", self.path.display()), e).into())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 /// `HEAD /api/v1/uploads/{id}`: where the upload stands.
 pub async fn head(
     State(state): State<AppState>,
@@ -299,38 +193,6 @@ pub async fn head(
         h.insert("upload-metadata", meta);
     }
     Ok((StatusCode::OK, h).into_response())
-}
-
-/// Marks an upload as being written; a second PATCH meanwhile gets 423.
-struct Busy {
-    state: AppState,
-    id: String,
-}
-
-impl Busy {
-    fn take(state: &AppState, id: &str) -> Result<Busy, ApiError> {
-        let mut set = state
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !set.insert(id.to_owned()) {
-            return Err(ApiError::Locked);
-        }
-        Ok(Busy {
-            state: state.clone(),
-            id: id.to_owned(),
-        })
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.state
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.id);
-    }
 }
 
 enum Hasher {
@@ -445,7 +307,8 @@ fn write_chunk(
         _ => false,
     };
     let settled = if keep { f.sync_data() } else { f.set_len(start) };
-    (busy, settled.map_err(io).and(outcome.map_err(io)))
+    // The first failure is the one to report: a full disk fails the write before the settle.
+    (busy, outcome.and_then(|w| settled.map(|()| w)).map_err(io))
 }
 
 /// `PATCH /api/v1/uploads/{id}`: appends the body at `Upload-Offset`, streaming it to disk.
@@ -487,7 +350,17 @@ pub async fn patch(
     let mut stream = body.into_data_stream();
     let mut received = 0u64;
     let mut end = Some(Piece::Done);
-    while let Some(frame) = stream.next().await {
+    let mut stalled = false;
+    loop {
+        let frame = match tokio::time::timeout(state.body_timeout, stream.next()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                stalled = true;
+                end = None;
+                break;
+            }
+        };
         let Ok(data) = frame else {
             end = None;
             break;
@@ -522,6 +395,7 @@ pub async fn patch(
             ]),
         )
             .into_response()),
+        Written::Cut if stalled => Err(ApiError::Timeout(state.body_timeout)),
         Written::Cut => Err(bad("the request body ended early")),
         Written::Aborted => Err(too_large()),
         Written::Mismatch => Err(ApiError::ChunkChecksum),
@@ -531,11 +405,13 @@ pub async fn patch(
 /// Ingests a complete upload, then forgets it whatever the outcome, so a failed one is
 /// started over rather than resumed. `_busy` keeps other requests off it meanwhile.
 async fn finish(state: AppState, up: Upload, _busy: Busy) -> Result<Response, ApiError> {
-    let bytes = tokio::fs::read(&up.path)
-        .await
-        .map_err(|e| ServerError::io(format!("reading {}", up.path.display()), e))?;
-    let result = ingest(&state, &up.account, Bytes::from(bytes), up.sha256.clone()).await;
+    let result = ingest_staged(&state, &up).await;
     up.remove(&state).await?;
+    let q = state.quarantine.clone();
+    let id = up.id.clone();
+    tokio::task::spawn_blocking(move || q.unmark(&id))
+        .await
+        .map_err(ServerError::from)??;
     let done = result?;
     let h = headers([
         ("upload-offset", HeaderValue::from(up.length)),
@@ -546,33 +422,4 @@ async fn finish(state: AppState, up: Upload, _busy: Busy) -> Result<Response, Ap
         ),
     ]);
     Ok((StatusCode::NO_CONTENT, h).into_response())
-}
-
-/// Ingests uploads that were received in full before a restart but never ingested. Runs
-/// before the server listens, so no client sees such an upload as complete.
-pub async fn recover(state: &AppState) -> Result<(), ServerError> {
-    sweep(state).await?;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads")
-        .fetch_all(&state.db)
-        .await?;
-    for id in ids {
-        let up = match Upload::find(state, &id).await {
-            Ok(Some(up)) => up,
-            Ok(None) => continue,
-            Err(e) => {
-                log::warn!("tidelog server: cannot read upload {id}: {e}");
-                continue;
-            }
-        };
-        if !matches!(up.offset().await, Ok(n) if n == up.length) {
-            continue;
-        }
-        let Ok(busy) = Busy::take(state, &id) else {
-            continue;
-        };
-        if let Err(e) = finish(state.clone(), up, busy).await {
-            log::warn!("tidelog server: upload {id}, received before the restart, was refused: {e}");
-        }
-    }
-    Ok(())
 }

@@ -1,15 +1,17 @@
 //! Node: the on-disk layout through an `fs` adapter object the JS entry passes in, so the
 //! browser build never imports `node:fs`. Runs written here sync with the native CLI too.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashMap;
 use wasm_bindgen::prelude::*;
 
 use super::backend::StoreError;
 use crate::core::digest::config_and_summary;
-use crate::core::folder::{find_run, runs_in, Dir, FolderRun};
-use crate::core::layout::LOCK;
+use crate::core::folder::{find_run, run_id_of_path, runs_in, Dir, FolderRun};
+use crate::core::layout::{LOCK, RECORDS};
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::sync::{RunStore, SyncProgress};
 use crate::core::time::rfc3339;
@@ -41,7 +43,7 @@ extern "C" {
     #[wasm_bindgen(method, catch)]
     fn metadata(this: &FsHost, id: &str, started: &str, version: &str) -> Result<String, JsValue>;
     #[wasm_bindgen(method, catch)]
-    fn owner(this: &FsHost) -> Result<String, JsValue>;
+    fn lock(this: &FsHost, path: &str) -> Result<(), JsValue>;
     #[wasm_bindgen(method, js_name = ownerAlive)]
     fn owner_alive(this: &FsHost, lock: &str) -> bool;
 }
@@ -83,6 +85,10 @@ impl Dir for NodeDir {
         self.0.append(&p(path), data).map_err(io_err)
     }
 
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.0.truncate(&p(path), len as f64).map_err(io_err)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         self.0.remove(&p(path)).map_err(io_err)
     }
@@ -121,6 +127,9 @@ fn store_err(e: io::Error) -> StoreError {
 pub struct FsStore {
     dir: NodeDir,
     root: PathBuf,
+    /// Log length each resumed run was read at, checked once its lock is held: a writer that
+    /// appended in between would leave the resumed state stale.
+    read_at: RefCell<FxHashMap<String, u64>>,
 }
 
 impl FsStore {
@@ -129,6 +138,7 @@ impl FsStore {
         FsStore {
             dir: NodeDir(host),
             root: PathBuf::from(root),
+            read_at: RefCell::default(),
         }
     }
 
@@ -141,14 +151,35 @@ impl FsStore {
         Ok(FolderRun::open(self.dir.clone(), path))
     }
 
+    /// The log of run `id` to resume, refused when it is corrupt.
     pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match find_run(&self.dir, &self.root, id).map_err(store_err)? {
-            Some(path) => FolderRun::open(self.dir.clone(), path)
-                .log_bytes()
-                .map(Some)
-                .map_err(store_err),
-            None => Ok(None),
+        let Some(path) = find_run(&self.dir, &self.root, id).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let log = FolderRun::open(self.dir.clone(), path)
+            .resumable_log()
+            .map_err(store_err)?;
+        self.read_at.borrow_mut().insert(id.to_owned(), log.len() as u64);
+        Ok(Some(log))
+    }
+
+    /// Takes run `id`'s writer lock for this process (atomic in the adapter: `O_EXCL`, or a
+    /// takeover from a dead process); refused naming the live holder. For a resumed run it
+    /// also checks the log is still as it was read.
+    fn take_lock(&self, run: &FolderRun<NodeDir>, id: &str) -> Result<(), StoreError> {
+        self.dir
+            .0
+            .lock(&p(&run.path().join(LOCK)))
+            .map_err(|e| StoreError::new(format!("run {id}: {}", io_err(e))))?;
+        let read_at = self.read_at.borrow().get(id).copied();
+        let now = self.dir.size(&run.path().join(RECORDS)).map_err(store_err)?;
+        if read_at.is_some_and(|len| Some(len) != now) {
+            self.dir.remove(&run.path().join(LOCK)).map_err(store_err)?;
+            return Err(StoreError::new(format!(
+                "run {id} was written by another process while it was being resumed; try again"
+            )));
         }
+        Ok(())
     }
 
     pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
@@ -180,13 +211,14 @@ impl FsStore {
         run.append_records(bytes).map_err(store_err)
     }
 
+    /// Cuts the torn tail off a resumed run, under its writer lock.
     pub async fn truncate(&self, id: &str, len: u64) -> Result<(), StoreError> {
-        let path = self.run(id)?.path().join(crate::core::layout::RECORDS);
-        self.dir
-            .0
-            .truncate(&p(&path), len as f64)
-            .map_err(io_err)
-            .map_err(store_err)
+        let run = self.run(id)?;
+        self.take_lock(&run, id)?;
+        let path = run.path().join(RECORDS);
+        self.dir.truncate(&path, len).map_err(store_err)?;
+        self.read_at.borrow_mut().insert(id.to_owned(), len);
+        Ok(())
     }
 
     pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
@@ -219,10 +251,7 @@ impl FsStore {
         let run = self.run(&info.id)?;
         let lock = run.path().join(LOCK);
         if state == RunState::Running {
-            let owner = self.dir.0.owner().map_err(io_err).map_err(store_err)?;
-            self.dir
-                .write_atomic(&lock, owner.as_bytes())
-                .map_err(store_err)?;
+            self.take_lock(&run, &info.id)?;
         } else {
             self.dir.remove(&lock).map_err(store_err)?;
             let log = run.log_bytes().map_err(store_err)?;
@@ -243,11 +272,7 @@ impl FsStore {
         for path in runs_in(&self.dir, &self.root).map_err(store_err)? {
             let run = FolderRun::open(self.dir.clone(), &path);
             if !run.is_synced() {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if let Some(id) = name.rsplit('-').next() {
+                if let Some(id) = run_id_of_path(&path) {
                     out.push(id.to_owned());
                 }
             }

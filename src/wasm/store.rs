@@ -11,6 +11,8 @@ use super::fs_host::{FsHost, FsStore};
 use super::idb::IdbStore;
 use super::js_error;
 use super::memory::MemoryStore;
+use crate::core::folder::corruption_note;
+use crate::core::log_index::LogIndex;
 use crate::core::record::FileRef;
 use crate::core::sync::{sync_run, RunStore, SyncOptions, SyncProgress};
 
@@ -91,6 +93,16 @@ struct RunReport {
     skipped_files: Vec<String>,
 }
 
+impl Store {
+    /// `corrupt: run X, byte offset N, M bytes unreadable` when run `id`'s log has damage in
+    /// it: the readable records were uploaded, but the run is not fully synced.
+    async fn corruption(&self, id: &str) -> Option<String> {
+        let log = self.backend.read_log(id).await.ok()?;
+        let index = LogIndex::new(&log).ok()?;
+        corruption_note(id, index.corruption())
+    }
+}
+
 #[wasm_bindgen]
 impl Store {
     /// IndexedDB, for browsers and workers.
@@ -150,23 +162,30 @@ impl Store {
             };
             let mut transport = FetchTransport::new(&server, &api_key);
             let report = match sync_run(&mut run, &mut transport, &opts, &mut |_| {}).await {
-                Ok(r) => RunReport {
-                    id,
-                    state: r.state.as_str(),
-                    rows_added: r.rows_added,
-                    duplicates_skipped: r.duplicates_skipped,
-                    acked_records: r.acked_records,
-                    total_records: r.total_records,
-                    bytes_sent: r.bytes_sent,
-                    error: (!r.skipped_files.is_empty()).then(|| {
+                Ok(r) => {
+                    let refused = (!r.skipped_files.is_empty()).then(|| {
                         format!(
                             "saved files refused by the server: {}",
                             r.skipped_files.join("; ")
                         )
-                    }),
-                    retry_after_ms: None,
-                    skipped_files: r.skipped_files,
-                },
+                    });
+                    let error = [self.corruption(&id).await, refused]
+                        .into_iter()
+                        .flatten()
+                        .reduce(|a, b| format!("{a}; {b}"));
+                    RunReport {
+                        error,
+                        id,
+                        state: r.state.as_str(),
+                        rows_added: r.rows_added,
+                        duplicates_skipped: r.duplicates_skipped,
+                        acked_records: r.acked_records,
+                        total_records: r.total_records,
+                        bytes_sent: r.bytes_sent,
+                        retry_after_ms: None,
+                        skipped_files: r.skipped_files,
+                    }
+                }
                 Err(e) => RunReport {
                     id,
                     state: "",

@@ -137,7 +137,8 @@ pub fn sync(cwd: &Path, server: &str, key: &str, args: &[&str], code: i32) -> Ou
     out
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP client that returns every status as a response.
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -287,4 +288,89 @@ pub fn only_run(dir: &Path) -> PathBuf {
     let runs = tidelog::native::layout::runs_in(&dir.join("tidelog")).expect("runs");
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs[0].clone()
+}
+
+impl Server {
+    /// The server process's id, to read its memory use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A `/proc/<pid>/status` figure in KiB, e.g. `VmHWM` (peak resident memory) or `VmRSS`.
+pub fn proc_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A response reduced to what the tests look at.
+pub struct Reply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().expect("an error reason").to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads a whole exchange into a [`Reply`].
+pub fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut r = r.expect("HTTP exchange");
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .expect("read body");
+    Reply {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body,
+    }
+}
+
+/// A column table of `rows` rows (all seq 0, step 0) and `keys` columns named `name`, each
+/// with `vals` tagged `true` values in its first rows: the decode-amplification shapes.
+pub fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
+    use tidelog::core::varint::put_u64;
+    let mut t = b"TLC1".to_vec();
+    put_u64(&mut t, rows);
+    t.extend(std::iter::repeat_n(0u8, rows as usize * 3));
+    put_u64(&mut t, keys);
+    for _ in 0..keys {
+        put_u64(&mut t, name.len() as u64);
+        t.extend_from_slice(name.as_bytes());
+        put_u64(&mut t, vals);
+        if vals == 0 {
+            t.push(0);
+            continue;
+        }
+        if vals != rows {
+            t.extend(std::iter::repeat_n(0u8, vals as usize));
+        }
+        t.push(1);
+        put_u64(&mut t, vals);
+        t.extend(std::iter::repeat_n(2u8, vals as usize));
+    }
+    t
 }

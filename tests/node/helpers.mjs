@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 export const ROOT = new URL("../../", import.meta.url).pathname;
-export const BIN = join(ROOT, "target/debug/tidelog");
+export const BIN = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, "target"), "debug/tidelog");
 
 export function tempDir(prefix = "tidelog-node-") {
   return mkdtempSync(join(tmpdir(), prefix));

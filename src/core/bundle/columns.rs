@@ -1,8 +1,10 @@
 //! Columnar encoding of rows inside a bundle: per key, XOR-delta floats split into byte
 //! planes, so gzip sees long runs of similar bytes instead of interleaved JSON.
 
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json};
 
+use super::reader::Limits;
 use crate::core::record::{decode_plain, encode_plain, DecodeError, RowRef};
 use crate::core::value::{num_to_json, Value, ValueRef};
 use crate::core::varint::{get_bytes, get_i64, get_u64, put_i64, put_u64};
@@ -27,11 +29,14 @@ pub struct ColumnsBuilder {
     steps: Vec<u64>,
     ts: Vec<i64>,
     cols: Vec<Column>,
-    by_key: Vec<u32>,
+    by_key: FxHashMap<u32, u32>,
+    dropped: u64,
 }
 
 impl ColumnsBuilder {
-    /// Adds one decoded row; `name` resolves key ids.
+    /// Adds one decoded row; `name` resolves key ids. A value whose key has no name (its key
+    /// record was lost to damage in the log) is left out and counted in [`Self::dropped`]:
+    /// under which name it was logged cannot be known.
     pub fn push<'k>(
         &mut self,
         seq: u64,
@@ -44,19 +49,23 @@ impl ColumnsBuilder {
         self.ts.push(row.ts_ms);
         for v in row.values() {
             let (id, v) = v?;
-            let id = id as usize;
-            if id >= self.by_key.len() {
-                self.by_key.resize(id + 1, u32::MAX);
-            }
-            if self.by_key[id] == u32::MAX {
-                let name = name(id as u32).ok_or(DecodeError("row uses an undefined key"))?;
-                self.by_key[id] = self.cols.len() as u32;
-                self.cols.push(Column {
-                    name: name.to_owned(),
-                    ..Column::default()
-                });
-            }
-            let col = &mut self.cols[self.by_key[id] as usize];
+            let col = match self.by_key.get(&id) {
+                Some(&c) => c,
+                None => {
+                    let Some(name) = name(id) else {
+                        self.dropped += 1;
+                        continue;
+                    };
+                    let c = self.cols.len() as u32;
+                    self.by_key.insert(id, c);
+                    self.cols.push(Column {
+                        name: name.to_owned(),
+                        ..Column::default()
+                    });
+                    c
+                }
+            };
+            let col = &mut self.cols[col as usize];
             col.rows.push(r);
             match v {
                 ValueRef::Num(x) if !col.mixed => col.nums.push(x),
@@ -72,6 +81,11 @@ impl ColumnsBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Values [`Self::push`] left out for want of a key name.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// True when no row was pushed.
@@ -179,20 +193,104 @@ pub struct Columns {
     pub cols: Vec<DecodedColumn>,
 }
 
+/// The decode budget left for one bundle ([`Limits`]): every count read from a table is
+/// checked against it before anything it sizes is allocated.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    max_cells: u64,
+    max_key_bytes: usize,
+    max_bytes: u64,
+    left: u64,
+}
+
+/// A table over the decode budget: what was over, and the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} over the decode budget of {limit}")]
+pub struct OverBudget {
+    /// The quantity that was over.
+    pub what: &'static str,
+    /// Its configured limit.
+    pub limit: u64,
+}
+
+impl Budget {
+    /// The full budget of `limits`.
+    pub fn new(limits: &Limits) -> Budget {
+        Budget {
+            max_cells: limits.max_cells,
+            max_key_bytes: limits.max_key_bytes,
+            max_bytes: limits.max_decoded_bytes,
+            left: limits.max_decoded_bytes,
+        }
+    }
+
+    /// Takes `bytes` of decoded memory, or refuses before the caller allocates them.
+    pub fn charge(&mut self, bytes: u64) -> Result<(), OverBudget> {
+        self.left = self.left.checked_sub(bytes).ok_or(OverBudget {
+            what: "decoded bytes",
+            limit: self.max_bytes,
+        })?;
+        Ok(())
+    }
+
+    /// Takes what parsing `text_len` bytes of JSON text may allocate.
+    pub fn charge_json(&mut self, text_len: usize) -> Result<(), OverBudget> {
+        self.charge(text_len as u64 * JSON_GROWTH)
+    }
+
+    /// Decoded bytes still available.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// The refusal for output that grew past [`Budget::left`].
+    pub fn exhausted(&self) -> OverBudget {
+        OverBudget {
+            what: "decoded bytes",
+            limit: self.max_bytes,
+        }
+    }
+}
+
+/// Why a table was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The bytes are not a consistent table.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The table is consistent but would decode to more than the budget allows.
+    #[error(transparent)]
+    Budget(#[from] OverBudget),
+}
+
+/// Memory a decoded row takes besides its values: sequence, step, time.
+const ROW_BYTES: u64 = 24;
+/// Memory of one decoded value besides its text: the value and its row index.
+const VALUE_BYTES: u64 = (std::mem::size_of::<Value>() + 4) as u64;
+/// How much larger a parsed JSON value may be than its text (a `Value` per two bytes of `[0,0,…]`).
+const JSON_GROWTH: u64 = (std::mem::size_of::<Json>() / 2) as u64;
+
 impl Columns {
-    /// Decodes a table, refusing anything inconsistent rather than trusting counts.
-    pub fn decode(buf: &[u8]) -> Result<Columns, DecodeError> {
+    /// Decodes a table within `budget`, refusing anything inconsistent rather than trusting
+    /// counts: rows × keys, key length and decoded bytes are checked before allocating.
+    pub fn decode(buf: &[u8], budget: &mut Budget) -> Result<Columns, TableError> {
         let bad = DecodeError("truncated column table");
         if buf.get(..4) != Some(&MAGIC[..]) {
-            return Err(DecodeError("not a column table"));
+            return Err(DecodeError("not a column table").into());
         }
         let mut pos = 4;
         let n = get_u64(buf, &mut pos).ok_or(bad)?;
         if n > (buf.len() as u64) {
-            return Err(DecodeError("row count larger than the table"));
+            return Err(DecodeError("row count larger than the table").into());
         }
+        budget.charge(n * ROW_BYTES)?;
         let n = n as usize;
-        let mut me = Columns::default();
+        let mut me = Columns {
+            seqs: Vec::with_capacity(n),
+            steps: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            cols: Vec::new(),
+        };
         let mut prev = 0u64;
         for _ in 0..n {
             prev = prev
@@ -212,25 +310,41 @@ impl Columns {
             me.ts.push(prev);
         }
         let ncols = get_u64(buf, &mut pos).ok_or(bad)?;
+        if (n as u64).saturating_mul(ncols) > budget.max_cells {
+            return Err(OverBudget {
+                what: "rows × keys",
+                limit: budget.max_cells,
+            }
+            .into());
+        }
         for _ in 0..ncols {
-            let len = get_u64(buf, &mut pos).ok_or(bad)? as usize;
-            let name = std::str::from_utf8(get_bytes(buf, &mut pos, len).ok_or(bad)?)
+            let len = get_u64(buf, &mut pos).ok_or(bad)?;
+            if len > budget.max_key_bytes as u64 {
+                return Err(OverBudget {
+                    what: "key length",
+                    limit: budget.max_key_bytes as u64,
+                }
+                .into());
+            }
+            budget.charge(len)?;
+            let name = std::str::from_utf8(get_bytes(buf, &mut pos, len as usize).ok_or(bad)?)
                 .map_err(|_| DecodeError("invalid utf-8 key"))?
                 .to_owned();
             let present = get_u64(buf, &mut pos).ok_or(bad)?;
             if present > n as u64 {
-                return Err(DecodeError("more values than rows"));
+                return Err(DecodeError("more values than rows").into());
             }
+            budget.charge(present * VALUE_BYTES)?;
             let present = present as usize;
             let rows: Vec<u32> = if present == n {
                 (0..n as u32).collect()
             } else {
-                let mut rows = Vec::new();
+                let mut rows = Vec::with_capacity(present);
                 let mut next = 0u64;
                 for _ in 0..present {
                     let r = next + get_u64(buf, &mut pos).ok_or(bad)?;
                     if r >= n as u64 {
-                        return Err(DecodeError("row index out of range"));
+                        return Err(DecodeError("row index out of range").into());
                     }
                     rows.push(r as u32);
                     next = r + 1;
@@ -250,18 +364,24 @@ impl Columns {
                     let len = get_u64(buf, &mut pos).ok_or(bad)? as usize;
                     let body = get_bytes(buf, &mut pos, len).ok_or(bad)?;
                     let mut at = 0;
-                    let mut vals = Vec::new();
+                    let mut vals = Vec::with_capacity(present);
                     for _ in 0..present {
-                        vals.push(decode_plain(body, &mut at)?.to_owned());
+                        let v = decode_plain(body, &mut at)?;
+                        match v {
+                            ValueRef::Str(s) => budget.charge(s.len() as u64)?,
+                            ValueRef::Json(s) => budget.charge_json(s.len())?,
+                            ValueRef::Num(_) | ValueRef::Bool(_) => {}
+                        }
+                        vals.push(v.to_owned());
                     }
                     vals
                 }
-                _ => return Err(DecodeError("unknown column kind")),
+                _ => return Err(DecodeError("unknown column kind").into()),
             };
             me.cols.push(DecodedColumn { name, rows, values });
         }
         if pos != buf.len() {
-            return Err(DecodeError("trailing bytes after column table"));
+            return Err(DecodeError("trailing bytes after column table").into());
         }
         Ok(me)
     }

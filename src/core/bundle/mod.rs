@@ -5,9 +5,9 @@ mod manifest;
 mod reader;
 mod writer;
 
-pub use columns::{Columns, ColumnsBuilder, DecodedColumn};
+pub use columns::{Budget, Columns, ColumnsBuilder, DecodedColumn, OverBudget, TableError};
 pub use manifest::{Entry, Manifest, FORMAT};
-pub use reader::{read_bundle, BundleContents, Limits};
+pub use reader::{read_bundle, read_bundle_from, BundleContents, Limits};
 pub use writer::{write_bundle, write_bundle_skipping, Bundle};
 
 use sha2::{Digest, Sha256};
@@ -55,6 +55,14 @@ pub enum BundleError {
     TooLarge {
         /// The configured limit.
         limit: u64,
+    },
+    /// Decoding an entry would take more than the decode budget of [`Limits`].
+    #[error("{entry}: {over}")]
+    OverBudget {
+        /// Which entry.
+        entry: &'static str,
+        /// What was over, and its limit.
+        over: OverBudget,
     },
     /// More entries than allowed.
     #[error("bundle has more than {limit} entries")]

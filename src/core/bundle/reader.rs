@@ -7,18 +7,26 @@ use std::path::Component;
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 
-use super::columns::Columns;
+use super::columns::{Budget, Columns, TableError};
 use super::manifest::{Manifest, FORMAT};
 use super::{sha256_hex, BundleError, FILES_DIR, HISTORY, MANIFEST, RECORDS, SYSTEM};
 use crate::core::record::Meta;
+use crate::core::run_log::MAX_KEY_BYTES;
 
-/// Bounds on what a bundle may unpack to.
+/// Bounds on what a bundle may unpack and decode to, so a small bundle cannot ask for a large
+/// allocation (docs/SECURITY.md has the figures).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Total bytes after gunzip, tar headers included.
     pub max_unpacked: u64,
     /// Entries in the tar.
     pub max_entries: usize,
+    /// Rows × keys of one table: the cells a wide export of it would hold.
+    pub max_cells: u64,
+    /// Longest key name, as the client refuses at `log()`.
+    pub max_key_bytes: usize,
+    /// Memory the decoded records, rows and their stored JSON may take together.
+    pub max_decoded_bytes: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +34,9 @@ impl Default for Limits {
         Limits {
             max_unpacked: super::DEFAULT_MAX_UNPACKED,
             max_entries: 10_000,
+            max_cells: 1 << 30,
+            max_key_bytes: MAX_KEY_BYTES,
+            max_decoded_bytes: 1 << 30,
         }
     }
 }
@@ -43,6 +54,8 @@ pub struct BundleContents {
     pub system: Columns,
     /// Saved files' contents by sha256 (entries `files/<sha256>`), checked against it.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// The decode budget left, for whatever the caller builds from the rows.
+    pub budget: Budget,
 }
 
 /// Counts bytes through, failing once `left` runs out: the gzip-bomb guard.
@@ -118,8 +131,14 @@ struct MetaLine {
 /// Unpacks and verifies a bundle: safe paths, regular files only, sizes within `limits`,
 /// every entry matching the manifest, every record decodable and inside the stated range.
 pub fn read_bundle(bytes: &[u8], limits: &Limits) -> Result<BundleContents, BundleError> {
+    read_bundle_from(bytes, limits)
+}
+
+/// [`read_bundle`] from a stream (a staged upload's file), so the gzip bytes are never all
+/// in memory at once.
+pub fn read_bundle_from(gzip: impl Read, limits: &Limits) -> Result<BundleContents, BundleError> {
     let capped = Capped {
-        inner: GzDecoder::new(bytes),
+        inner: GzDecoder::new(gzip),
         left: limits.max_unpacked,
         limit: limits.max_unpacked,
     };
@@ -199,8 +218,12 @@ pub fn read_bundle(bytes: &[u8], limits: &Limits) -> Result<BundleContents, Bund
 
     let range = manifest.seq_start..manifest.seq_end;
     let records_err = |entry: &'static str, why: String| BundleError::Records { entry, why };
+    let mut budget = Budget::new(limits);
     let mut records = Vec::new();
     if let Some(data) = entries.remove(RECORDS) {
+        budget
+            .charge_json(data.len())
+            .map_err(|over| BundleError::OverBudget { entry: RECORDS, over })?;
         for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let l: MetaLine =
                 serde_json::from_slice(line).map_err(|e| records_err(RECORDS, e.to_string()))?;
@@ -214,7 +237,10 @@ pub fn read_bundle(bytes: &[u8], limits: &Limits) -> Result<BundleContents, Bund
         let Some(data) = entries.remove(name) else {
             return Ok(Columns::default());
         };
-        let cols = Columns::decode(&data).map_err(|e| records_err(name, e.to_string()))?;
+        let cols = Columns::decode(&data, &mut budget).map_err(|e| match e {
+            TableError::Decode(e) => records_err(name, e.to_string()),
+            TableError::Budget(over) => BundleError::OverBudget { entry: name, over },
+        })?;
         if let Some(bad) = cols.seqs.iter().find(|s| !range.contains(s)) {
             return Err(records_err(name, format!("seq {bad} outside {range:?}")));
         }
@@ -243,5 +269,6 @@ pub fn read_bundle(bytes: &[u8], limits: &Limits) -> Result<BundleContents, Bund
         history,
         system,
         files,
+        budget,
     })
 }

@@ -159,6 +159,7 @@ fn truncation_checksum_and_bombs_are_caught() {
     let limits = Limits {
         max_unpacked: 1 << 20,
         max_entries: 10,
+        ..Limits::default()
     };
     let err = read_bundle(&bomb, &limits).unwrap_err();
     assert!(

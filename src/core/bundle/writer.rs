@@ -26,6 +26,8 @@ pub struct Bundle {
     pub sha256: String,
     /// What it holds.
     pub manifest: Manifest,
+    /// Row values left out because the key record naming them was lost to damage.
+    pub dropped_values: u64,
 }
 
 #[derive(Serialize)]
@@ -61,7 +63,6 @@ pub fn write_bundle_skipping(
     let mut system = ColumnsBuilder::default();
     let mut records = Vec::new();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let keys = index.keys();
     for (seq, payload) in index.payloads(range.clone()) {
         let rec = decode(payload).map_err(|e| BundleError::Records {
             entry: RECORDS,
@@ -74,9 +75,9 @@ pub fn write_bundle_skipping(
         match rec {
             Record::Key { .. } => {}
             Record::Row(row) if row.kind == RowKind::History => {
-                history.push(seq, &row, |id| keys.name(id)).map_err(bad_row)?
+                history.push(seq, &row, |id| index.key(id)).map_err(bad_row)?
             }
-            Record::Row(row) => system.push(seq, &row, |id| keys.name(id)).map_err(bad_row)?,
+            Record::Row(row) => system.push(seq, &row, |id| index.key(id)).map_err(bad_row)?,
             Record::Meta(Meta::File(f)) if skip.contains(&f.sha256) => {}
             Record::Meta(meta) => {
                 if let Meta::File(f) = &meta {
@@ -141,6 +142,7 @@ pub fn write_bundle_skipping(
         sha256: sha256_hex(&bytes),
         bytes,
         manifest,
+        dropped_values: history.dropped() + system.dropped(),
     })
 }
 

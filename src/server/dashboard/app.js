@@ -47,13 +47,30 @@ const runPath = (id, rest = "") => `/api/v1/runs/${encodeURIComponent(id)}${rest
 const filePath = (id, path) => runPath(id, `/files/${path.split("/").map(encodeURIComponent).join("/")}`);
 
 // Saved files need the Authorization header, so images and audio are fetched and shown through
-// blob: URLs, one per file content, released when the page changes.
+// blob: URLs, one per file content, released when the page changes. A blob: URL runs on this
+// page's origin if opened in a tab, so each blob is re-typed from an allow-list of passive types
+// by the file's extension: SVG, HTML, XML or anything unknown is never shown inline (it could run
+// script with the API key in reach), and downloads are always application/octet-stream.
+const PASSIVE_TYPES = {
+  png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif", webp: "image/webp",
+  wav: "audio/wav", mp3: "audio/mpeg", ogg: "audio/ogg", oga: "audio/ogg", flac: "audio/flac",
+};
+
+// The passive type of a saved file of `kind` ("image" or "audio"), or undefined.
+function passiveType(path, kind) {
+  const type = PASSIVE_TYPES[(path ?? "").split(".").pop().toLowerCase()];
+  return type?.startsWith(`${kind}/`) ? type : undefined;
+}
+
 const blobs = new Map();
 
-function blobUrl(runId, file) {
+function blobUrl(runId, file, kind) {
+  const type = passiveType(file.path, kind);
+  if (!type) return Promise.reject(new Error(`${file.path}: not a ${kind} type shown inline`));
   const id = `${runId}/${file.sha256 ?? file.path}`;
   if (!blobs.has(id)) {
-    blobs.set(id, api(filePath(runId, file.path), { raw: true }).then(async (r) => URL.createObjectURL(await r.blob())));
+    const bytes = api(filePath(runId, file.path), { raw: true }).then((r) => r.arrayBuffer());
+    blobs.set(id, bytes.then((b) => URL.createObjectURL(new Blob([b], { type }))));
   }
   return blobs.get(id);
 }
@@ -65,7 +82,7 @@ function releaseBlobs() {
 
 async function download(runId, path) {
   const res = await api(filePath(runId, path), { raw: true });
-  const url = URL.createObjectURL(await res.blob());
+  const url = URL.createObjectURL(new Blob([await res.arrayBuffer()], { type: "application/octet-stream" }));
   h("a", { href: url, download: path.split("/").pop() }).click();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
@@ -677,12 +694,13 @@ class MediaCard {
         const img = h("img", { alt: v.caption ?? this.key, width: v.width, height: v.height });
         // Small images are scaled up with crisp pixels.
         if (v.width && v.width < 128) img.classList.add("pixelated");
-        blobUrl(this.runId, v).then((url) => { img.src = url; }, () => img.replaceWith(h("p", { class: "error" }, "could not load image")));
+        blobUrl(this.runId, v, "image").then((url) => { img.src = url; }, () => img.replaceWith(h("p", { class: "error" },
+          passiveType(v.path, "image") ? "could not load image" : `${v.path} is not shown here (it could run script): download it from Files`)));
         return h("figure", { "data-media": "image" }, img, v.caption ? h("figcaption", {}, v.caption) : null);
       }
       case "audio-file": {
         const audio = h("audio", { controls: true, preload: "metadata" });
-        blobUrl(this.runId, v).then((url) => { audio.src = url; }, () => {});
+        blobUrl(this.runId, v, "audio").then((url) => { audio.src = url; }, () => {});
         const about = [v.duration !== undefined && `${fmtNum(v.duration)} s`, v.sample_rate && `${v.sample_rate} Hz`, v.caption]
           .filter(Boolean).join(" · ");
         return h("figure", { "data-media": "audio" }, audio, about ? h("figcaption", {}, about) : null);

@@ -1,0 +1,145 @@
+//! The background writer of a native run: it appends `log()`'s batches to `records.tlog` at
+//! most [`FLUSH_INTERVAL`] after they were logged, cuts a failed append back to the last whole
+//! record, and answers [`Shared::flush`].
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::core::run_log::RunLog;
+
+/// Longest a logged value waits in memory before it reaches the file.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// A batch this large wakes the writer early, bounding memory while logging fast.
+pub(super) const EARLY_FLUSH_BYTES: usize = 1 << 20;
+
+/// What `log()` and the writer thread share.
+pub(super) struct Shared {
+    pub(super) log: Mutex<RunLog>,
+    pub(super) wake: Condvar,
+    pub(super) closing: AtomicBool,
+    pub(super) failure: Mutex<Option<String>>,
+    /// Flush tickets handed out; bumped under the `log` lock, so a ticket covers every value
+    /// logged before it.
+    asked: AtomicU64,
+    /// The highest ticket whose records are on disk and fsynced.
+    flushed: Mutex<u64>,
+    flushed_cv: Condvar,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, RunLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Shared {
+    /// A writer's shared state over `log`.
+    pub(super) fn new(log: RunLog) -> Shared {
+        Shared {
+            log: Mutex::new(log),
+            wake: Condvar::new(),
+            closing: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            asked: AtomicU64::new(0),
+            flushed: Mutex::new(0),
+            flushed_cv: Condvar::new(),
+        }
+    }
+
+    /// The last storage error, while records are held back in memory.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Blocks until every record logged before the call is appended and fsynced; the storage
+    /// error when the disk refuses (the records stay in memory, the writer keeps trying).
+    pub(super) fn flush(&self) -> Result<(), String> {
+        let ticket = {
+            let _log = self.lock();
+            self.asked.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        self.wake.notify_one();
+        let mut done = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
+        while *done < ticket {
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            done = self.flushed_cv.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread's body: appends batches to `file`, whose first `good_len` bytes are
+/// whole records, until the run closes.
+pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
+    let mut buf = Vec::new();
+    let mut flushed = 0;
+    loop {
+        let (closing, asked) = {
+            let mut log = shared.lock();
+            let idle = |log: &RunLog| {
+                log.batch_len() == 0
+                    && !shared.closing.load(Ordering::Acquire)
+                    && shared.asked.load(Ordering::Acquire) == flushed
+            };
+            if idle(&log) {
+                log = shared
+                    .wake
+                    .wait_timeout(log, FLUSH_INTERVAL)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            log.take_batch(&mut buf);
+            (
+                shared.closing.load(Ordering::Acquire),
+                shared.asked.load(Ordering::Acquire),
+            )
+        };
+        let mut written = if buf.is_empty() {
+            Ok(())
+        } else {
+            file.write_all(&buf)
+        };
+        if written.is_ok() && asked != flushed {
+            written = file.sync_data();
+        }
+        match written {
+            Ok(()) => {
+                good_len += buf.len() as u64;
+                buf.clear();
+                *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if buf.capacity() > 8 * EARLY_FLUSH_BYTES {
+                    buf = Vec::new();
+                }
+                if asked != flushed {
+                    flushed = asked;
+                    *shared.flushed.lock().unwrap_or_else(|p| p.into_inner()) = asked;
+                    shared.flushed_cv.notify_all();
+                }
+            }
+            Err(e) => {
+                let _ = file.set_len(good_len);
+                log::error!("tidelog: cannot write records ({e}); keeping them in memory");
+                {
+                    let _waiters = shared.flushed.lock().unwrap_or_else(|p| p.into_inner());
+                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+                shared.flushed_cv.notify_all();
+                shared.lock().restore_batch(std::mem::take(&mut buf));
+                if closing {
+                    return;
+                }
+                std::thread::sleep(FLUSH_INTERVAL);
+                continue;
+            }
+        }
+        if closing && shared.lock().batch_len() == 0 {
+            let _ = file.sync_all();
+            return;
+        }
+    }
+}
