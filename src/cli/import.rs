@@ -38,7 +38,8 @@ enum Format {
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// What to import.
+    /// What to import: wandb, tensorboard or csv.
+    #[arg(hide_possible_values = true)]
     format: Format,
     /// Files or folders to import from.
     #[arg(required = true)]
