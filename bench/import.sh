@@ -33,7 +33,17 @@ measure() {
     rss=$peak
   fi
   end=$(date +%s.%N)
-  echo "$label: $(echo "$end - $start" | bc) s, peak RSS ${rss} kB"
+  SECS=$(echo "$end - $start" | bc)
+  echo "$label: $SECS s, peak RSS ${rss} kB"
+}
+
+# Records (and steps) per second of the last import, from its "imported ..." line.
+rate() {
+  local line records steps
+  line=$(grep imported "$WORK/out")
+  records=$(echo "$line" | grep -o '[0-9]* records' | cut -d' ' -f1)
+  steps=$(echo "$line" | grep -o '[0-9]* steps' | cut -d' ' -f1)
+  echo "  $records records, $steps steps: $(echo "$records / $SECS" | bc) records/s, $(echo "$steps / $SECS" | bc) steps/s"
 }
 
 echo "writing a $STEPS-step W&B offline run (wandb $("$PY" -c 'import wandb; print(wandb.__version__)'))"
@@ -45,9 +55,9 @@ echo "writing $((STEPS / 2)) steps x 2 tags = $STEPS TensorBoard events (tensorb
 echo "  $(du -b "$WORK"/tb/events.* | cut -f1) bytes"
 
 measure "tidelog import wandb ($STEPS steps)" "$BIN" import wandb "$WANDB_FILE" --dir "$WORK/out-wb"
-grep imported "$WORK/out" || true
+rate
 measure "tidelog import tensorboard ($STEPS events)" "$BIN" import tensorboard "$WORK/tb" --dir "$WORK/out-tb" --project bench
-grep imported "$WORK/out" || true
+rate
 # `wandb sync`'s own reading cannot be timed offline: wandb 0.31 has no `--view`, and
 # `--dry-run` only lists the files; a real sync reads the log inside wandb-core while it
 # uploads, so it needs a W&B server and key.
