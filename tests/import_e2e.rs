@@ -172,6 +172,21 @@ fn records(bytes: &[u8]) -> Vec<(Vec<u8>, u64)> {
     out
 }
 
+/// Imports the damaged W&B run under `tmp/work` (the warning naming every part of `says`),
+/// syncs it to a fresh server and returns the server, a key and run `id`'s history rows.
+fn import_damaged(tmp: &Path, id: &str, says: &[&str]) -> (Server, String, Vec<Value>) {
+    let work = tmp.join("work");
+    let out = import(&work, &["wandb", "wandb"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(says.iter().all(|s| err.contains(s)), "{}", text(&out));
+    let server = Server::start(&tmp.join("server"));
+    let key = server.key("alice");
+    sync(&work, &server.url, &key, &[], 0);
+    let rows = history(&server.url, &key, id);
+    (server, key, rows)
+}
+
 #[test]
 fn a_torn_wandb_file_imports_every_complete_record() {
     let tmp = tempfile::tempdir().unwrap();
@@ -210,20 +225,8 @@ fn a_torn_wandb_file_imports_every_complete_record() {
     let run_dir = tmp.path().join("work/wandb/offline-run-torn");
     fs::create_dir_all(&run_dir).unwrap();
     fs::write(run_dir.join(file.file_name().unwrap()), &bytes[..cut_in - 3]).unwrap();
-    let work = tmp.path().join("work");
-    let out = import(&work, &["wandb", "wandb"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("is torn") && err.contains("unreadable"),
-        "{}",
-        text(&out)
-    );
-    let server = Server::start(&tmp.path().join("server"));
-    let key = server.key("alice");
-    sync(&work, &server.url, &key, &[], 0);
     let id = written["id"].as_str().unwrap();
-    let rows = history(&server.url, &key, id);
+    let (server, key, rows) = import_damaged(tmp.path(), id, &["is torn", "unreadable"]);
     let steps: Vec<Value> = rows.iter().map(|r| r["_step"].clone()).collect();
     assert_eq!(steps, (0..6).map(|s| json!(s)).collect::<Vec<_>>());
     for (i, row) in rows.iter().enumerate() {
@@ -373,19 +376,8 @@ fn a_damaged_block_is_skipped_and_the_records_after_it_imported() {
     bytes[block + 100] ^= 0x55;
     fs::write(&file, &bytes).unwrap();
 
-    let out = import(&work, &["wandb", "wandb"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("is damaged") && err.contains("around it"),
-        "{}",
-        text(&out)
-    );
-    let server = Server::start(&tmp.path().join("server"));
-    let key = server.key("alice");
-    sync(&work, &server.url, &key, &[], 0);
     let id = written["id"].as_str().unwrap();
-    let rows = history(&server.url, &key, id);
+    let (server, key, rows) = import_damaged(tmp.path(), id, &["is damaged", "around it"]);
     let steps: Vec<u64> = rows.iter().map(|r| r["_step"].as_u64().unwrap()).collect();
     // The steps of the spoiled block are gone; those before and after it are all there.
     let gap: Vec<u64> = (0..400).filter(|s| !steps.contains(s)).collect();
