@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
 mod credentials;
+mod import;
 mod local;
 mod run_cmd;
 mod serve;
@@ -33,6 +34,8 @@ enum Command {
     Upload(local::UploadArgs),
     /// Run a command as a run: output.log, system metrics, exit code.
     Run(run_cmd::RunArgs),
+    /// Turn W&B offline runs, TensorBoard event files or CSV into local runs for `sync`.
+    Import(import::ImportArgs),
     /// Run the tidelog server and dashboard.
     Serve(serve::ServeArgs),
     /// Server administration.
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Bundle(args) => local::bundle(args),
         Command::Upload(args) => local::upload(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Import(args) => import::import(args),
         Command::Serve(args) => serve::serve(args),
         Command::Admin(cmd) => serve::admin(cmd),
     };

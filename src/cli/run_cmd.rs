@@ -116,7 +116,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The current folder's name, the default project.
-fn folder_name() -> anyhow::Result<String> {
+pub(super) fn folder_name() -> anyhow::Result<String> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     match cwd.file_name() {
         Some(name) => Ok(name.to_string_lossy().into_owned()),

@@ -79,6 +79,9 @@ pub struct Settings {
     pub api_key: Option<String>,
     /// Time between system-metric samples (default 10 s); `None` or zero turns them off.
     pub system_interval: Option<Duration>,
+    /// When the run began, Unix milliseconds (default now): `tidelog import` keeps the
+    /// recorded start of a run written by another tool.
+    pub created_ms: Option<i64>,
 }
 
 impl Default for Settings {
@@ -97,6 +100,7 @@ impl Default for Settings {
             server: None,
             api_key: None,
             system_interval: Some(DEFAULT_INTERVAL),
+            created_ms: None,
         }
     }
 }
@@ -209,7 +213,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         }
         _ => {}
     }
-    let now = now_ms();
+    let now = settings.created_ms.unwrap_or_else(now_ms);
     let (dir, log, info, valid_len, lock) = match existing {
         Some(dir) => {
             let lock = take_lock(&dir, settings.id.as_deref().unwrap_or_default())?;
@@ -343,9 +347,19 @@ impl Run {
         V: Into<Value>,
         I: IntoIterator<Item = (K, V)>,
     {
-        let now = now_ms();
+        self.log_at(now_ms(), items, opts)
+    }
+
+    /// Logs with the time the values were recorded (Unix ms) instead of now: imported runs.
+    #[inline]
+    pub fn log_at<K, V, I>(&self, ts_ms: i64, items: I, opts: LogOptions) -> Result<Logged, LogError>
+    where
+        K: AsRef<str>,
+        V: Into<Value>,
+        I: IntoIterator<Item = (K, V)>,
+    {
         let mut log = self.shared.lock();
-        let out = log.log(now, items, opts);
+        let out = log.log(ts_ms, items, opts);
         if log.batch_len() >= EARLY_FLUSH_BYTES {
             self.shared.wake.notify_one();
         }
@@ -354,7 +368,12 @@ impl Run {
 
     /// Records a system-metrics sample.
     pub fn log_system<K: AsRef<str>>(&self, items: &[(K, f64)]) -> Result<(), LogError> {
-        self.shared.lock().system(now_ms(), items)
+        self.log_system_at(now_ms(), items)
+    }
+
+    /// Records a system-metrics sample taken at `ts_ms` (Unix ms): imported runs.
+    pub fn log_system_at<K: AsRef<str>>(&self, ts_ms: i64, items: &[(K, f64)]) -> Result<(), LogError> {
+        self.shared.lock().system(ts_ms, items)
     }
 
     /// Merges keys into the run's config.
@@ -432,15 +451,27 @@ impl Run {
 
     /// Ends the run with `exit_code` (non-zero marks it failed), writes everything to disk,
     /// and in `Mode::Auto`/`Online` syncs it when a server is configured.
-    pub fn finish(mut self, exit_code: i32) -> Result<PathBuf, RunError> {
-        self.close(exit_code)?;
+    pub fn finish(self, exit_code: i32) -> Result<PathBuf, RunError> {
+        self.finish_at(exit_code, now_ms())
+    }
+
+    /// [`Run::finish`] at a recorded end time (Unix ms): imported runs keep when they ended.
+    pub fn finish_at(mut self, exit_code: i32, ts_ms: i64) -> Result<PathBuf, RunError> {
+        self.close(Some((exit_code, ts_ms)))?;
         if self.settings.mode != Mode::Offline {
             self.sync_at_finish()?;
         }
         Ok(self.dir.clone())
     }
 
-    fn close(&mut self, exit_code: i32) -> Result<(), RunError> {
+    /// Writes everything to disk without a finish record, so the run reads as `crashed`:
+    /// an imported run whose source never recorded its end.
+    pub fn close_unfinished(mut self) -> Result<PathBuf, RunError> {
+        self.close(None)?;
+        Ok(self.dir.clone())
+    }
+
+    fn close(&mut self, finish: Option<(i32, i64)>) -> Result<(), RunError> {
         let Some(writer) = self.writer.take() else {
             return Ok(());
         };
@@ -449,10 +480,10 @@ impl Run {
         }
         let last = {
             let mut log = self.shared.lock();
-            log.meta(&Meta::Finish {
-                exit_code,
-                ts_ms: now_ms(),
-            });
+            match finish {
+                Some((exit_code, ts_ms)) => log.meta(&Meta::Finish { exit_code, ts_ms }),
+                None => log.commit_open_row(),
+            }
             log.last_values()
         };
         self.shared.closing.store(true, Ordering::Release);
@@ -468,10 +499,10 @@ impl Run {
         summary.extend(self.summary.clone());
         let path = self.dir.join(FILES).join("summary.json");
         write_json_atomic(&path, &summary).map_err(io_at(&path))?;
-        self.write_specs(if exit_code == 0 {
-            RunState::Finished
-        } else {
-            RunState::Failed
+        self.write_specs(match finish {
+            Some((0, _)) => RunState::Finished,
+            Some(_) => RunState::Failed,
+            None => RunState::Crashed,
         })?;
         // An ended run needs no liveness lock: the folder keeps only CONTRACT §3's entries.
         let _ = fs::remove_file(self.dir.join(LOCK));
@@ -528,7 +559,7 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         let code = i32::from(std::thread::panicking());
-        if let Err(e) = self.close(code) {
+        if let Err(e) = self.close(Some((code, now_ms()))) {
             log::error!("tidelog: run {} did not finish cleanly: {e}", self.info.id);
         }
     }
