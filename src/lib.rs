@@ -10,6 +10,8 @@ pub mod core;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+#[cfg(all(feature = "python", not(target_arch = "wasm32")))]
+mod python;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod server;
 #[cfg(target_arch = "wasm32")]
