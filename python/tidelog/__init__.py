@@ -213,6 +213,8 @@ class Run:
         """Ends the run (non-zero ``exit_code`` marks it failed) and writes everything;
         outside offline mode it syncs when a server is configured. Returns the run folder."""
         global _current
+        if self._core.detached:
+            return None  # a forked child's copy: the parent finishes the run
         if _current is self:
             _current = None
         _live.discard(self)

@@ -57,7 +57,7 @@ impl PyRun {
     pub fn new(run: Run) -> Self {
         PyRun {
             id: run.id().to_owned(),
-            dir: run.dir().to_path_buf(),
+            dir: std::path::absolute(run.dir()).unwrap_or_else(|_| run.dir().to_path_buf()),
             owner_pid: std::process::id(),
             detached: AtomicBool::new(false),
             warned: AtomicBool::new(false),
@@ -256,7 +256,7 @@ impl PyRun {
         &self.id
     }
 
-    /// The run's folder.
+    /// The run's folder, absolute.
     #[getter]
     fn dir(&self) -> PathBuf {
         self.dir.clone()
