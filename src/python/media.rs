@@ -72,8 +72,13 @@ impl PyMedia {
                 edges.len()
             )));
         }
-        if counts.iter().any(|c| !(c.is_finite() && *c >= 0.0 && c.fract() == 0.0)) {
-            return Err(PyValueError::new_err("histogram: counts must be non-negative whole numbers"));
+        if counts
+            .iter()
+            .any(|c| !(c.is_finite() && *c >= 0.0 && c.fract() == 0.0))
+        {
+            return Err(PyValueError::new_err(
+                "histogram: counts must be non-negative whole numbers",
+            ));
         }
         Ok(PyMedia(Media::Histogram(Histogram {
             bins: edges,

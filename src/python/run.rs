@@ -42,7 +42,9 @@ struct State {
 /// A core error as the Python exception a user expects.
 pub fn run_err(e: RunError) -> PyErr {
     match e {
-        RunError::Settings(_) | RunError::Resume(_) | RunError::Log(_) => PyValueError::new_err(e.to_string()),
+        RunError::Settings(_) | RunError::Resume(_) | RunError::Log(_) => {
+            PyValueError::new_err(e.to_string())
+        }
         RunError::Io { .. } => PyOSError::new_err(e.to_string()),
         RunError::Corrupt(_) | RunError::Sync(_) => PyRuntimeError::new_err(e.to_string()),
     }
@@ -84,7 +86,12 @@ impl PyRun {
                 "tidelog: run {} belongs to process {}; values logged in this forked child are dropped",
                 self.id, self.owner_pid
             );
-            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &std::ffi::CString::new(msg)?, 1)?;
+            PyErr::warn(
+                py,
+                &py.get_type::<PyUserWarning>(),
+                &std::ffi::CString::new(msg)?,
+                1,
+            )?;
         }
         Ok(())
     }
@@ -99,7 +106,13 @@ impl PyRun {
 impl PyRun {
     /// Logs a dict of values, like `wandb.log(data, step=, commit=)`.
     #[pyo3(signature = (data, step=None, commit=None))]
-    fn log(&self, py: Python<'_>, data: &Bound<PyDict>, step: Option<u64>, commit: Option<bool>) -> PyResult<()> {
+    fn log(
+        &self,
+        py: Python<'_>,
+        data: &Bound<PyDict>,
+        step: Option<u64>,
+        commit: Option<bool>,
+    ) -> PyResult<()> {
         if !self.owned() {
             return self.warn_detached(py);
         }
@@ -161,7 +174,12 @@ impl PyRun {
         drop(guard);
         if let Logged::DroppedStaleStep { step, current } = logged {
             let msg = format!("tidelog: dropped values logged at step {step}: the run is at step {current}; steps must not decrease");
-            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &std::ffi::CString::new(msg)?, 1)?;
+            PyErr::warn(
+                py,
+                &py.get_type::<PyUserWarning>(),
+                &std::ffi::CString::new(msg)?,
+                1,
+            )?;
         }
         Ok(())
     }

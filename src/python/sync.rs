@@ -36,7 +36,11 @@ pub fn sync<'py>(
         .unwrap_or_else(|| PathBuf::from("."));
     let creds = resolve(server.as_deref(), api_key);
     let runs = discover(&dir).map_err(|e| PyOSError::new_err(format!("{}: {e}", dir.display())))?;
-    let runs: Vec<RunDir> = runs.into_iter().map(RunDir::new).filter(|r| !r.is_synced()).collect();
+    let runs: Vec<RunDir> = runs
+        .into_iter()
+        .map(RunDir::new)
+        .filter(|r| !r.is_synced())
+        .collect();
     if runs.is_empty() {
         return Ok(Vec::new());
     }
@@ -74,7 +78,11 @@ pub fn sync<'py>(
                 d.set_item("bytes_sent", r.bytes_sent)?;
                 d.set_item("skipped_files", r.skipped_files.clone())?;
                 if !r.skipped_files.is_empty() {
-                    failed.push(format!("{}: skipped files {:?}", o.dir.display(), r.skipped_files));
+                    failed.push(format!(
+                        "{}: skipped files {:?}",
+                        o.dir.display(),
+                        r.skipped_files
+                    ));
                 }
             }
             Err(e) => {
