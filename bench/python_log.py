@@ -7,9 +7,13 @@ Each case runs in a fresh interpreter so its peak RSS (``resource.getrusage``) i
 - ``build``: building the step's dict of 10 floats, nothing else (the loop's own cost);
 - ``floor``: building it and reading every key and value once (what any logger must do);
 - ``jsonl``: a plain JSON-lines writer (``json.dumps`` + ``write`` per step);
-- ``tidelog``: ``tidelog.log(row)`` into an offline run, ``finish()`` included.
+- ``tidelog``: ``tidelog.log(row)`` into an offline run, ``finish()`` included;
+- ``busy``: ``tidelog`` while another Python thread computes (a data-loading thread): shows
+  what ``log()`` costs when the GIL is contended.
 
-Scalars/s counts 10 per step over the whole loop; "net" subtracts the ``build`` time.
+Scalars/s counts 10 per step over the whole loop (wall clock); "net" subtracts the ``build``
+time; "per CPU-s" divides by the process's CPU time (all its threads, the interpreter's start
+included), which stays meaningful on a shared machine.
 """
 
 import argparse
@@ -47,20 +51,34 @@ def case(name, n, workdir):
                 row["_step"] = step
                 f.write(json.dumps(row) + "\n")
         size = os.path.getsize(path)
-    elif name == "tidelog":
+    elif name in ("tidelog", "busy"):
+        import threading
+
         import tidelog
 
+        stop = threading.Event()
+
+        def spin():
+            x = 0
+            while not stop.is_set():
+                x += 1
+
+        if name == "busy":
+            threading.Thread(target=spin, daemon=True).start()
         run = tidelog.init(project="bench", dir=workdir, mode="offline")
+        t0 = time.perf_counter()
         log = tidelog.log
         for row in rows(n):
             log(row)
         run.finish()
+        stop.set()
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(run.dir) for f in fs)
     else:
         raise SystemExit(f"unknown case {name}")
     elapsed = time.perf_counter() - t0
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"case": name, "steps": n, "seconds": elapsed, "bytes": size, "peak_rss_mib": rss_kib / 1024}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"case": name, "steps": n, "seconds": elapsed, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "bytes": size, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 def main():
@@ -72,10 +90,11 @@ def main():
         with tempfile.TemporaryDirectory() as d:
             print(json.dumps(case(a.case, a.steps[0], d)))
         return
-    print(f"{'case':<8} {'steps':>9} {'seconds':>8} {'scalars/s':>11} {'net/s':>11} {'bytes':>11} {'peak RSS':>9}")
+    print(f"{'case':<8} {'steps':>9} {'seconds':>8} {'scalars/s':>11} {'net/s':>11} {'per CPU-s':>11} "
+          f"{'bytes':>11} {'peak RSS':>9}")
     for n in a.steps:
         build = None
-        for name in ("build", "floor", "jsonl", "tidelog"):
+        for name in ("build", "floor", "jsonl", "tidelog", "busy"):
             out = subprocess.run([sys.executable, __file__, "--case", name, "--steps", str(n)],
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out)
@@ -83,6 +102,7 @@ def main():
                 build = r["seconds"]
             net = 10 * n / (r["seconds"] - build) if name != "build" and r["seconds"] > build else float("nan")
             print(f"{name:<8} {n:>9} {r['seconds']:>8.3f} {10 * n / r['seconds']:>11,.0f} {net:>11,.0f} "
+                  f"{10 * n / r['cpu_seconds']:>11,.0f} "
                   f"{r['bytes']:>11,} {r['peak_rss_mib']:>7.1f}Mi")
 
 
