@@ -50,6 +50,16 @@ pub fn run_err(e: RunError) -> PyErr {
     }
 }
 
+/// Issues a `UserWarning` (shown once per call site by Python's default filter).
+fn warn(py: Python<'_>, msg: String) -> PyResult<()> {
+    PyErr::warn(
+        py,
+        &py.get_type::<PyUserWarning>(),
+        &std::ffi::CString::new(msg)?,
+        1,
+    )
+}
+
 fn finished() -> PyErr {
     PyRuntimeError::new_err("tidelog: this run has finished; call tidelog.init() for a new one")
 }
@@ -86,12 +96,7 @@ impl PyRun {
                 "tidelog: run {} belongs to process {}; values logged in this forked child are dropped",
                 self.id, self.owner_pid
             );
-            PyErr::warn(
-                py,
-                &py.get_type::<PyUserWarning>(),
-                &std::ffi::CString::new(msg)?,
-                1,
-            )?;
+            warn(py, msg)?;
         }
         Ok(())
     }
@@ -174,12 +179,7 @@ impl PyRun {
         drop(guard);
         if let Logged::DroppedStaleStep { step, current } = logged {
             let msg = format!("tidelog: dropped values logged at step {step}: the run is at step {current}; steps must not decrease");
-            PyErr::warn(
-                py,
-                &py.get_type::<PyUserWarning>(),
-                &std::ffi::CString::new(msg)?,
-                1,
-            )?;
+            warn(py, msg)?;
         }
         Ok(())
     }
