@@ -29,6 +29,8 @@ def test_the_seed_script_runs_and_tidelog_sync_uploads_every_row(tmp_path, serve
     assert run["config"]["lr"] == 0.001 and run["config"]["epochs"] == 10
     rows = history(server, run_id)
     assert [(r["_step"], r["metric"], r["loss"]) for r in rows] == [(i, i, 10 - i) for i in range(10)]
+    system = server.json(f"/api/v1/runs/{run_id}/system")["rows"]
+    assert system and any(k.startswith("system.") or "cpu" in k for k in system[0]), system[:1]
     # A second sync sends nothing new: no duplicated rows.
     cli("sync", "--include-synced", env=server.env(), cwd=tmp_path)
     assert len(history(server, run_id)) == 10
