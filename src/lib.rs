@@ -12,6 +12,8 @@ pub mod core;
 pub mod import;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+#[cfg(all(feature = "python", not(target_arch = "wasm32")))]
+mod python;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod server;
 #[cfg(target_arch = "wasm32")]

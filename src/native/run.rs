@@ -366,6 +366,34 @@ impl Run {
         out
     }
 
+    /// The id of `key`, interned (and its definition logged) when new: bindings that cache ids
+    /// per key object (Python) log numbers through [`Run::log_ids`] without re-reading names.
+    pub fn intern(&self, key: &str) -> Result<u32, LogError> {
+        self.shared.lock().intern(key)
+    }
+
+    /// Logs numbers by interned key id (`ids_values` alternates id, value) plus other values
+    /// by name, with [`Run::log_with`]'s step rules.
+    pub fn log_ids(
+        &self,
+        ids_values: &[f64],
+        others: Vec<(String, Value)>,
+        opts: LogOptions,
+    ) -> Result<Logged, LogError> {
+        let now = now_ms();
+        let mut log = self.shared.lock();
+        let out = log.log_ids(now, ids_values, others, opts);
+        if log.batch_len() >= EARLY_FLUSH_BYTES {
+            self.shared.wake.notify_one();
+        }
+        out
+    }
+
+    /// The run's config as merged so far (resumed keys included).
+    pub fn config(&self) -> &Map<String, Json> {
+        &self.config
+    }
+
     /// Records a system-metrics sample.
     pub fn log_system<K: AsRef<str>>(&self, items: &[(K, f64)]) -> Result<(), LogError> {
         self.log_system_at(now_ms(), items)
