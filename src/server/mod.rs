@@ -7,6 +7,7 @@ mod disk;
 mod error;
 mod ingest;
 mod listen;
+mod m4;
 mod quarantine;
 mod routes;
 mod rows;
