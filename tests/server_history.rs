@@ -1,4 +1,5 @@
-//! History reads end to end on a real `tidelog serve`: M4 `samples` over a long run.
+//! History reads end to end on a real `tidelog serve`: M4 `samples` over a long run, and
+//! `tidelog export` as Parquet and CSV read back by pyarrow.
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -10,6 +11,7 @@ use serde_json::Value as Json;
 use tidelog::core::bundle::write_bundle;
 use tidelog::core::log_index::LogIndex;
 use tidelog::core::run_log::{LogOptions, RunLog};
+use tidelog::core::value::Value;
 use tidelog::{Meta, RunInfo};
 
 use common::{create_key, get, Server};
@@ -125,4 +127,175 @@ fn samples_keep_every_spike_of_a_long_run_within_n_real_rows_per_key() {
     let sys = rows(&server, &key, "/api/v1/runs/long/system?samples=200");
     check_real_and_bounded(&sys_full, &sys, 200);
     assert!(sys.iter().any(|r| r["gpu"] == 99.0), "the system spike survives");
+}
+
+/// The Python that reads exports back with pyarrow: `$TIDELOG_PYTHON`, or the venv
+/// `scripts/setup` makes.
+fn python() -> std::path::PathBuf {
+    std::env::var_os("TIDELOG_PYTHON").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python"),
+        Into::into,
+    )
+}
+
+/// Reads `file` with pyarrow (Parquet, or CSV with `csv`): its schema, `_timestamp` in ms,
+/// the other columns as rows, and each column chunk's compression. Floats that are not
+/// finite come back as the API writes them ("NaN", "Infinity").
+fn read_with_pyarrow(file: &std::path::Path, csv: bool) -> Json {
+    const SCRIPT: &str = r#"
+import json, math, sys
+import pyarrow as pa, pyarrow.csv, pyarrow.parquet as pq
+path, kind = sys.argv[1], sys.argv[2]
+if kind == "csv":
+    t, groups, codecs = pyarrow.csv.read_csv(path), 0, []
+    ts = [round(x * 1000) for x in t.column("_timestamp").to_pylist()]
+else:
+    meta = pq.ParquetFile(path).metadata
+    groups = meta.num_row_groups
+    codecs = sorted({meta.row_group(g).column(c).compression for g in range(groups) for c in range(meta.num_columns)})
+    t = pq.read_table(path)
+    ts = t.column("_timestamp").cast(pa.int64()).to_pylist()
+def fix(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return v
+rows = [{k: fix(v) for k, v in r.items()} for r in t.drop_columns(["_timestamp"]).to_pylist()]
+print(json.dumps({"schema": {f.name: str(f.type) for f in t.schema}, "ts_ms": ts, "rows": rows,
+                  "row_groups": groups, "codecs": codecs}))
+"#;
+    let kind = if csv { "csv" } else { "parquet" };
+    let out = std::process::Command::new(python())
+        .args(["-c", SCRIPT])
+        .arg(file)
+        .arg(kind)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup)", python().display()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A run whose keys are a number on every row (once NaN, once +Infinity), a number on some
+/// rows, and a string or a boolean on a few.
+fn mixed_log(id: &str, rows: u64) -> Vec<u8> {
+    let mut log = RunLog::default();
+    log.meta(&Meta::Start(RunInfo {
+        id: id.into(),
+        project: "export".into(),
+        created_ms: T0,
+        ..RunInfo::default()
+    }));
+    for i in 0..rows {
+        let loss = match i {
+            7 => f64::NAN,
+            8 => f64::INFINITY,
+            _ => 1.0 / (i + 1) as f64,
+        };
+        let mut items: Vec<(&str, Value)> = vec![("loss", Value::Num(loss))];
+        if i % 1000 == 0 {
+            items.push(("val/acc", Value::Num(i as f64 / 10.0)));
+        }
+        if i % 50_000 == 3 {
+            items.push(("note", Value::from("a, \"quoted\" note")));
+        }
+        if i % 50_000 == 4 {
+            items.push(("note", Value::Bool(true)));
+        }
+        if i == 11 {
+            items.push(("phase", Value::from("warm-up")));
+        }
+        log.log(T0 + i as i64, items, LogOptions::default()).unwrap();
+    }
+    log.meta(&Meta::Finish {
+        exit_code: 0,
+        ts_ms: T0 + rows as i64,
+    });
+    let mut out = Vec::new();
+    log.take_batch(&mut out);
+    out
+}
+
+/// The pyarrow rows equal the API's rows: same steps and timestamps, a number column's value
+/// or a JSON column's parsed text where the API row has the key, null where it has not.
+fn assert_same_rows(api: &[Json], read: &Json, json_columns: &[&str]) {
+    let rows = read["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), api.len());
+    for (i, (a, r)) in api.iter().zip(rows).enumerate() {
+        assert_eq!(a["_step"], r["_step"], "row {i}");
+        let ms = (a["_timestamp"].as_f64().unwrap() * 1000.0).round() as i64;
+        assert_eq!(read["ts_ms"][i], ms, "row {i}");
+        for (k, v) in r.as_object().unwrap().iter().filter(|(k, _)| *k != "_step") {
+            let got = match (v, json_columns.contains(&k.as_str())) {
+                (Json::String(s), true) => serde_json::from_str(s).unwrap(),
+                _ => v.clone(),
+            };
+            assert_eq!(a.get(k).cloned().unwrap_or(Json::Null), got, "{k} in row {i}");
+        }
+    }
+}
+
+#[test]
+fn export_writes_parquet_and_csv_that_pyarrow_reads_back_as_the_api_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alice");
+    let other = create_key(dir.path(), "bob");
+    let server = Server::start(dir.path());
+    // More rows than one row group holds (2^20 cells over 6 columns).
+    upload(&server, &key, &mixed_log("mixed", 200_000));
+    let api = rows(&server, &key, "/api/v1/runs/mixed/history");
+    let auth = |k: &str| {
+        vec![
+            ("TIDELOG_API_KEY", k.to_owned()),
+            ("TIDELOG_BASE_URL", server.url.clone()),
+        ]
+    };
+    let export = |args: &[&str], env: &[(&str, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::tidelog(dir.path(), args, &env)
+    };
+
+    let file = dir.path().join("mixed.parquet");
+    let out = export(&["export", "mixed", "-o", file.to_str().unwrap()], &auth(&key));
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let read = read_with_pyarrow(&file, false);
+    assert_eq!(
+        read["schema"],
+        serde_json::json!({"_step": "int64", "_timestamp": "timestamp[ms, tz=UTC]", "loss": "double",
+            "note": "string", "phase": "string", "val/acc": "double"})
+    );
+    assert!(
+        read["row_groups"].as_u64().unwrap() >= 2,
+        "{}",
+        read["row_groups"]
+    );
+    assert_eq!(read["codecs"], serde_json::json!(["ZSTD"]));
+    assert_same_rows(&api, &read, &["note", "phase"]);
+
+    let csv = dir.path().join("mixed.csv");
+    let out = export(
+        &["export", "mixed", "--format", "csv", "-o", csv.to_str().unwrap()],
+        &auth(&key),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    let read = read_with_pyarrow(&csv, true);
+    assert_eq!(read["rows"].as_array().unwrap().len(), api.len());
+    assert_eq!(read["rows"][11]["phase"], "\"warm-up\"");
+    assert_eq!(read["rows"][1000]["val/acc"], 100.0);
+
+    let refused = dir.path().join("refused.parquet");
+    let out = export(
+        &["export", "mixed", "-o", refused.to_str().unwrap()],
+        &auth(&other),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        common::text(&out)
+    );
+    assert!(!refused.exists(), "no file from a refused export");
+    let out = export(
+        &["export", "mixed", "-o", refused.to_str().unwrap()],
+        &[("TIDELOG_BASE_URL", server.url.clone())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
 }

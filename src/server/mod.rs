@@ -5,6 +5,7 @@ mod dashboard;
 mod db;
 mod disk;
 mod error;
+mod export;
 mod ingest;
 mod listen;
 mod m4;
