@@ -31,8 +31,8 @@ const GROUP_CELLS: usize = 1 << 20;
 /// Row groups written ahead of a slow client.
 const AHEAD: usize = 2;
 
-fn failed(e: impl std::fmt::Display) -> ServerError {
-    ServerError::Corrupt(format!("exporting history: {e}"))
+fn corrupt(e: serde_json::Error) -> ServerError {
+    ServerError::Corrupt(format!("a stored history row: {e}"))
 }
 
 /// How a key is written: a DOUBLE column when every value of it is a number (NaN and the
@@ -86,7 +86,7 @@ async fn kinds(db: &mut AnyConnection, run_id: &str) -> Result<BTreeMap<String, 
         .fetch(db);
     while let Some(r) = rows.try_next().await? {
         let data: String = r.try_get(0)?;
-        let row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(failed)?;
+        let row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(corrupt)?;
         for (k, v) in row {
             let kind = if stored_number(&v).is_some() {
                 Kind::Number
@@ -190,12 +190,7 @@ async fn write_file(
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
-    let mut w = SerializedFileWriter::new(
-        Vec::new(),
-        Arc::new(schema(&kinds).map_err(failed)?),
-        Arc::new(props),
-    )
-    .map_err(failed)?;
+    let mut w = SerializedFileWriter::new(Vec::new(), Arc::new(schema(&kinds)?), Arc::new(props))?;
     let names: Vec<&String> = kinds.keys().collect();
     let rows_per_group = (GROUP_CELLS / (names.len() + 2)).max(1);
     let mut group = Group::new(&kinds);
@@ -204,26 +199,26 @@ async fn write_file(
         .fetch(&mut *db);
     while let Some(r) = rows.try_next().await? {
         let data: String = r.try_get(2)?;
-        let row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(failed)?;
+        let row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(corrupt)?;
         group.steps.push(r.try_get(0)?);
         group.ts.push(r.try_get(1)?);
         for (name, col) in names.iter().zip(&mut group.cols) {
             col.push(row.get(name.as_str()));
         }
-        if group.steps.len() == rows_per_group {
-            send(out, group.write(&mut w).map_err(failed)?).await?;
+        if group.steps.len() == rows_per_group && !send(out, group.write(&mut w)?).await {
+            return Ok(());
         }
     }
-    if !group.steps.is_empty() {
-        send(out, group.write(&mut w).map_err(failed)?).await?;
+    if !group.steps.is_empty() && !send(out, group.write(&mut w)?).await {
+        return Ok(());
     }
-    send(out, w.into_inner().map_err(failed)?).await
+    send(out, w.into_inner()?).await;
+    Ok(())
 }
 
-async fn send(out: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Vec<u8>) -> Result<(), ServerError> {
-    out.send(Ok(Bytes::from(bytes)))
-        .await
-        .map_err(|_| failed("the client went away"))
+/// Sends the next bytes of the file; false when the client has gone away (nothing to do).
+async fn send(out: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Vec<u8>) -> bool {
+    out.send(Ok(Bytes::from(bytes))).await.is_ok()
 }
 
 /// `GET /api/v1/runs/{id}/history.parquet`: `_step`, `_timestamp` (UTC milliseconds) and a

@@ -120,6 +120,12 @@ fn members(object: &str) -> Result<&str, ApiError> {
 /// A stored row: step, timestamp (ms) and its JSON object.
 type Stored = (u64, i64, String);
 
+/// A row to send, by index: all of it (`None`), or only these members.
+type Picked = (usize, Option<Map<String, JsonValue>>);
+
+/// A key's rows, by index, and its `(step, chart value)` in each.
+type KeyPoints = (Vec<u32>, Vec<(u64, f64)>);
+
 /// The rows to send, with the keys each keeps: with `samples`, the M4 picks of every key
 /// (a row keeps only the keys it was picked for, so no key has more than `samples` rows);
 /// otherwise every row that has one of `keys` (all rows and keys when `keys` is `None`).
@@ -127,7 +133,7 @@ fn select(
     stored: &[Stored],
     keys: Option<&HashSet<&str>>,
     samples: Option<u64>,
-) -> Result<Vec<(usize, Option<Map<String, JsonValue>>)>, ApiError> {
+) -> Result<Vec<Picked>, ApiError> {
     let wanted = |k: &str| keys.is_none_or(|keys| keys.contains(k));
     let Some(samples) = samples else {
         let mut out = Vec::with_capacity(stored.len());
@@ -145,8 +151,7 @@ fn select(
         }
         return Ok(out);
     };
-    // Per key: the rows that have it and its (step, chart value) in each.
-    let mut points: HashMap<String, (Vec<u32>, Vec<(u64, f64)>)> = HashMap::new();
+    let mut points: HashMap<String, KeyPoints> = HashMap::new();
     for (i, (step, _, data)) in stored.iter().enumerate() {
         let row: Map<String, JsonValue> = serde_json::from_str(data).map_err(corrupt)?;
         for (k, v) in row.iter().filter(|(k, _)| wanted(k)) {
@@ -161,7 +166,7 @@ fn select(
         picks.extend(m4::m4(pts, n).into_iter().map(|p| (rows[p], key.as_str())));
     }
     picks.sort_unstable();
-    let mut out: Vec<(usize, Option<Map<String, JsonValue>>)> = Vec::new();
+    let mut out: Vec<Picked> = Vec::new();
     for group in picks.chunk_by(|a, b| a.0 == b.0) {
         let i = group[0].0 as usize;
         let mut row: Map<String, JsonValue> = serde_json::from_str(&stored[i].2).map_err(corrupt)?;

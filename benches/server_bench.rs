@@ -1,0 +1,227 @@
+//! `cargo bench --bench server_bench [-- STEPS]`: a real `tidelog serve` over loopback holding
+//! one run of STEPS (default 1M) steps × 10 keys: ingest rows/s, history reads (one key
+//! `samples=1000` p50/p99, all keys `samples=2000`, full resolution), the Parquet export, the
+//! server's peak RSS and its bytes per scalar on disk.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    native::main();
+}
+
+/// Processes, files and sockets: the bench measures the native build only.
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::io::{BufRead, BufReader, Read};
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use tidelog::core::sync::{sync_run, SyncOptions};
+    use tidelog::native::store::RunDir;
+    use tidelog::native::transport::HttpTransport;
+    use tidelog::{Mode, Settings};
+
+    const KEYS: [&str; 10] = [
+        "train/loss",
+        "train/acc",
+        "lr",
+        "epoch",
+        "grad_norm",
+        "val/loss",
+        "val/acc",
+        "tokens",
+        "gpu_mem",
+        "throughput",
+    ];
+
+    /// Float32-noisy metrics, with one spike of `train/loss` at `spike`.
+    fn step_values(i: u64, spike: u64) -> [(&'static str, f64); 10] {
+        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 32;
+        let noise = (x % 10_000) as f32 * 1e-5;
+        let decay = 1.0 / (1.0 + i as f32 * 1e-4);
+        let loss = if i == spike { 1000.0 } else { 2.5 * decay + noise };
+        [
+            (KEYS[0], loss as f64),
+            (KEYS[1], (0.9 - 0.8 * decay - noise) as f64),
+            (KEYS[2], (1e-3 * decay) as f64),
+            (KEYS[3], (i / 10_000) as f64),
+            (KEYS[4], (1.0 + noise * 10.0) as f64),
+            (KEYS[5], (2.6 * decay + noise * 0.5) as f64),
+            (KEYS[6], (0.88 - 0.8 * decay) as f64),
+            (KEYS[7], (i * 4096) as f64),
+            (KEYS[8], (11.5 + noise) as f64),
+            (KEYS[9], (3150.0 + noise * 1e3) as f64),
+        ]
+    }
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start_server(data: &Path) -> (Server, String, String) {
+        let bin = env!("CARGO_BIN_EXE_tidelog");
+        let key = Command::new(bin)
+            .args(["admin", "create-key", "--account", "bench", "--data"])
+            .arg(data)
+            .output()
+            .expect("create-key");
+        let key = String::from_utf8(key.stdout).expect("utf8").trim().to_owned();
+        let mut child = Command::new(bin)
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+        (Server(child), url, key)
+    }
+
+    fn status_kib(pid: u32, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(field))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    fn dir_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+    }
+
+    /// Seconds and body bytes of one GET.
+    fn get(agent: &ureq::Agent, url: &str, key: &str) -> (f64, Vec<u8>) {
+        let t = Instant::now();
+        let mut resp = agent
+            .get(url)
+            .header("Authorization", format!("Bearer {key}"))
+            .call()
+            .expect("GET");
+        let mut body = Vec::new();
+        resp.body_mut().as_reader().read_to_end(&mut body).expect("body");
+        (t.elapsed().as_secs_f64(), body)
+    }
+
+    fn percentile(sorted: &[f64], p: f64) -> f64 {
+        sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+    }
+
+    /// `times` GETs of `path`: p50 and p99 in ms, and the last body.
+    fn timed(agent: &ureq::Agent, url: &str, key: &str, path: &str, times: usize) -> (f64, f64, Vec<u8>) {
+        let mut secs = Vec::with_capacity(times);
+        let mut body = Vec::new();
+        for _ in 0..times {
+            let (s, b) = get(agent, &format!("{url}{path}"), key);
+            secs.push(s * 1000.0);
+            body = b;
+        }
+        secs.sort_by(f64::total_cmp);
+        (percentile(&secs, 0.5), percentile(&secs, 0.99), body)
+    }
+
+    pub fn main() {
+        let steps: u64 = std::env::args()
+            .skip(1)
+            .find_map(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        let spike = (steps / 2 + 12_345) % steps.max(1);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Settings::new("bench");
+        s.mode = Mode::Offline;
+        s.dir = Some(tmp.path().to_path_buf());
+        let run = tidelog::init(s).expect("init");
+        for i in 0..steps {
+            run.log(step_values(i, spike)).expect("log");
+        }
+        let run_dir = run.finish(0).expect("finish");
+        let id = run_dir
+            .file_name()
+            .expect("run id")
+            .to_string_lossy()
+            .into_owned();
+        println!("server bench: one run of {steps} steps x 10 keys, loopback\n");
+
+        let data = tmp.path().join("server");
+        let (server, url, key) = start_server(&data);
+        let pid = server.0.id();
+        let mut store = RunDir::new(&run_dir);
+        let mut transport = HttpTransport::new(&url, &key, Duration::from_secs(600));
+        let t = Instant::now();
+        let report = pollster::block_on(sync_run(
+            &mut store,
+            &mut transport,
+            &SyncOptions::default(),
+            &mut |_| {},
+        ))
+        .expect("sync");
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "ingest (sync end to end): {:.2} s, {:.0} rows/s",
+            secs,
+            report.rows_added as f64 / secs
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(600)))
+            .build()
+            .into();
+        let history = format!("/api/v1/runs/{id}/history");
+        let (p50, p99, body) = timed(
+            &agent,
+            &url,
+            &key,
+            &format!("{history}?keys=train/loss&samples=1000"),
+            20,
+        );
+        let spiked = String::from_utf8_lossy(&body).contains(&format!("\"_step\":{spike},"));
+        println!("history?keys=train/loss&samples=1000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes; spike kept: {spiked})", body.len());
+        let (p50, p99, body) = timed(&agent, &url, &key, &format!("{history}?samples=2000"), 5);
+        println!(
+            "history?samples=2000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes)",
+            body.len()
+        );
+        let (full, body) = get(&agent, &format!("{url}{history}?keys=train/loss"), &key);
+        println!(
+            "history?keys=train/loss (full): {:.0} ms ({} bytes)",
+            full * 1000.0,
+            body.len()
+        );
+        let (export, body) = get(&agent, &format!("{url}{history}.parquet"), &key);
+        println!(
+            "history.parquet: {:.0} ms ({} bytes)",
+            export * 1000.0,
+            body.len()
+        );
+        let scalars = steps as f64 * 10.0;
+        println!(
+            "server peak RSS: {:.0} MiB; on disk under --data: {:.2} bytes/scalar",
+            status_kib(pid, "VmHWM:") as f64 / 1024.0,
+            dir_bytes(&data) as f64 / scalars
+        );
+    }
+}
