@@ -1,10 +1,13 @@
-//! `cargo bench --bench server_bench [-- STEPS]`: a real `tidelog serve` over loopback holding
-//! one run of STEPS (default 1M) steps × 10 keys: ingest rows/s, history reads (one key
-//! `samples=1000` p50/p99, all keys `samples=2000`, full resolution), the Parquet export, the
-//! server's peak RSS and its bytes per scalar on disk.
+//! `cargo bench --bench server_bench [-- STEPS [REPS]]`: a real `tidelog serve` over loopback
+//! holding one run of STEPS (default 1M) steps × 10 keys: ingest rows/s, history reads (one key
+//! `samples=1000` p50/p99 over REPS requests (default 20), all keys `samples=2000`, one key at
+//! full resolution), the Parquet export, the server's peak RSS and its bytes per scalar on disk.
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod common;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
@@ -14,82 +17,15 @@ fn main() {
 /// Processes, files and sockets: the bench measures the native build only.
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::Read;
     use std::path::Path;
-    use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
+    use super::common::{start_server, step_values};
     use tidelog::core::sync::{sync_run, SyncOptions};
     use tidelog::native::store::RunDir;
     use tidelog::native::transport::HttpTransport;
     use tidelog::{Mode, Settings};
-
-    const KEYS: [&str; 10] = [
-        "train/loss",
-        "train/acc",
-        "lr",
-        "epoch",
-        "grad_norm",
-        "val/loss",
-        "val/acc",
-        "tokens",
-        "gpu_mem",
-        "throughput",
-    ];
-
-    /// Float32-noisy metrics, with one spike of `train/loss` at `spike`.
-    fn step_values(i: u64, spike: u64) -> [(&'static str, f64); 10] {
-        let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        x ^= x >> 29;
-        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x ^= x >> 32;
-        let noise = (x % 10_000) as f32 * 1e-5;
-        let decay = 1.0 / (1.0 + i as f32 * 1e-4);
-        let loss = if i == spike { 1000.0 } else { 2.5 * decay + noise };
-        [
-            (KEYS[0], loss as f64),
-            (KEYS[1], (0.9 - 0.8 * decay - noise) as f64),
-            (KEYS[2], (1e-3 * decay) as f64),
-            (KEYS[3], (i / 10_000) as f64),
-            (KEYS[4], (1.0 + noise * 10.0) as f64),
-            (KEYS[5], (2.6 * decay + noise * 0.5) as f64),
-            (KEYS[6], (0.88 - 0.8 * decay) as f64),
-            (KEYS[7], (i * 4096) as f64),
-            (KEYS[8], (11.5 + noise) as f64),
-            (KEYS[9], (3150.0 + noise * 1e3) as f64),
-        ]
-    }
-
-    struct Server(Child);
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn start_server(data: &Path) -> (Server, String, String) {
-        let bin = env!("CARGO_BIN_EXE_tidelog");
-        let key = Command::new(bin)
-            .args(["admin", "create-key", "--account", "bench", "--data"])
-            .arg(data)
-            .output()
-            .expect("create-key");
-        let key = String::from_utf8(key.stdout).expect("utf8").trim().to_owned();
-        let mut child = Command::new(bin)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let url = line.trim().rsplit(' ').next().expect("url").to_owned();
-        (Server(child), url, key)
-    }
 
     fn status_kib(pid: u32, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -146,10 +82,9 @@ mod native {
     }
 
     pub fn main() {
-        let steps: u64 = std::env::args()
-            .skip(1)
-            .find_map(|a| a.parse().ok())
-            .unwrap_or(1_000_000);
+        let numbers: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+        let steps = numbers.first().copied().unwrap_or(1_000_000);
+        let reps = numbers.get(1).map_or(20, |&r| r as usize).max(1);
         let spike = (steps / 2 + 12_345) % steps.max(1);
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut s = Settings::new("bench");
@@ -157,7 +92,11 @@ mod native {
         s.dir = Some(tmp.path().to_path_buf());
         let run = tidelog::init(s).expect("init");
         for i in 0..steps {
-            run.log(step_values(i, spike)).expect("log");
+            let mut values = step_values(i);
+            if i == spike {
+                values[0].1 = 1000.0;
+            }
+            run.log(values).expect("log");
         }
         let run_dir = run.finish(0).expect("finish");
         let id = run_dir
@@ -200,7 +139,13 @@ mod native {
         );
         let spiked = String::from_utf8_lossy(&body).contains(&format!("\"_step\":{spike},"));
         println!("history?keys=train/loss&samples=1000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes; spike kept: {spiked})", body.len());
-        let (p50, p99, body) = timed(&agent, &url, &key, &format!("{history}?samples=2000"), 5);
+        let (p50, p99, body) = timed(
+            &agent,
+            &url,
+            &key,
+            &format!("{history}?samples=2000"),
+            reps.div_ceil(4),
+        );
         println!(
             "history?samples=2000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes)",
             body.len()

@@ -18,24 +18,17 @@ use common::{create_key, get, Server};
 
 const T0: i64 = 1_795_713_600_000;
 
-/// A finished run `id` of `rows` steps: `loss` falls as 1/(step+1) but is 1000 at `spike`,
-/// `acc` rises but is -5 at `dip`, and a system `gpu` row every step, 99 at `spike`.
-fn long_log(id: &str, rows: u64, spike: u64, dip: u64) -> Vec<u8> {
+/// The log of a finished run `id` of `rows` steps, each step's records written by `step`.
+fn finished_log(id: &str, rows: u64, mut step: impl FnMut(&mut RunLog, u64)) -> Vec<u8> {
     let mut log = RunLog::default();
     log.meta(&Meta::Start(RunInfo {
         id: id.into(),
-        project: "long".into(),
+        project: "history".into(),
         created_ms: T0,
         ..RunInfo::default()
     }));
     for i in 0..rows {
-        let loss = if i == spike { 1000.0 } else { 1.0 / (i + 1) as f64 };
-        let acc = if i == dip { -5.0 } else { i as f64 / rows as f64 };
-        let ts = T0 + i as i64;
-        log.log(ts, [("loss", loss), ("acc", acc)], LogOptions::default())
-            .unwrap();
-        log.system(ts, &[("gpu", if i == spike { 99.0 } else { 50.0 })])
-            .unwrap();
+        step(&mut log, i);
     }
     log.meta(&Meta::Finish {
         exit_code: 0,
@@ -44,6 +37,20 @@ fn long_log(id: &str, rows: u64, spike: u64, dip: u64) -> Vec<u8> {
     let mut out = Vec::new();
     log.take_batch(&mut out);
     out
+}
+
+/// A run of `rows` steps: `loss` falls as 1/(step+1) but is 1000 at `spike`, `acc` rises but
+/// is -5 at `dip`, and a system `gpu` row every step, 99 at `spike`.
+fn long_log(id: &str, rows: u64, spike: u64, dip: u64) -> Vec<u8> {
+    finished_log(id, rows, |log, i| {
+        let loss = if i == spike { 1000.0 } else { 1.0 / (i + 1) as f64 };
+        let acc = if i == dip { -5.0 } else { i as f64 / rows as f64 };
+        let ts = T0 + i as i64;
+        log.log(ts, [("loss", loss), ("acc", acc)], LogOptions::default())
+            .unwrap();
+        log.system(ts, &[("gpu", if i == spike { 99.0 } else { 50.0 })])
+            .unwrap();
+    })
 }
 
 /// Posts the whole of `log` as one bundle.
@@ -177,14 +184,7 @@ print(json.dumps({"schema": {f.name: str(f.type) for f in t.schema}, "ts_ms": ts
 /// A run whose keys are a number on every row (once NaN, once +Infinity), a number on some
 /// rows, and a string or a boolean on a few.
 fn mixed_log(id: &str, rows: u64) -> Vec<u8> {
-    let mut log = RunLog::default();
-    log.meta(&Meta::Start(RunInfo {
-        id: id.into(),
-        project: "export".into(),
-        created_ms: T0,
-        ..RunInfo::default()
-    }));
-    for i in 0..rows {
+    finished_log(id, rows, |log, i| {
         let loss = match i {
             7 => f64::NAN,
             8 => f64::INFINITY,
@@ -204,14 +204,7 @@ fn mixed_log(id: &str, rows: u64) -> Vec<u8> {
             items.push(("phase", Value::from("warm-up")));
         }
         log.log(T0 + i as i64, items, LogOptions::default()).unwrap();
-    }
-    log.meta(&Meta::Finish {
-        exit_code: 0,
-        ts_ms: T0 + rows as i64,
-    });
-    let mut out = Vec::new();
-    log.take_batch(&mut out);
-    out
+    })
 }
 
 /// The pyarrow rows equal the API's rows: same steps and timestamps, a number column's value
