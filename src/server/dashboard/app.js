@@ -622,11 +622,17 @@ async function runPage(page, id) {
 
   // `path`'s rows (with `query`): all of them thinned, or, when `have` is a live run's rows, only
   // the steps from its last one on (rows at that step may have grown). Re-thinned from scratch
-  // once the appended rows outnumber the chart's points.
+  // once the rows appended since outnumber the chart's points.
+  const appended = new Map();
   async function fetchRows(path, query, have) {
+    const url = `${path}?${query}`;
     const last = have?.length ? have[have.length - 1]._step : null;
-    if (last === null || have.length > 2 * CHART_POINTS) return (await api(runPath(id, `${path}?${query}`))).rows;
-    const tail = (await api(runPath(id, `${path}?${query}&min_step=${last}`))).rows;
+    if (last === null || (appended.get(url) ?? 0) > CHART_POINTS) {
+      appended.set(url, 0);
+      return (await api(runPath(id, url))).rows;
+    }
+    const tail = (await api(runPath(id, `${url}&min_step=${last}`))).rows;
+    appended.set(url, appended.get(url) + tail.length);
     return [...have.filter((row) => row._step < last), ...tail];
   }
 
