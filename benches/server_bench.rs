@@ -99,11 +99,6 @@ mod native {
             run.log(values).expect("log");
         }
         let run_dir = run.finish(0).expect("finish");
-        let id = run_dir
-            .file_name()
-            .expect("run id")
-            .to_string_lossy()
-            .into_owned();
         println!("server bench: one run of {steps} steps x 10 keys, loopback\n");
 
         let data = tmp.path().join("server");
@@ -129,6 +124,9 @@ mod native {
             .timeout_global(Some(Duration::from_secs(600)))
             .build()
             .into();
+        let (_, runs) = get(&agent, &format!("{url}/api/v1/runs"), &key);
+        let runs: serde_json::Value = serde_json::from_slice(&runs).expect("runs");
+        let id = runs["runs"][0]["id"].as_str().expect("run id");
         let history = format!("/api/v1/runs/{id}/history");
         let (p50, p99, body) = timed(
             &agent,
