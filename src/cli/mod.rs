@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
 mod credentials;
+mod export;
 mod import;
 mod local;
 mod run_cmd;
@@ -32,6 +33,8 @@ enum Command {
     Bundle(local::BundleArgs),
     /// Upload bundle files made by `tidelog bundle`.
     Upload(local::UploadArgs),
+    /// Download a synced run's history from the server as Parquet or CSV.
+    Export(export::ExportArgs),
     /// Run a command as a run: output.log, system metrics, exit code.
     Run(run_cmd::RunArgs),
     /// Turn W&B offline runs, TensorBoard event files or CSV into local runs for `sync`.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Ls(args) => local::ls(args),
         Command::Bundle(args) => local::bundle(args),
         Command::Upload(args) => local::upload(args),
+        Command::Export(args) => export::export(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Import(args) => import::import(args),
         Command::Serve(args) => serve::serve(args),

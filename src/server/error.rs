@@ -52,6 +52,9 @@ pub enum ServerError {
     /// Stored data that does not parse (a corrupt or foreign database).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// The Parquet writer failed on a run's history.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     /// A blocking task panicked.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

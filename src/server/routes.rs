@@ -19,7 +19,7 @@ use super::auth::Account;
 use super::dashboard;
 use super::error::{ApiError, ServerError};
 use super::ingest::{expected_sha, ingest, Source};
-use super::{runs, uploads, AppState};
+use super::{export, runs, uploads, AppState};
 
 const REQUEST_HEADERS: [&str; 9] = [
     "authorization",
@@ -68,6 +68,7 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .route("/api/v1/runs", get(runs::list))
         .route("/api/v1/runs/{id}", get(runs::get))
         .route("/api/v1/runs/{id}/history", get(runs::history))
+        .route("/api/v1/runs/{id}/history.parquet", get(export::history_parquet))
         .route("/api/v1/runs/{id}/system", get(runs::system))
         .route("/api/v1/runs/{id}/files", get(runs::files))
         .route("/api/v1/runs/{id}/files/{*path}", get(runs::file))

@@ -31,6 +31,21 @@ impl Rows {
     }
 }
 
+/// A stored value as a number: a JSON number, or one of the strings `num_to_json` writes for
+/// NaN and the infinities; `None` for anything else.
+pub fn stored_number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn bad(why: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(why.to_string())
 }

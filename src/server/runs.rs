@@ -17,6 +17,7 @@ use super::auth::Account;
 use super::db::{to_u64, RunRow};
 use super::disk::is_sha256;
 use super::error::{ApiError, ServerError};
+use super::m4;
 use super::AppState;
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -27,7 +28,7 @@ fn params(q: Params) -> Result<HashMap<String, String>, ApiError> {
 }
 
 /// The run `id` if it belongs to `account`: 404 when unknown, 403 when another's.
-async fn owned_run(state: &AppState, account: &str, id: &str) -> Result<RunRow, ApiError> {
+pub(super) async fn owned_run(state: &AppState, account: &str, id: &str) -> Result<RunRow, ApiError> {
     let run = RunRow::load(&state.db, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no run {id:?}")))?;
@@ -95,22 +96,90 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiErr
         .transpose()
 }
 
-/// Which of `n` rows to keep so that at most `samples` remain, evenly spread, the first and
-/// the last always kept: a chart of a million-step run needs a few thousand points.
-fn spread(n: usize, samples: Option<u64>) -> Vec<usize> {
-    let want = samples.map_or(n, |s| usize::try_from(s).unwrap_or(usize::MAX).min(n));
-    match want {
-        0 => Vec::new(),
-        1 => vec![0],
-        _ if want == n => (0..n).collect(),
-        _ => (0..want).map(|k| k * (n - 1) / (want - 1)).collect(),
+/// One stored row as the API shows it: `_step`, `_timestamp`, then `rest`, the members of the
+/// stored JSON object without its braces.
+fn row_json(out: &mut Vec<u8>, step: u64, ts_ms: i64, rest: &str) -> Result<(), ApiError> {
+    let timestamp = serde_json::to_string(&(ts_ms as f64 / 1000.0)).map_err(corrupt)?;
+    out.extend_from_slice(format!("{{\"_step\":{step},\"_timestamp\":{timestamp}").as_bytes());
+    if !rest.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(rest.as_bytes());
     }
+    out.push(b'}');
+    Ok(())
 }
 
-/// Writes `{"rows": [...]}` straight from the stored row JSON; with `keys`, only those keys and
-/// only rows that have one of them (an empty `keys=` means all keys, like no `keys`);
-/// `min_step` / `max_step` bound the steps (inclusive) and `samples=N` thins the rows to at
-/// most N, evenly spread over the range.
+/// The members of a JSON object's text, without its braces.
+fn members(object: &str) -> Result<&str, ApiError> {
+    object
+        .strip_prefix('{')
+        .and_then(|o| o.strip_suffix('}'))
+        .ok_or_else(|| corrupt("stored row is not an object"))
+}
+
+/// A stored row: step, timestamp (ms) and its JSON object.
+type Stored = (u64, i64, String);
+
+/// A row to send, by index: all of it (`None`), or only these members.
+type Picked = (usize, Option<Map<String, JsonValue>>);
+
+/// A key's rows, by index, and its `(step, chart value)` in each.
+type KeyPoints = (Vec<u32>, Vec<(u64, f64)>);
+
+/// The rows to send, with the keys each keeps: with `samples`, the M4 picks of every key
+/// (a row keeps only the keys it was picked for, so no key has more than `samples` rows);
+/// otherwise every row that has one of `keys` (all rows and keys when `keys` is `None`).
+fn select(
+    stored: &[Stored],
+    keys: Option<&HashSet<&str>>,
+    samples: Option<u64>,
+) -> Result<Vec<Picked>, ApiError> {
+    let wanted = |k: &str| keys.is_none_or(|keys| keys.contains(k));
+    let Some(samples) = samples else {
+        let mut out = Vec::with_capacity(stored.len());
+        for (i, (_, _, data)) in stored.iter().enumerate() {
+            match keys {
+                None => out.push((i, None)),
+                Some(_) => {
+                    let mut row: Map<String, JsonValue> = serde_json::from_str(data).map_err(corrupt)?;
+                    row.retain(|k, _| wanted(k));
+                    if !row.is_empty() {
+                        out.push((i, Some(row)));
+                    }
+                }
+            }
+        }
+        return Ok(out);
+    };
+    let mut points: HashMap<String, KeyPoints> = HashMap::new();
+    for (i, (step, _, data)) in stored.iter().enumerate() {
+        let row: Map<String, JsonValue> = serde_json::from_str(data).map_err(corrupt)?;
+        for (k, v) in row.iter().filter(|(k, _)| wanted(k)) {
+            let (rows, pts) = points.entry(k.clone()).or_default();
+            rows.push(i as u32);
+            pts.push((*step, m4::chart_value(v)));
+        }
+    }
+    let n = usize::try_from(samples).unwrap_or(usize::MAX);
+    let mut picks: Vec<(u32, &str)> = Vec::new();
+    for (key, (rows, pts)) in &points {
+        picks.extend(m4::m4(pts, n).into_iter().map(|p| (rows[p], key.as_str())));
+    }
+    picks.sort_unstable();
+    let mut out: Vec<Picked> = Vec::new();
+    for group in picks.chunk_by(|a, b| a.0 == b.0) {
+        let i = group[0].0 as usize;
+        let mut row: Map<String, JsonValue> = serde_json::from_str(&stored[i].2).map_err(corrupt)?;
+        row.retain(|k, _| group.iter().any(|(_, key)| key == k));
+        out.push((i, Some(row)));
+    }
+    Ok(out)
+}
+
+/// Writes `{"rows": [...]}` in step order; with `keys`, only those keys and only rows that
+/// have one of them (an empty `keys=` means all keys, like no `keys`); `min_step` /
+/// `max_step` bound the steps (inclusive) and `samples=N` thins each key to at most N rows
+/// by M4.
 async fn rows(
     state: &AppState,
     table: &'static str,
@@ -136,42 +205,24 @@ async fn rows(
         .bind(max_step as i64)
         .fetch_all(&state.db)
         .await?;
-    let mut picked = Vec::with_capacity(found.len());
-    for r in &found {
-        let step = to_u64(r.try_get(0)?)?;
-        let ts_ms: i64 = r.try_get(1)?;
-        let data: String = r.try_get(2)?;
-        let timestamp = serde_json::to_string(&(ts_ms as f64 / 1000.0)).map_err(corrupt)?;
-        let head = format!("{{\"_step\":{step},\"_timestamp\":{timestamp}");
-        let tail = match &keys {
-            None => {
-                let inner = data
-                    .strip_prefix('{')
-                    .ok_or_else(|| corrupt("stored row is not an object"))?;
-                if inner == "}" {
-                    inner.to_owned()
-                } else {
-                    format!(",{inner}")
-                }
-            }
-            Some(keys) => {
-                let mut row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(corrupt)?;
-                row.retain(|k, _| keys.contains(k.as_str()));
-                if row.is_empty() {
-                    continue;
-                }
-                let rest = serde_json::to_string(&row).map_err(corrupt)?;
-                format!(",{}", &rest[1..])
-            }
-        };
-        picked.push(head + &tail);
-    }
+    let stored = found
+        .iter()
+        .map(|r| Ok((to_u64(r.try_get(0)?)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<Vec<Stored>, ServerError>>()?;
+    drop(found);
     let mut out = b"{\"rows\":[".to_vec();
-    for (n, i) in spread(picked.len(), samples).into_iter().enumerate() {
+    for (n, (i, row)) in select(&stored, keys.as_ref(), samples)?.into_iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(picked[i].as_bytes());
+        let (step, ts_ms, data) = &stored[i];
+        match row {
+            None => row_json(&mut out, *step, *ts_ms, members(data)?)?,
+            Some(row) => {
+                let text = serde_json::to_string(&row).map_err(corrupt)?;
+                row_json(&mut out, *step, *ts_ms, members(&text)?)?;
+            }
+        }
     }
     out.extend_from_slice(b"]}");
     Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
@@ -278,20 +329,4 @@ pub async fn file(
         }
     }
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spread;
-
-    #[test]
-    fn spread_keeps_the_ends_and_at_most_the_samples() {
-        assert_eq!(spread(5, None), vec![0, 1, 2, 3, 4]);
-        assert_eq!(spread(5, Some(10)), vec![0, 1, 2, 3, 4]);
-        assert_eq!(spread(10, Some(4)), vec![0, 3, 6, 9]);
-        assert_eq!(spread(1_000_000, Some(3)), vec![0, 499_999, 999_999]);
-        assert_eq!(spread(7, Some(1)), vec![0]);
-        assert!(spread(7, Some(0)).is_empty());
-        assert!(spread(0, Some(5)).is_empty());
-    }
 }

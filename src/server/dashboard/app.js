@@ -25,9 +25,10 @@ const app = {
 // { x: [...], series: [[...], ...] }. Tests read the plotted data here rather than pixels.
 const charts = new Map();
 window.tidelogDashboard = { charts };
-// At most this many rows of a run are charted: the server thins longer runs evenly (first and
-// last step kept), so a million-step run loads in a moment.
-const CHART_POINTS = 5000;
+// At most this many rows per key are charted: the server thins longer runs by M4 (each bucket's
+// first, last, minimum and maximum row), so a million-step run loads in a moment and keeps
+// every spike.
+const CHART_POINTS = 2000;
 
 // ---------------------------------------------------------------------------------------------
 // API
@@ -548,6 +549,7 @@ async function runPage(page, id) {
   const systemGroups = new Map();
   const mediaCards = new Map();
   let rows = [];
+  let sysRows = [];
   let mediaRows = [];
   let shown = null;
 
@@ -618,23 +620,44 @@ async function runPage(page, id) {
       : h("p", { class: "muted" }, "No files saved."));
   }
 
-  // Fetches the run and everything it logged, then updates each part in place.
+  // `path`'s rows (with `query`): all of them thinned, or, when `have` is a live run's rows, only
+  // the steps from its last one on (rows at that step may have grown). Re-thinned from scratch
+  // once the rows appended since outnumber the chart's points.
+  const appended = new Map();
+  async function fetchRows(path, query, have) {
+    const url = `${path}?${query}`;
+    const last = have?.length ? have[have.length - 1]._step : null;
+    if (last === null || (appended.get(url) ?? 0) > CHART_POINTS) {
+      appended.set(url, 0);
+      return (await api(runPath(id, url))).rows;
+    }
+    const tail = (await api(runPath(id, `${url}&min_step=${last}`))).rows;
+    appended.set(url, appended.get(url) + tail.length);
+    return [...have.filter((row) => row._step < last), ...tail];
+  }
+
+  // Fetches the run and what it logged (a live run: only what is new), then updates each part
+  // in place.
   async function load(run) {
-    const [r, hist, sys, fl] = await Promise.all([
-      run ?? api(runPath(id)), api(runPath(id, `/history?samples=${CHART_POINTS}`)),
-      api(runPath(id, `/system?samples=${CHART_POINTS}`)), api(runPath(id, "/files")),
+    const live = shown?.state === "running";
+    const r = run ?? await api(runPath(id));
+    const [hist, sys, fl] = await Promise.all([
+      fetchRows("/history", `samples=${CHART_POINTS}`, live && rows),
+      fetchRows("/system", `samples=${CHART_POINTS}`, live && sysRows),
+      api(runPath(id, "/files")),
     ]);
-    // Thinned rows may skip media steps: then every row of the media keys (the summary names
-    // them) is fetched on its own.
+    // Thinned rows may skip media steps: every row of the media keys (the summary names them)
+    // is fetched on its own.
     const mediaKeys = Object.entries(r.summary ?? {}).filter(([, v]) => v && MEDIA_TYPES.has(v._type)).map(([k]) => k);
-    mediaRows = hist.rows.length >= CHART_POINTS && mediaKeys.length
-      ? (await api(runPath(id, `/history?keys=${mediaKeys.map(encodeURIComponent).join(",")}`))).rows
-      : hist.rows;
+    mediaRows = mediaKeys.length
+      ? await fetchRows("/history", `keys=${mediaKeys.map(encodeURIComponent).join(",")}`, live && mediaRows)
+      : [];
     if (page !== app.page) return r;
     if (!shown || shown.updated_ms !== r.updated_ms || r.state === "running") header.replaceChildren(...runHeader(r));
-    rows = hist.rows;
+    rows = hist;
+    sysRows = sys;
     drawHistory();
-    drawSystem(sys.rows);
+    drawSystem(sysRows);
     drawMedia();
     drawFiles(fl.files);
     shown = r;
