@@ -61,7 +61,8 @@ fn bundles(log: &[u8], file: &[u8]) -> Vec<Vec<u8>> {
     let index = LogIndex::new(log).expect("a real log decodes");
     let run = index.run().expect("a start record");
     let files = [(sha256_hex(file), file.to_vec())];
-    let mut ranges = vec![0..index.len()];
+    let mut ranges = Vec::new();
+    ranges.push(0..index.len());
     let mut start = 0;
     while start < index.len() {
         let r = index.plan(start, 2048);
