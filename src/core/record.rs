@@ -15,6 +15,9 @@ const TAG_SYSTEM: u8 = 2;
 const TAG_KEY: u8 = 3;
 const TAG_META: u8 = 4;
 
+/// Largest step a row may carry: bundles and the server store steps as signed 64-bit.
+pub const MAX_STEP: u64 = i64::MAX as u64;
+
 const V_NUM: u8 = 0;
 const V_FALSE: u8 = 1;
 const V_TRUE: u8 = 2;
@@ -317,6 +320,9 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
     match tag {
         TAG_HISTORY | TAG_SYSTEM => {
             let step = get_u64(rest, &mut pos).ok_or(bad)?;
+            if step > MAX_STEP {
+                return Err(DecodeError("step beyond i64::MAX"));
+            }
             let ts_ms = get_i64(rest, &mut pos).ok_or(bad)?;
             let count = get_u64(rest, &mut pos).ok_or(bad)?;
             Ok(Record::Row(RowRef {
@@ -386,6 +392,16 @@ mod tests {
                 ts_ms: 9
             })
         );
+    }
+
+    #[test]
+    fn a_step_beyond_i64_max_is_undecodable() {
+        for (step, ok) in [(MAX_STEP, true), (MAX_STEP + 1, false), (u64::MAX, false)] {
+            let mut buf = Vec::new();
+            encode_row(&mut buf, RowKind::History, step, 0, &[(0, 1.0)], &[]);
+            let got = decode(&buf[frame::HEADER..]);
+            assert_eq!(got.is_ok(), ok, "step {step}: {got:?}");
+        }
     }
 
     #[test]
