@@ -66,6 +66,12 @@ impl ColumnsBuilder {
                 }
             };
             let col = &mut self.cols[col as usize];
+            // A row names a key once (the writer keeps the last value); a damaged or hostile
+            // log that names it twice keeps the first, so row indices stay strictly ascending.
+            if col.rows.last() == Some(&r) {
+                self.dropped += 1;
+                continue;
+            }
             col.rows.push(r);
             match v {
                 ValueRef::Num(x) if !col.mixed => col.nums.push(x),
@@ -292,10 +298,12 @@ impl Columns {
             cols: Vec::new(),
         };
         let mut prev = 0u64;
-        for _ in 0..n {
-            prev = prev
-                .checked_add(get_u64(buf, &mut pos).ok_or(bad)?)
-                .ok_or(DecodeError("sequence overflow"))?;
+        for i in 0..n {
+            let delta = get_u64(buf, &mut pos).ok_or(bad)?;
+            if delta == 0 && i > 0 {
+                return Err(DecodeError("two rows share a sequence number").into());
+            }
+            prev = prev.checked_add(delta).ok_or(DecodeError("sequence overflow"))?;
             me.seqs.push(prev);
         }
         let mut prev = 0i64;
