@@ -2,6 +2,7 @@
 //! bundles and the sync engine. No files, threads, clocks or sockets in here.
 
 pub mod bundle;
+pub mod checkpoint;
 pub mod digest;
 pub mod folder;
 pub mod frame;
