@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::frame::{HEADER, MAX_FRAME};
+use super::frame::{Corruption, HEADER, MAX_FRAME};
 use super::record::RunInfo;
 
 /// The acknowledged prefix of a log, as far as reading on after it needs.
@@ -30,9 +30,9 @@ pub struct Checkpoint {
     /// The exit code of a finish record not followed by rows or a new start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Whether damage was found before `offset`: such a run is never marked synced.
-    #[serde(default)]
-    pub corrupt: bool,
+    /// Damage found before `offset`: such a run is never marked synced, and each sync says so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt: Vec<Corruption>,
     /// CRC32C of the fields above: a checkpoint whose sum does not match is not used.
     pub checksum: u32,
 }
@@ -44,7 +44,7 @@ impl Checkpoint {
         keys: BTreeMap<u32, String>,
         run: Option<RunInfo>,
         exit_code: Option<i32>,
-        corrupt: bool,
+        corrupt: Vec<Corruption>,
     ) -> Self {
         let mut cp = Checkpoint {
             offset,
@@ -93,9 +93,15 @@ mod tests {
 
     #[test]
     fn a_changed_field_fails_the_checksum() {
-        let cp = Checkpoint::new((100, 7, 90), BTreeMap::from([(0, "a".into())]), None, None, false);
+        let cp = Checkpoint::new(
+            (100, 7, 90),
+            BTreeMap::from([(0, "a".into())]),
+            None,
+            None,
+            Vec::new(),
+        );
         assert!(!cp.usable(200, 7), "no run identity with records acknowledged");
-        let cp = Checkpoint::new((100, 7, 90), cp.keys, Some(RunInfo::default()), None, false);
+        let cp = Checkpoint::new((100, 7, 90), cp.keys, Some(RunInfo::default()), None, Vec::new());
         assert!(cp.usable(200, 7));
         assert!(!cp.usable(99, 7), "stale: the log is shorter than the checkpoint");
         assert!(!cp.usable(200, 6), "stale: progress moved without it");

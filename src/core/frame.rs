@@ -99,7 +99,7 @@ fn resync(buf: &[u8], bad: usize) -> Option<usize> {
 
 /// A stretch of the log that holds no intact frame but has intact frames after it: damage in
 /// the middle of the log, never a crash's torn tail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Corruption {
     /// Byte offset where the unreadable bytes start.
     pub offset: usize,

@@ -24,7 +24,7 @@ pub struct LogIndex<'a> {
     exit_changes: Vec<(u64, Option<i32>)>,
     base_exit: Option<i32>,
     base_last: usize,
-    base_corrupt: bool,
+    base_corrupt: &'a [Corruption],
     valid_len: usize,
     corrupt: Vec<Corruption>,
 }
@@ -56,7 +56,7 @@ impl<'a> LogIndex<'a> {
             exit_changes: Vec::new(),
             base_exit: None,
             base_last: 0,
-            base_corrupt: false,
+            base_corrupt: &[],
             valid_len: 0,
             corrupt: Vec::new(),
         };
@@ -68,7 +68,7 @@ impl<'a> LogIndex<'a> {
             me.exit_code = cp.exit_code;
             me.base_exit = cp.exit_code;
             me.base_last = cp.last as usize;
-            me.base_corrupt = cp.corrupt;
+            me.base_corrupt = &cp.corrupt;
         }
         let mut frames = Frames::window(log, more);
         for f in frames.by_ref() {
@@ -121,14 +121,15 @@ impl<'a> LogIndex<'a> {
         self.base_offset + self.valid_len
     }
 
-    /// Damaged stretches with intact records after them (empty for a healthy log).
+    /// Damaged stretches with intact records after them (empty for a healthy log), found in
+    /// the bytes indexed.
     pub fn corruption(&self) -> &[Corruption] {
         &self.corrupt
     }
 
-    /// Whether damage was seen anywhere up to here, the checkpoint's prefix included.
-    pub fn any_corruption(&self) -> bool {
-        self.base_corrupt || !self.corrupt.is_empty()
+    /// Every damaged stretch up to here, the checkpoint's prefix included.
+    pub fn all_corruption(&self) -> Vec<Corruption> {
+        self.base_corrupt.iter().chain(&self.corrupt).copied().collect()
     }
 
     /// The run's identity from its start record.
@@ -181,7 +182,11 @@ impl<'a> LogIndex<'a> {
                 .collect(),
             self.run.clone(),
             exit_code,
-            self.base_corrupt || self.corrupt.iter().any(|c| c.offset < offset),
+            self.base_corrupt
+                .iter()
+                .chain(self.corrupt.iter().filter(|c| c.offset < offset))
+                .copied()
+                .collect(),
         )
     }
 

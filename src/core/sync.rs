@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bundle::{write_bundle_skipping, BundleError, MAX_BUNDLE_FILE_BYTES};
 use super::checkpoint::Checkpoint;
-use super::frame::is_one_frame;
+use super::frame::{is_one_frame, Corruption};
 use super::log_index::LogIndex;
 use super::record::{decode, DecodeError, FileRef, Meta, Record, RunInfo, RunState};
 pub use super::transport::{deliver, retry_after_ms, Ack, Transport, TransportError, UploadLedger};
@@ -138,6 +138,9 @@ pub struct SyncReport {
     /// Saved files the server refused and that were left out, each as "path (sha256): why":
     /// the run is not fully synced while any is listed.
     pub skipped_files: Vec<String>,
+    /// Damaged stretches of the log (the readable records around them were uploaded): the
+    /// run is not fully synced while any is listed.
+    pub corruption: Vec<Corruption>,
 }
 
 /// Why a run could not be synced; progress made before it is kept.
@@ -307,10 +310,12 @@ async fn sync_window<S: RunStore, T: Transport>(
 ) -> Result<(), SyncError> {
     let end = index.len();
     let state = last.map(|(s, _)| s);
-    let synced_bytes = last.filter(|_| !index.any_corruption()).map(|(_, len)| len);
+    let corruption = index.all_corruption();
+    let synced_bytes = last.filter(|_| corruption.is_empty()).map(|(_, len)| len);
     if let Some(s) = state {
         report.state = s;
         report.total_records = end;
+        report.corruption = corruption;
     }
     // A state-only bundle (no records) when the run ended without a record saying so.
     let stale_state = |p: &SyncProgress| {
