@@ -29,6 +29,7 @@ use tidelog::native::transport::HttpTransport;
 struct Probe {
     log_bytes_read: Rc<Cell<u64>>,
     writes_left: Rc<Cell<Option<u32>>>,
+    window: Option<usize>,
 }
 
 impl Probe {
@@ -60,6 +61,9 @@ impl Dir for Probe {
         let out = StdDir.read_at(path, offset, max)?;
         self.count(path, out.len());
         Ok(out)
+    }
+    fn read_window(&self) -> usize {
+        self.window.unwrap_or_else(|| StdDir.read_window())
     }
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         self.write()?;
@@ -240,10 +244,22 @@ fn a_sync_killed_between_any_two_writes_resumes_from_its_checkpoint() {
         }
         let id = run.id().to_owned();
         let dir: PathBuf = run.finish(0).unwrap();
-        let killed = Probe::default();
+        // Windows of two bundles: the log is read in several.
+        let windowed = || Probe {
+            window: Some(4000),
+            ..Probe::default()
+        };
+        let killed = windowed();
         killed.writes_left.set(Some(kill_after));
         let first = sync_with(&dir, &killed, &server, &key, &opts);
-        let report = sync_with(&dir, &Probe::default(), &server, &key, &opts).unwrap();
+        let windowed = windowed();
+        let report = sync_with(&dir, &windowed, &server, &key, &opts).unwrap();
+        assert!(
+            windowed.log_bytes_read.get() <= log_len(&dir) + 1000,
+            "each byte read about once: {} of {} (kill after {kill_after})",
+            windowed.log_bytes_read.get(),
+            log_len(&dir)
+        );
         assert_eq!(
             report.acked_records, report.total_records,
             "kill after {kill_after}"

@@ -31,6 +31,11 @@ pub trait Dir: Clone {
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
         Ok(all[start..all.len().min(start.saturating_add(max))].to_vec())
     }
+    /// Bytes a sync reads at once through [`Dir::read_at`]: all of it unless reading at an
+    /// offset costs only what is read.
+    fn read_window(&self) -> usize {
+        usize::MAX
+    }
     /// Replaces a file so readers see the old or the new content, never half.
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     /// Appends to a file, creating it; may leave part of `data` behind when it fails.
@@ -346,18 +351,17 @@ impl<D: Dir> FolderRun<D> {
         write_json(&self.dir, &self.path.with_file_name(LATEST_SPEC), &latest)
     }
 
-    /// Updates `run.spec` and `latest.spec` after a sync step; `state` is the run's state when
-    /// the sync knows it (the whole log was acknowledged), else it is read from the log.
+    /// Updates `run.spec` and `latest.spec` after a sync step. `state` is the state the server
+    /// acknowledged: a run no process holds takes it once it is not `running` (the last
+    /// bundle carries the run's end); the log is never read here, so a sync stays O(new).
     fn update_specs(&self, synced: bool, acked: u64, state: Option<RunState>) -> io::Result<()> {
         let spec_path = self.path.join(RUN_SPEC);
         let Some(mut spec) = read_json::<_, RunSpec>(&self.dir, &spec_path)? else {
             return Ok(());
         };
-        if !self.dir.is_locked(&self.path) {
-            if let Some(state) = state {
+        if let Some(state) = state.filter(|s| *s != RunState::Running) {
+            if !self.dir.is_locked(&self.path) {
                 spec.state = state;
-            } else if let Ok(index) = LogIndex::new(&self.log_bytes()?) {
-                spec.state = index.state(false);
             }
         }
         spec.sync = SyncSpec {
@@ -395,6 +399,10 @@ impl<D: Dir> RunStore for FolderRun<D> {
         self.dir.read_at(&self.path.join(RECORDS), offset, max)
     }
 
+    fn read_window(&self) -> usize {
+        self.dir.read_window()
+    }
+
     async fn log_len(&self) -> io::Result<u64> {
         Ok(self.dir.size(&self.path.join(RECORDS))?.unwrap_or(0))
     }
@@ -430,8 +438,11 @@ impl<D: Dir> RunStore for FolderRun<D> {
                 write_json(&self.dir, &self.path.join(PROGRESS), progress)?;
             }
         }
-        let state = progress.acked_state.filter(|_| synced_bytes.is_some());
-        self.update_specs(synced_bytes.is_some(), progress.acked_records, state)
+        self.update_specs(
+            synced_bytes.is_some(),
+            progress.acked_records,
+            progress.acked_state,
+        )
     }
 }
 

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod layout;
 pub mod log_index;
 pub mod media;
+pub mod progress;
 pub mod record;
 pub mod row;
 pub mod run_log;

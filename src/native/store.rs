@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::core::folder::{Dir, FolderRun};
 use crate::core::layout::{LockOwner, LOCK};
 
+/// Log bytes a sync reads at once from disk: two bundles' worth.
+const READ_WINDOW: usize = 32 << 20;
+
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StdDir;
@@ -43,6 +46,10 @@ impl Dir for StdDir {
         let mut out = Vec::new();
         f.take(max as u64).read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    fn read_window(&self) -> usize {
+        READ_WINDOW
     }
 
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
