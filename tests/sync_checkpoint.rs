@@ -131,6 +131,15 @@ fn quiet(dir: &Path, project: &str) -> tidelog::Run {
     tidelog::init(s).unwrap()
 }
 
+/// A work folder, and a real server (with its data folder) and an API key for it.
+fn setup() -> (tempfile::TempDir, tempfile::TempDir, Server, String) {
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let key = server.key("alice");
+    (work, data, server, key)
+}
+
 fn expected(n: u32) -> Vec<f64> {
     (0..n).map(f64::from).collect()
 }
@@ -138,10 +147,7 @@ fn expected(n: u32) -> Vec<f64> {
 /// A re-sync after one new record reads that record's bytes and nothing before them.
 #[test]
 fn a_resync_after_one_record_reads_only_that_record() {
-    let work = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
-    let key = server.key("alice");
+    let (work, _data, server, key) = setup();
     let run = quiet(work.path(), "cp");
     for i in 0..5000 {
         run.log([("v", f64::from(i))]).unwrap();
@@ -185,10 +191,7 @@ fn a_resync_after_one_record_reads_only_that_record() {
 /// intact records would shift them down and the server would drop one as a duplicate).
 #[test]
 fn damage_in_the_synced_prefix_loses_no_later_row() {
-    let work = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
-    let key = server.key("alice");
+    let (work, _data, server, key) = setup();
     let run = quiet(work.path(), "cp");
     for i in 0..100 {
         run.log([("v", f64::from(i))]).unwrap();
@@ -229,10 +232,7 @@ fn damage_in_the_synced_prefix_loses_no_later_row() {
 /// finishes the job and the server holds every row exactly once.
 #[test]
 fn a_sync_killed_between_any_two_writes_resumes_from_its_checkpoint() {
-    let work = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
-    let key = server.key("alice");
+    let (work, _data, server, key) = setup();
     let opts = SyncOptions {
         max_bundle_log_bytes: 2000,
         ..SyncOptions::default()
@@ -285,10 +285,7 @@ fn marker(dir: &Path) -> SyncedMarker {
 /// (stale), is not used: the sync reads from byte 0, rebuilds it, and adds no row twice.
 #[test]
 fn a_torn_or_stale_checkpoint_is_rebuilt_from_byte_0() {
-    let work = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
-    let key = server.key("alice");
+    let (work, _data, server, key) = setup();
     let run = quiet(work.path(), "torn");
     let dir = run.dir().to_path_buf();
     let probe = Probe::default();
