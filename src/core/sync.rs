@@ -38,7 +38,7 @@ impl Default for SyncOptions {
         SyncOptions {
             project: None,
             entity: None,
-            max_bundle_log_bytes: 16 << 20,
+            max_bundle_log_bytes: 4 << 20,
             direct_max: 4 << 20,
             chunk: 4 << 20,
             attempts: 4,

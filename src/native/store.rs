@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::core::folder::{Dir, FolderRun};
 use crate::core::layout::{LockOwner, LOCK};
 
-/// Log bytes a sync reads at once from disk: two bundles' worth.
-const READ_WINDOW: usize = 32 << 20;
+/// Log bytes a sync reads at once from disk: two bundles' worth of log.
+const READ_WINDOW: usize = 8 << 20;
 
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
