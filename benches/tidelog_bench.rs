@@ -122,5 +122,76 @@ mod native {
         report.rows_added as f64 / secs,
         report.bytes_sent
     );
+        resync_after_one_step(tmp.path(), &url, &key);
+        cli_sync_peak_rss(tmp.path(), &url, &key);
+    }
+
+    /// Bytes this process has read so far (`rchar` of `/proc/self/io`).
+    fn bytes_read() -> u64 {
+        std::fs::read_to_string("/proc/self/io")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("rchar:").and_then(|v| v.trim().parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    /// A live run of 1M steps, synced; one more step; the re-sync's time and bytes read.
+    fn resync_after_one_step(tmp: &Path, url: &str, key: &str) {
+        let mut s = Settings::new("bench");
+        s.mode = Mode::Offline;
+        s.dir = Some(tmp.join("live"));
+        s.system_interval = None;
+        let run = tidelog::init(s).expect("init");
+        for i in 0..1_000_000 {
+            run.log(step_values(i)).expect("log");
+        }
+        run.flush().expect("flush");
+        let opts = SyncOptions::default();
+        let mut store = RunDir::new(run.dir());
+        let mut transport = HttpTransport::new(url, key, Duration::from_secs(120));
+        pollster::block_on(sync_run(&mut store, &mut transport, &opts, &mut |_| {})).expect("sync");
+        run.log(step_values(1_000_000)).expect("log");
+        run.flush().expect("flush");
+        let (t, read) = (Instant::now(), bytes_read());
+        let report =
+            pollster::block_on(sync_run(&mut store, &mut transport, &opts, &mut |_| {})).expect("sync");
+        let (secs, read) = (t.elapsed().as_secs_f64(), bytes_read() - read);
+        let len = std::fs::metadata(run.dir().join("records.tlog")).map_or(0, |m| m.len());
+        println!(
+            "re-sync of a 1M-step run after one new step: {:.1} ms, {read} bytes read (log {len} bytes), {} rows added",
+            secs * 1e3,
+            report.rows_added
+        );
+        run.finish(0).expect("finish");
+    }
+
+    /// Peak RSS of a `tidelog sync` process (`/usr/bin/time`) uploading a fresh 1M-step run.
+    fn cli_sync_peak_rss(tmp: &Path, url: &str, key: &str) {
+        let work = tmp.join("cli");
+        log_steps(&work, 1_000_000);
+        let t = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", env!("CARGO_BIN_EXE_tidelog"), "sync"])
+            .current_dir(&work)
+            .env("TIDELOG_API_KEY", key)
+            .env("TIDELOG_BASE_URL", url)
+            .output();
+        let Ok(out) = out else {
+            println!("tidelog sync peak RSS: /usr/bin/time is not available");
+            return;
+        };
+        let secs = t.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let kib: u64 = stderr
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        println!(
+            "tidelog sync of a 1M-step run: {secs:.2} s, peak RSS {:.1} MiB",
+            kib as f64 / 1024.0
+        );
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use tidelog::core::folder::{corruption_note, run_id_of_path};
 use tidelog::core::sync::{sync_run, RunStore, SyncError, SyncOptions, SyncReport, TransportError};
 use tidelog::native::layout::{read_json, runs_in, write_json_atomic, LatestSpec, LATEST_SPEC, RECORDS};
 use tidelog::native::store::RunDir;
@@ -182,7 +183,9 @@ pub fn sync(a: SyncArgs) -> anyhow::Result<ExitCode> {
                 };
                 let result = pollster::block_on(sync_run(&mut run, &mut transport, &opts, &mut on_sent));
                 let corrupt = match &result {
-                    Ok(_) => run.status().ok().and_then(|s| s.corruption_note()),
+                    Ok(report) => {
+                        corruption_note(run_id_of_path(run.path()).unwrap_or_default(), &report.corruption)
+                    }
                     Err(_) => None,
                 };
                 match result {

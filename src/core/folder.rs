@@ -24,6 +24,18 @@ pub const VERSIONS: &str = ".versions";
 pub trait Dir: Clone {
     /// A whole file, `None` when it does not exist.
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// Up to `max` bytes of a file from byte `offset` (fewer only at its end; empty when it
+    /// does not exist).
+    fn read_at(&self, path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let all = self.read(path)?.unwrap_or_default();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        Ok(all[start..all.len().min(start.saturating_add(max))].to_vec())
+    }
+    /// Bytes a sync reads at once through [`Dir::read_at`]: all of it unless reading at an
+    /// offset costs only what is read.
+    fn read_window(&self) -> usize {
+        usize::MAX
+    }
     /// Replaces a file so readers see the old or the new content, never half.
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     /// Appends to a file, creating it; may leave part of `data` behind when it fails.
@@ -265,6 +277,7 @@ impl<D: Dir> FolderRun<D> {
                 upload: None,
                 acked_files: m.acked_files,
                 acked_state: m.state,
+                checkpoint: m.checkpoint,
                 ..SyncProgress::default()
             })
             .unwrap_or_default())
@@ -338,14 +351,17 @@ impl<D: Dir> FolderRun<D> {
         write_json(&self.dir, &self.path.with_file_name(LATEST_SPEC), &latest)
     }
 
-    fn update_specs(&self, synced: bool, acked: u64) -> io::Result<()> {
+    /// Updates `run.spec` and `latest.spec` after a sync step. `state` is the state the server
+    /// acknowledged: a run no process holds takes it once it is not `running` (the last
+    /// bundle carries the run's end); the log is never read here, so a sync stays O(new).
+    fn update_specs(&self, synced: bool, acked: u64, state: Option<RunState>) -> io::Result<()> {
         let spec_path = self.path.join(RUN_SPEC);
         let Some(mut spec) = read_json::<_, RunSpec>(&self.dir, &spec_path)? else {
             return Ok(());
         };
-        if !self.dir.is_locked(&self.path) {
-            if let Ok(index) = LogIndex::new(&self.log_bytes()?) {
-                spec.state = index.state(false);
+        if let Some(state) = state.filter(|s| *s != RunState::Running) {
+            if !self.dir.is_locked(&self.path) {
+                spec.state = state;
             }
         }
         spec.sync = SyncSpec {
@@ -379,6 +395,18 @@ impl<D: Dir> RunStore for FolderRun<D> {
         self.log_bytes()
     }
 
+    async fn read_log_at(&self, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        self.dir.read_at(&self.path.join(RECORDS), offset, max)
+    }
+
+    fn read_window(&self) -> usize {
+        self.dir.read_window()
+    }
+
+    async fn log_len(&self) -> io::Result<u64> {
+        Ok(self.dir.size(&self.path.join(RECORDS))?.unwrap_or(0))
+    }
+
     async fn read_files(&self, files: &[FileRef]) -> io::Result<Vec<Vec<u8>>> {
         files.iter().map(|f| self.file_bytes(f)).collect()
     }
@@ -393,11 +421,6 @@ impl<D: Dir> RunStore for FolderRun<D> {
 
     async fn save_progress(&mut self, progress: &SyncProgress, synced_bytes: Option<u64>) -> io::Result<()> {
         self.include_synced = false;
-        // A corrupt log is never marked synced: its unreadable bytes never reached the server.
-        let synced_bytes = match synced_bytes {
-            Some(_) if self.status()?.corruption_note().is_some() => None,
-            other => other,
-        };
         match synced_bytes {
             Some(log_bytes) => {
                 let marker = SyncedMarker {
@@ -405,6 +428,7 @@ impl<D: Dir> RunStore for FolderRun<D> {
                     log_bytes,
                     acked_files: progress.acked_files.clone(),
                     state: progress.acked_state,
+                    checkpoint: progress.checkpoint.clone(),
                 };
                 write_json(&self.dir, &self.path.join(SYNCED), &marker)?;
                 self.dir.remove(&self.path.join(PROGRESS))?;
@@ -414,7 +438,11 @@ impl<D: Dir> RunStore for FolderRun<D> {
                 write_json(&self.dir, &self.path.join(PROGRESS), progress)?;
             }
         }
-        self.update_specs(synced_bytes.is_some(), progress.acked_records)
+        self.update_specs(
+            synced_bytes.is_some(),
+            progress.acked_records,
+            progress.acked_state,
+        )
     }
 }
 

@@ -68,6 +68,11 @@ fn frame_at(buf: &[u8], at: usize) -> Option<Frame<'_>> {
         .then_some(Frame { offset: at, payload })
 }
 
+/// Whether `buf` is exactly one intact frame.
+pub fn is_one_frame(buf: &[u8]) -> bool {
+    frame_at(buf, 0).is_some_and(|f| HEADER + f.payload.len() == buf.len())
+}
+
 /// The length the frame header at `at` declares, when 4 bytes are there.
 fn declared(buf: &[u8], at: usize) -> Option<usize> {
     let b = buf.get(at..at.checked_add(4)?)?;
@@ -94,7 +99,7 @@ fn resync(buf: &[u8], bad: usize) -> Option<usize> {
 
 /// A stretch of the log that holds no intact frame but has intact frames after it: damage in
 /// the middle of the log, never a crash's torn tail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Corruption {
     /// Byte offset where the unreadable bytes start.
     pub offset: usize,
@@ -109,16 +114,34 @@ pub struct Frames<'a> {
     buf: &'a [u8],
     pos: usize,
     corrupt: Vec<Corruption>,
+    more: bool,
 }
 
 impl<'a> Frames<'a> {
     /// Reads frames from the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
+        Frames::window(buf, false)
+    }
+
+    /// Reads frames from a window of a longer log; with `more` (the log goes on past `buf`), a
+    /// frame cut by the window's end stops the iterator where it starts instead of counting as
+    /// a torn tail, so the next window can begin there.
+    pub fn window(buf: &'a [u8], more: bool) -> Self {
         Frames {
             buf,
             pos: 0,
             corrupt: Vec::new(),
+            more,
         }
+    }
+
+    /// Whether the frame at the current position runs past the window (only with `more`).
+    fn cut_off(&self) -> bool {
+        let rest = self.buf.len() - self.pos;
+        self.more
+            && (rest < HEADER
+                || declared(self.buf, self.pos)
+                    .is_some_and(|len| len > 0 && len <= MAX_FRAME && len > rest - HEADER))
     }
 
     /// End of the last intact frame read so far: where the next append belongs, and where a
@@ -142,6 +165,7 @@ impl<'a> Iterator for Frames<'a> {
         }
         let frame = match frame_at(self.buf, self.pos) {
             Some(f) => f,
+            None if self.cut_off() => return None,
             None => {
                 let next = resync(self.buf, self.pos)?;
                 self.corrupt.push(Corruption {
@@ -174,6 +198,24 @@ mod tests {
             assert_eq!(frames.valid_len(), last_start);
         }
         assert_eq!(Frames::new(&log).count(), 2);
+    }
+
+    /// A window that cuts a frame stops before it (the next window starts there); without
+    /// `more` the same bytes are a torn tail.
+    #[test]
+    fn a_window_stops_at_the_frame_it_cuts() {
+        let mut log = Vec::new();
+        push(&mut log, b"first");
+        push(&mut log, b"second record");
+        for cut in HEADER + 5..log.len() {
+            let mut frames = Frames::window(&log[..cut], true);
+            assert_eq!(frames.by_ref().count(), 1, "cut at {cut}");
+            assert_eq!(frames.valid_len(), HEADER + 5);
+            assert!(frames.corruption().is_empty());
+        }
+        assert!(is_one_frame(&log[HEADER + 5..]));
+        assert!(!is_one_frame(&log[HEADER + 4..]));
+        assert!(!is_one_frame(&log));
     }
 
     #[test]

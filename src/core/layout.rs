@@ -76,7 +76,7 @@ pub struct LatestSpec {
 }
 
 /// Written by `tidelog sync` once the server acknowledged the whole log.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct SyncedMarker {
     /// Records acknowledged.
     pub acked_records: u64,
@@ -88,6 +88,9 @@ pub struct SyncedMarker {
     /// The state the server was told: `running` makes a run whose process died unsynced again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<RunState>,
+    /// The acknowledged prefix, so the sync after the log grows reads only what is new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::core::checkpoint::Checkpoint>,
 }
 
 /// The folder name of a run: `run-20261126_171930-a1b2c3d4`.

@@ -5,17 +5,26 @@ use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
+pub use super::checkpoint::Checkpoint;
 pub use super::frame::Corruption;
 use super::frame::{Frames, HEADER};
 use super::record::{decode, DecodeError, FileRef, Meta, Record, RunInfo, RunState};
 
-/// A parsed view of a run's log.
+/// A parsed view of a run's log, or of a window of it that starts at a [`Checkpoint`].
+/// Sequence numbers and byte offsets are the whole log's.
 pub struct LogIndex<'a> {
     log: &'a [u8],
+    base_offset: usize,
+    base_seq: u64,
     offsets: Vec<usize>,
-    keys: FxHashMap<u32, &'a str>,
+    keys: FxHashMap<u32, (&'a str, u64)>,
     run: Option<RunInfo>,
     exit_code: Option<i32>,
+    /// `(seq, exit code from seq on)` wherever a record changed it: the state at any record.
+    exit_changes: Vec<(u64, Option<i32>)>,
+    base_exit: Option<i32>,
+    base_last: usize,
+    base_corrupt: &'a [Corruption],
     valid_len: usize,
     corrupt: Vec<Corruption>,
 }
@@ -25,56 +34,102 @@ impl<'a> LogIndex<'a> {
     /// tail is left out. Key ids are taken from the key records themselves, so a key record
     /// lost to damage leaves the other keys' ids as they were written.
     pub fn new(log: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::build(log, false, None)
+    }
+
+    /// Indexes `window`, the log's bytes from `from.offset` on, numbering its records from
+    /// `from.records` with the keys, identity and state `from` carries; `more` says the log
+    /// goes on past the window (a frame cut by its end is left for the next window).
+    pub fn after(window: &'a [u8], more: bool, from: &'a Checkpoint) -> Result<Self, DecodeError> {
+        Self::build(window, more, Some(from))
+    }
+
+    fn build(log: &'a [u8], more: bool, from: Option<&'a Checkpoint>) -> Result<Self, DecodeError> {
         let mut me = LogIndex {
             log,
+            base_offset: 0,
+            base_seq: 0,
             offsets: Vec::new(),
             keys: FxHashMap::default(),
             run: None,
             exit_code: None,
+            exit_changes: Vec::new(),
+            base_exit: None,
+            base_last: 0,
+            base_corrupt: &[],
             valid_len: 0,
             corrupt: Vec::new(),
         };
-        let mut frames = Frames::new(log);
+        if let Some(cp) = from {
+            me.base_offset = cp.offset as usize;
+            me.base_seq = cp.records;
+            me.keys = cp.keys.iter().map(|(id, k)| (*id, (k.as_str(), 0))).collect();
+            me.run = cp.run.clone();
+            me.exit_code = cp.exit_code;
+            me.base_exit = cp.exit_code;
+            me.base_last = cp.last as usize;
+            me.base_corrupt = &cp.corrupt;
+        }
+        let mut frames = Frames::window(log, more);
         for f in frames.by_ref() {
+            let seq = me.base_seq + me.offsets.len() as u64;
             me.offsets.push(f.offset);
-            match decode(f.payload)? {
+            let exit = match decode(f.payload)? {
                 Record::Key { id, name } => {
-                    me.keys.insert(id, name);
+                    me.keys.insert(id, (name, seq));
+                    me.exit_code
                 }
                 Record::Meta(Meta::Start(info)) => {
-                    me.exit_code = None;
                     if me.run.is_none() {
                         me.run = Some(info);
                     }
+                    None
                 }
-                Record::Meta(Meta::Finish { exit_code, .. }) => me.exit_code = Some(exit_code),
-                Record::Row(_) => me.exit_code = None,
-                Record::Meta(_) => {}
+                Record::Meta(Meta::Finish { exit_code, .. }) => Some(exit_code),
+                Record::Row(_) => None,
+                Record::Meta(_) => me.exit_code,
+            };
+            if exit != me.exit_code {
+                me.exit_changes.push((seq, exit));
+                me.exit_code = exit;
             }
         }
         me.valid_len = frames.valid_len();
-        me.corrupt = frames.corruption().to_vec();
+        me.corrupt = frames
+            .corruption()
+            .iter()
+            .map(|c| Corruption {
+                offset: c.offset + me.base_offset,
+                len: c.len,
+            })
+            .collect();
         Ok(me)
     }
 
-    /// Number of intact records.
+    /// One past the last intact record's sequence number (the record count of a whole log).
     pub fn len(&self) -> u64 {
-        self.offsets.len() as u64
+        self.base_seq + self.offsets.len() as u64
     }
 
-    /// True for an empty log.
+    /// True when no record was indexed (nor acknowledged before the window).
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.len() == 0
     }
 
-    /// End of the last intact record; anything after is a torn tail.
+    /// End of the last intact record; anything after is a torn tail (or the next window).
     pub fn valid_len(&self) -> usize {
-        self.valid_len
+        self.base_offset + self.valid_len
     }
 
-    /// Damaged stretches with intact records after them (empty for a healthy log).
+    /// Damaged stretches with intact records after them (empty for a healthy log), found in
+    /// the bytes indexed.
     pub fn corruption(&self) -> &[Corruption] {
         &self.corrupt
+    }
+
+    /// Every damaged stretch up to here, the checkpoint's prefix included.
+    pub fn all_corruption(&self) -> Vec<Corruption> {
+        self.base_corrupt.iter().chain(&self.corrupt).copied().collect()
     }
 
     /// The run's identity from its start record.
@@ -84,7 +139,7 @@ impl<'a> LogIndex<'a> {
 
     /// The name a key record gave key `id`; `None` when that record was never read.
     pub fn key(&self, id: u32) -> Option<&'a str> {
-        self.keys.get(&id).copied()
+        self.keys.get(&id).map(|(k, _)| *k)
     }
 
     /// The run's state, given whether a live process still holds it.
@@ -99,13 +154,46 @@ impl<'a> LogIndex<'a> {
 
     /// Byte offset where record `seq` starts (the log's valid length past the end).
     pub fn offset(&self, seq: u64) -> usize {
-        self.offsets.get(seq as usize).copied().unwrap_or(self.valid_len)
+        seq.checked_sub(self.base_seq)
+            .and_then(|i| self.offsets.get(i as usize))
+            .map_or(self.valid_len(), |at| self.base_offset + at)
+    }
+
+    /// The checkpoint of the prefix before record `seq` (`seq` within this index): where that
+    /// record starts and everything needed to read on from there.
+    pub fn checkpoint(&self, seq: u64) -> Checkpoint {
+        let exit_code = self
+            .exit_changes
+            .iter()
+            .rev()
+            .find(|(at, _)| *at < seq)
+            .map_or(self.base_exit, |(_, e)| *e);
+        let offset = self.offset(seq);
+        let last = match seq.checked_sub(1) {
+            Some(prev) if prev >= self.base_seq => self.offset(prev),
+            _ => self.base_last,
+        };
+        Checkpoint::new(
+            (offset as u64, seq, last as u64),
+            self.keys
+                .iter()
+                .filter(|(_, (_, at))| *at < seq)
+                .map(|(id, (k, _))| (*id, (*k).to_owned()))
+                .collect(),
+            self.run.clone(),
+            exit_code,
+            self.base_corrupt
+                .iter()
+                .chain(self.corrupt.iter().filter(|c| c.offset < offset))
+                .copied()
+                .collect(),
+        )
     }
 
     /// The payloads of records `range`, with their sequence numbers.
     pub fn payloads(&self, range: Range<u64>) -> impl Iterator<Item = (u64, &'a [u8])> + '_ {
         range.map(move |seq| {
-            let at = self.offsets[seq as usize];
+            let at = self.offsets[(seq - self.base_seq) as usize];
             let len = u32::from_le_bytes(self.log[at..at + 4].try_into().expect("4 bytes")) as usize;
             (seq, &self.log[at + HEADER..at + HEADER + len])
         })

@@ -2,6 +2,7 @@
 //! bundles and the sync engine. No files, threads, clocks or sockets in here.
 
 pub mod bundle;
+pub mod checkpoint;
 pub mod digest;
 pub mod folder;
 pub mod frame;
@@ -10,6 +11,7 @@ pub mod layout;
 pub mod log_index;
 pub mod media;
 pub mod png;
+pub mod progress;
 pub mod record;
 pub mod row;
 pub mod run_log;

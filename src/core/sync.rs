@@ -2,72 +2,17 @@
 //! resuming interrupted uploads. I/O goes through the [`RunStore`] and [`Transport`] seams,
 //! so the same engine runs natively, in Node and in the browser.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::ops::Range;
 
-use serde::{Deserialize, Serialize};
-
 use super::bundle::{write_bundle_skipping, BundleError, MAX_BUNDLE_FILE_BYTES};
+use super::checkpoint::Checkpoint;
+use super::frame::{is_one_frame, Corruption};
 use super::log_index::LogIndex;
-use super::record::{decode, DecodeError, FileRef, Meta, Record, RunState};
+pub use super::progress::{PendingUpload, RunStore, SyncProgress};
+use super::record::{decode, DecodeError, FileRef, Meta, Record, RunInfo, RunState};
 pub use super::transport::{deliver, retry_after_ms, Ack, Transport, TransportError, UploadLedger};
-
-/// How far a run's upload got; persisted by the store between syncs.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct SyncProgress {
-    /// Records `0..acked_records` are acknowledged by the server.
-    pub acked_records: u64,
-    /// A resumable upload under way, to continue rather than restart.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload: Option<PendingUpload>,
-    /// Saved files (by sha256) the server acknowledged: later bundles leave them out.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub acked_files: BTreeSet<String>,
-    /// The run state the server last acknowledged: a run synced while `running` whose
-    /// process has since died is synced again, to tell the server it `crashed`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acked_state: Option<RunState>,
-    /// Saved files (by sha256) the server refused, with why: their records are left out of
-    /// later bundles so the records after them still go up, and the run never counts as synced.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub skipped_files: BTreeMap<String, String>,
-}
-
-/// A tus upload that was created but may not have finished.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct PendingUpload {
-    /// The upload's URL on the server.
-    pub url: String,
-    /// SHA-256 of the bundle being uploaded.
-    pub sha256: String,
-    /// The record range the bundle covers.
-    pub seq_start: u64,
-    /// One past the last record covered.
-    pub seq_end: u64,
-}
-
-/// Where a run's log, files and sync progress live (a folder, IndexedDB, memory).
-#[allow(async_fn_in_trait)]
-pub trait RunStore {
-    /// The store's error.
-    type Error: Display;
-    /// The whole `records.tlog`.
-    async fn read_log(&self) -> Result<Vec<u8>, Self::Error>;
-    /// Saved files' contents, in the order asked.
-    async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, Self::Error>;
-    /// Whether a live process still writes this run (a dead one without finish is crashed).
-    fn is_live(&self) -> bool;
-    /// The persisted progress.
-    async fn progress(&self) -> Result<SyncProgress, Self::Error>;
-    /// Persists progress; `synced_bytes` (the log's length) is set once every intact record is
-    /// acknowledged.
-    async fn save_progress(
-        &mut self,
-        progress: &SyncProgress,
-        synced_bytes: Option<u64>,
-    ) -> Result<(), Self::Error>;
-}
 
 /// Knobs of a sync.
 #[derive(Clone, Debug)]
@@ -93,7 +38,7 @@ impl Default for SyncOptions {
         SyncOptions {
             project: None,
             entity: None,
-            max_bundle_log_bytes: 16 << 20,
+            max_bundle_log_bytes: 4 << 20,
             direct_max: 4 << 20,
             chunk: 4 << 20,
             attempts: 4,
@@ -122,6 +67,9 @@ pub struct SyncReport {
     /// Saved files the server refused and that were left out, each as "path (sha256): why":
     /// the run is not fully synced while any is listed.
     pub skipped_files: Vec<String>,
+    /// Damaged stretches of the log (the readable records around them were uploaded): the
+    /// run is not fully synced while any is listed.
+    pub corruption: Vec<Corruption>,
 }
 
 /// Why a run could not be synced; progress made before it is kept.
@@ -183,62 +131,155 @@ impl<S: RunStore> UploadLedger for StoreLedger<'_, S> {
 }
 
 /// Uploads every unacknowledged record of one run; `on_sent` hears each chunk's size.
+///
+/// The log is read in windows from the checkpoint of the acknowledged prefix (see
+/// [`Checkpoint`]): records there are numbered from the checkpoint's count, so a re-sync
+/// reads only what is new, and damage inside the acknowledged prefix never renumbers the
+/// records after it. Without a usable checkpoint the log is read from byte 0 and the
+/// checkpoint rebuilt on the way.
 pub async fn sync_run<S: RunStore, T: Transport>(
     store: &mut S,
     transport: &mut T,
     opts: &SyncOptions,
     on_sent: &mut dyn FnMut(u64),
 ) -> Result<SyncReport, SyncError> {
-    let log = store.read_log().await.map_err(store_err)?;
-    let index = LogIndex::new(&log)?;
-    let mut run = index.run().cloned().ok_or(SyncError::NoStart)?;
-    if let Some(p) = &opts.project {
-        run.project = p.clone();
-    }
-    if let Some(e) = &opts.entity {
-        run.entity = Some(e.clone());
-    }
-    let state = index.state(store.is_live());
+    let log_len = store.log_len().await.map_err(store_err)?;
+    let live = store.is_live();
     let mut progress = store.progress().await.map_err(store_err)?;
-    if progress.acked_records > index.len() {
-        progress = SyncProgress::default();
+    let mut cp = progress
+        .checkpoint
+        .take()
+        .filter(|c| c.usable(log_len, progress.acked_records))
+        .unwrap_or_default();
+    if cp.records > 0 {
+        let (at, len) = cp.last_record();
+        if !is_one_frame(&store.read_log_at(at, len).await.map_err(store_err)?) {
+            // The checkpoint's last record is not where it says: another log's; start over.
+            cp = Checkpoint::default();
+        }
     }
-    let mut report = SyncReport {
-        total_records: index.len(),
-        state,
-        ..SyncReport::default()
-    };
+    let base_window = store
+        .read_window()
+        .max(opts.max_bundle_log_bytes.saturating_mul(2));
+    let mut window = base_window;
+    let mut report = SyncReport::default();
     let mut rewound = false;
+    loop {
+        let bytes = store.read_log_at(cp.offset, window).await.map_err(store_err)?;
+        let more = bytes.len() == window;
+        let index = LogIndex::after(&bytes, more, &cp)?;
+        let end = index.len();
+        if more && end == cp.records {
+            // A record longer than the window, or damage spanning it.
+            window = window.saturating_mul(2);
+            continue;
+        }
+        window = base_window;
+        if !more && progress.acked_records > end {
+            if cp.records > 0 {
+                cp = Checkpoint::default();
+                continue;
+            }
+            progress = SyncProgress::default();
+        }
+        let step = sync_window(
+            store,
+            transport,
+            opts,
+            &index,
+            &mut progress,
+            &mut report,
+            &mut *on_sent,
+            (!more).then(|| (index.state(live), cp.offset + bytes.len() as u64)),
+        )
+        .await;
+        match step {
+            Err(SyncError::Transport(TransportError::Gap { next_seq }))
+                if !rewound && next_seq < progress.acked_records =>
+            {
+                rewound = true;
+                progress = SyncProgress {
+                    acked_records: next_seq,
+                    skipped_files: std::mem::take(&mut progress.skipped_files),
+                    ..SyncProgress::default()
+                };
+                cp = if next_seq >= cp.records && next_seq <= end {
+                    index.checkpoint(next_seq)
+                } else {
+                    Checkpoint::default()
+                };
+            }
+            Err(e) => return Err(e),
+            Ok(()) if more => cp = index.checkpoint(end),
+            Ok(()) => break,
+        }
+    }
+    report.acked_records = progress.acked_records;
+    report.skipped_files = progress
+        .skipped_files
+        .iter()
+        .map(|(sha, why)| format!("{why} [sha256 {sha}]"))
+        .collect();
+    Ok(report)
+}
+
+/// Sends the unacknowledged records of one window of the log. `last` is set for the window
+/// that reaches the log's end: the run's state there and the log's length.
+#[allow(clippy::too_many_arguments)]
+async fn sync_window<S: RunStore, T: Transport>(
+    store: &mut S,
+    transport: &mut T,
+    opts: &SyncOptions,
+    index: &LogIndex<'_>,
+    progress: &mut SyncProgress,
+    report: &mut SyncReport,
+    on_sent: &mut dyn FnMut(u64),
+    last: Option<(RunState, u64)>,
+) -> Result<(), SyncError> {
+    let end = index.len();
+    let state = last.map(|(s, _)| s);
+    let corruption = index.all_corruption();
+    let synced_bytes = last.filter(|_| corruption.is_empty()).map(|(_, len)| len);
+    if let Some(s) = state {
+        report.state = s;
+        report.total_records = end;
+        report.corruption = corruption;
+    }
     // A state-only bundle (no records) when the run ended without a record saying so.
     let stale_state = |p: &SyncProgress| {
-        p.acked_records == index.len()
+        p.acked_records == end
             && p.acked_state == Some(RunState::Running)
-            && state != RunState::Running
+            && state.is_some_and(|s| s != RunState::Running)
     };
-    while progress.acked_records < index.len() || stale_state(&progress) {
+    if last.is_some() && index.run().is_none() {
+        return Err(SyncError::NoStart);
+    }
+    let mut run = None;
+    while progress.acked_records < end || stale_state(progress) {
+        let run: &RunInfo = match &run {
+            Some(r) => r,
+            None => run.insert(run_info(index, opts)?),
+        };
         let range = match &progress.upload {
-            Some(u) if u.seq_start == progress.acked_records && u.seq_end <= index.len() => {
-                u.seq_start..u.seq_end
-            }
+            Some(u) if u.seq_start == progress.acked_records && u.seq_end <= end => u.seq_start..u.seq_end,
             _ => fit_files(
-                &index,
+                index,
                 index.plan(progress.acked_records, opts.max_bundle_log_bytes),
-                &progress,
+                progress,
             ),
         };
-        let bundle_state = if range.end == index.len() {
-            state
-        } else {
-            RunState::Running
+        let bundle_state = match state {
+            Some(s) if range.end == end => s,
+            _ => RunState::Running,
         };
-        let refs = unsent_files(&index, range.clone(), &progress);
+        let refs = unsent_files(index, range.clone(), progress);
         let contents = store.read_files(&refs).await.map_err(store_err)?;
         let files: Vec<_> = refs.iter().map(|f| f.sha256.clone()).zip(contents).collect();
         let skip: BTreeSet<String> = progress.skipped_files.keys().cloned().collect();
-        let bundle = write_bundle_skipping(&index, &run, bundle_state, range.clone(), &files, &skip)?;
+        let bundle = write_bundle_skipping(index, run, bundle_state, range.clone(), &files, &skip)?;
         let mut ledger = StoreLedger {
             store: &mut *store,
-            progress: &mut progress,
+            progress: &mut *progress,
         };
         let sent = &mut report.bytes_sent;
         let ack = deliver(transport, opts, &bundle, &mut ledger, &mut |n| {
@@ -254,6 +295,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 progress.acked_records = range.end;
                 progress.acked_state = Some(bundle_state);
                 progress.upload = None;
+                progress.checkpoint = Some(index.checkpoint(range.end));
                 progress
                     .acked_files
                     .extend(bundle.manifest.entries.iter().filter_map(|e| {
@@ -261,9 +303,8 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                             .strip_prefix(crate::core::bundle::FILES_DIR)
                             .map(str::to_owned)
                     }));
-                let done = (range.end == index.len() && progress.skipped_files.is_empty())
-                    .then_some(log.len() as u64);
-                store.save_progress(&progress, done).await.map_err(store_err)?;
+                let done = synced_bytes.filter(|_| range.end == end && progress.skipped_files.is_empty());
+                store.save_progress(progress, done).await.map_err(store_err)?;
             }
             Err(SyncError::Transport(TransportError::Status {
                 status: 413, message, ..
@@ -279,34 +320,31 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                     ),
                 );
                 progress.upload = None;
-                store.save_progress(&progress, None).await.map_err(store_err)?;
-            }
-            Err(SyncError::Transport(TransportError::Gap { next_seq }))
-                if next_seq < range.start && !rewound =>
-            {
-                rewound = true;
-                progress = SyncProgress {
-                    acked_records: next_seq,
-                    skipped_files: std::mem::take(&mut progress.skipped_files),
-                    ..SyncProgress::default()
-                };
+                store.save_progress(progress, None).await.map_err(store_err)?;
             }
             Err(e) => return Err(e),
         }
     }
-    if progress.acked_records == index.len() && progress.skipped_files.is_empty() {
+    if progress.acked_records == end && progress.skipped_files.is_empty() && last.is_some() {
+        progress.checkpoint = Some(index.checkpoint(end));
         store
-            .save_progress(&progress, Some(log.len() as u64))
+            .save_progress(progress, synced_bytes)
             .await
             .map_err(store_err)?;
     }
-    report.acked_records = progress.acked_records;
-    report.skipped_files = progress
-        .skipped_files
-        .iter()
-        .map(|(sha, why)| format!("{why} [sha256 {sha}]"))
-        .collect();
-    Ok(report)
+    Ok(())
+}
+
+/// The run's identity as uploaded: its start record, with the project and entity overrides.
+fn run_info(index: &LogIndex<'_>, opts: &SyncOptions) -> Result<RunInfo, SyncError> {
+    let mut run = index.run().cloned().ok_or(SyncError::NoStart)?;
+    if let Some(p) = &opts.project {
+        run.project = p.clone();
+    }
+    if let Some(e) = &opts.entity {
+        run.entity = Some(e.clone());
+    }
+    Ok(run)
 }
 
 /// The saved files records `range` refer to that the server has neither acknowledged nor

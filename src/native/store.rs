@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::core::folder::{Dir, FolderRun};
 use crate::core::layout::{LockOwner, LOCK};
 
+/// Log bytes a sync reads at once from disk: two bundles' worth of log.
+const READ_WINDOW: usize = 8 << 20;
+
 /// The real filesystem.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StdDir;
@@ -32,6 +35,21 @@ fn missing_ok<T: Default>(r: io::Result<T>) -> io::Result<T> {
 impl Dir for StdDir {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         missing_ok(fs::read(path).map(Some))
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let mut f = match File::open(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other?,
+        };
+        f.seek(io::SeekFrom::Start(offset))?;
+        let mut out = Vec::new();
+        f.take(max as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn read_window(&self) -> usize {
+        READ_WINDOW
     }
 
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {

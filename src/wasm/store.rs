@@ -12,7 +12,6 @@ use super::idb::IdbStore;
 use super::js_error;
 use super::memory::MemoryStore;
 use crate::core::folder::corruption_note;
-use crate::core::log_index::LogIndex;
 use crate::core::record::FileRef;
 use crate::core::sync::{sync_run, RunStore, SyncOptions, SyncProgress};
 
@@ -93,16 +92,6 @@ struct RunReport {
     skipped_files: Vec<String>,
 }
 
-impl Store {
-    /// `corrupt: run X, byte offset N, M bytes unreadable` when run `id`'s log has damage in
-    /// it: the readable records were uploaded, but the run is not fully synced.
-    async fn corruption(&self, id: &str) -> Option<String> {
-        let log = self.backend.read_log(id).await.ok()?;
-        let index = LogIndex::new(&log).ok()?;
-        corruption_note(id, index.corruption())
-    }
-}
-
 #[wasm_bindgen]
 impl Store {
     /// IndexedDB, for browsers and workers.
@@ -179,7 +168,7 @@ impl Store {
                             r.skipped_files.join("; ")
                         )
                     });
-                    let error = [self.corruption(&id).await, refused]
+                    let error = [corruption_note(&id, &r.corruption), refused]
                         .into_iter()
                         .flatten()
                         .reduce(|a, b| format!("{a}; {b}"));
