@@ -349,13 +349,15 @@ pub fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply 
     }
 }
 
-/// A column table of `rows` rows (all seq 0, step 0) and `keys` columns named `name`, each
-/// with `vals` tagged `true` values in its first rows: the decode-amplification shapes.
+/// A column table of `rows` rows (seqs 0, 1, 2, …, step 0) and `keys` columns named `name`,
+/// each with `vals` tagged `true` values in its first rows: the decode-amplification shapes.
 pub fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
     use tidelog::core::varint::put_u64;
     let mut t = b"TLC1".to_vec();
     put_u64(&mut t, rows);
-    t.extend(std::iter::repeat_n(0u8, rows as usize * 3));
+    let rows_n = rows as usize;
+    t.extend((0..rows_n).map(|i| u8::from(i > 0)));
+    t.extend(std::iter::repeat_n(0u8, rows_n * 2));
     put_u64(&mut t, keys);
     for _ in 0..keys {
         put_u64(&mut t, name.len() as u64);

@@ -298,11 +298,11 @@ impl Columns {
             cols: Vec::new(),
         };
         let mut prev = 0u64;
+        // Refused once the table is read, so a table over the budget is refused as that.
+        let mut shared_seq = false;
         for i in 0..n {
             let delta = get_u64(buf, &mut pos).ok_or(bad)?;
-            if delta == 0 && i > 0 {
-                return Err(DecodeError("two rows share a sequence number").into());
-            }
+            shared_seq |= delta == 0 && i > 0;
             prev = prev.checked_add(delta).ok_or(DecodeError("sequence overflow"))?;
             me.seqs.push(prev);
         }
@@ -390,6 +390,9 @@ impl Columns {
         }
         if pos != buf.len() {
             return Err(DecodeError("trailing bytes after column table").into());
+        }
+        if shared_seq {
+            return Err(DecodeError("two rows share a sequence number").into());
         }
         Ok(me)
     }
