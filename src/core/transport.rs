@@ -30,7 +30,7 @@ impl Ack {
             rows_added: u64,
             duplicates_skipped: u64,
         }
-        serde_json::from_str::<Body>(body)
+        serde_json::from_slice::<Body>(body.as_bytes())
             .map(|b| Ack {
                 rows_added: b.rows_added,
                 duplicates_skipped: b.duplicates_skipped,
@@ -75,7 +75,7 @@ impl TransportError {
             error: Option<String>,
             next_seq: Option<u64>,
         }
-        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+        let parsed: Option<ErrorBody> = serde_json::from_slice(body.as_bytes()).ok();
         if let (409, Some(next_seq)) = (status, parsed.as_ref().and_then(|b| b.next_seq)) {
             return TransportError::Gap { next_seq };
         }

@@ -69,7 +69,7 @@ impl ValueRef<'_> {
             ValueRef::Num(v) => num_to_json(v),
             ValueRef::Bool(b) => Json::Bool(b),
             ValueRef::Str(s) => Json::String(s.to_owned()),
-            ValueRef::Json(s) => serde_json::from_str(s).unwrap_or(Json::Null),
+            ValueRef::Json(s) => serde_json::from_slice(s.as_bytes()).unwrap_or(Json::Null),
         }
     }
 
@@ -79,7 +79,7 @@ impl ValueRef<'_> {
             ValueRef::Num(v) => Value::Num(v),
             ValueRef::Bool(b) => Value::Bool(b),
             ValueRef::Str(s) => Value::Str(s.to_owned()),
-            ValueRef::Json(s) => Value::Json(serde_json::from_str(s).unwrap_or(Json::Null)),
+            ValueRef::Json(s) => Value::Json(serde_json::from_slice(s.as_bytes()).unwrap_or(Json::Null)),
         }
     }
 }

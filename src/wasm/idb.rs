@@ -72,6 +72,13 @@ fn json<T: serde::Serialize>(v: &T) -> JsValue {
     JsValue::from_str(&serde_json::to_string(v).unwrap_or_default())
 }
 
+/// A run row's sync progress (none yet: the default). Read as bytes, the same way the folder
+/// store reads `.sync-progress`, so the wasm module holds one copy of its decoder.
+fn progress_of(row: &JsValue) -> SyncProgress {
+    let text = get(row, "progress").as_string().unwrap_or_default();
+    serde_json::from_slice(text.as_bytes()).unwrap_or_default()
+}
+
 impl IdbStore {
     /// Opens (creating on first use) the `tidelog` database.
     pub async fn open() -> Result<Self, StoreError> {
@@ -238,8 +245,7 @@ impl IdbStore {
             .row(id)
             .await?
             .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
-        let text = get(&row, "progress").as_string().unwrap_or_default();
-        Ok(serde_json::from_str(&text).unwrap_or_default())
+        Ok(progress_of(&row))
     }
 
     pub async fn save_progress(
@@ -297,9 +303,7 @@ impl IdbStore {
                 let written = get(r, "log_bytes").as_f64().unwrap_or(0.0);
                 let log_bytes = written.max(late.get(&id).copied().unwrap_or(0.0));
                 let behind = get(r, "synced_bytes").as_f64() != Some(log_bytes);
-                let progress: SyncProgress =
-                    serde_json::from_str(&get(r, "progress").as_string().unwrap_or_default())
-                        .unwrap_or_default();
+                let progress = progress_of(r);
                 let abandoned = progress.acked_state == Some(RunState::Running) && !live.contains(&id);
                 (behind || abandoned).then_some(id)
             })
