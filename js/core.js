@@ -436,6 +436,8 @@ function createMedia(wasm) {
   function chart(mark) {
     return (rows, x, y, opts = {}) => {
       const name = `tidelog.Plot.${mark === "point" ? "scatter" : mark}`;
+      const media = typeof rows?.[MEDIA] === "function" ? rows[MEDIA]() : null;
+      if (media?._type === "table") rows = media;
       if (rows && Array.isArray(rows.columns) && Array.isArray(rows.data)) {
         rows = rows.data.map((r) => Object.fromEntries(rows.columns.map((c, i) => [c, r[i]])));
       }

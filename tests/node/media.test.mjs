@@ -15,6 +15,7 @@ test("Plot.line, Plot.scatter and Plot.bar log Vega-Lite specs with their rows",
       curve: tidelog.Plot.line(rows, "epoch", "loss", { title: "loss" }),
       cloud: tidelog.Plot.scatter(rows, "epoch", "loss"),
       counts: tidelog.Plot.bar({ columns: ["class", "count"], data: [["cat", 3], ["dog", 5]] }, "class", "count"),
+      fromTable: tidelog.Plot.bar(table, "class", "count"),
       table,
     });
     assert.throws(() => tidelog.Plot.line("nope", "x", "y"), /^TypeError: tidelog\.Plot\.line: expected an array of rows or a Table/);
@@ -31,6 +32,7 @@ test("Plot.line, Plot.scatter and Plot.bar log Vega-Lite specs with their rows",
     assert.equal(row.cloud.spec.mark, "point");
     assert.equal(row.counts.spec.mark, "bar");
     assert.deepEqual(row.counts.data.values, [{ class: "cat", count: 3 }, { class: "dog", count: 5 }]);
+    assert.deepEqual(row.fromTable.data.values, row.counts.data.values, "a tidelog.Table charts like its rows");
     assert.deepEqual(row.table, { _type: "table", columns: ["class", "count"], data: [["cat", 3], ["dog", 5]] });
   } finally {
     server.stop();
