@@ -26,3 +26,28 @@ test("steps at or beyond 2^53 are refused at log() and nothing else is lost", as
 test("registerServiceWorker loads everywhere and says it needs a browser", async () => {
   await assert.rejects(tidelog.registerServiceWorker(), /only in browsers/);
 });
+
+test("a server that is busy says when to come back, and the Node client hears it", async () => {
+  const { connect } = await import("node:net");
+  const server = await startServer(["--max-ingests", "1"]);
+  // Hold the only ingest slot: a POST whose body is announced and never sent.
+  const held = connect(Number(new URL(server.url).port), "127.0.0.1");
+  const continued = new Promise((resolve) => held.once("data", (d) => resolve(String(d))));
+  held.write(`POST /api/v1/bundles HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${server.key}\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n`);
+  try {
+    assert.match(await continued, /^HTTP\/1\.1 100 Continue/);
+    const dir = tempDir();
+    await tidelog.init({ project: "busy", dir, mode: "offline", server: server.url, apiKey: server.key, systemIntervalMs: 0 });
+    tidelog.log({ loss: 1 });
+    await tidelog.finish();
+    let reports = null;
+    const off = tidelog.on("sync", (d) => { if (d.phase === "error") reports = d.reports; });
+    await assert.rejects(tidelog.sync(), /503/);
+    off();
+    assert.equal(reports?.[0]?.retry_after_ms, 1000, JSON.stringify(reports));
+    assert.ok(tidelog.pending().nextAttemptInMs >= 1000 - 50, "the next try waits at least what the server asked");
+  } finally {
+    held.destroy();
+    server.stop();
+  }
+});
