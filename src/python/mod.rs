@@ -85,6 +85,7 @@ fn init(
         server,
         api_key,
         system_interval,
+        created_ms: None,
     };
     let run = py.detach(|| start(settings)).map_err(run_err)?;
     Ok(PyRun::new(run))
