@@ -23,6 +23,11 @@ pub struct ServeArgs {
     /// --data). Uploads and blobs still go to --data.
     #[arg(long)]
     database: Option<String>,
+    /// Object store for history segments, files and unfinished uploads: file:///DIR or
+    /// s3://BUCKET/PREFIX (credentials and endpoint from the AWS_* variables) [default:
+    /// file://<data>/store].
+    #[arg(long)]
+    store: Option<String>,
     /// Origins allowed to call the API from a browser (CORS); repeatable.
     #[arg(long = "allow-origin")]
     allow_origin: Vec<String>,
@@ -115,6 +120,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         addr: a.addr,
         data,
         database: a.database,
+        store: a.store,
         allow_origins: a.allow_origin,
         limits: Limits {
             max_unpacked: a.max_unpacked_bytes,

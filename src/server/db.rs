@@ -34,6 +34,8 @@ const SCHEMA: &[&str] = &[
      length BIGINT NOT NULL, sha256 TEXT, metadata TEXT, created BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS blob_owners (account TEXT NOT NULL, sha256 TEXT NOT NULL, \
      PRIMARY KEY (account, sha256))",
+    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, \
+     until_ms BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied BIGINT NOT NULL)",
 ];
 

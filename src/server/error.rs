@@ -55,6 +55,22 @@ pub enum ServerError {
     /// The Parquet writer failed on a run's history.
     #[error("writing Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// The object store (`--store`) refused or failed.
+    #[error("object store: {what}: {source}")]
+    Store {
+        /// What was being done, and in which store.
+        what: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A `--store` URL that names no store tidelog can use.
+    #[error("invalid --store {url:?}: {why}")]
+    StoreUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A blocking task panicked.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

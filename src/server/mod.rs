@@ -7,6 +7,7 @@ mod disk;
 mod error;
 mod export;
 mod ingest;
+mod lease;
 mod listen;
 mod m4;
 mod quarantine;
@@ -14,6 +15,7 @@ mod routes;
 mod rows;
 mod runs;
 mod staged;
+mod store;
 mod uploads;
 
 use std::collections::HashSet;
@@ -30,6 +32,7 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use crate::core::bundle::Limits;
 use disk::Disk;
 use quarantine::Quarantine;
+use store::Store;
 
 pub use error::ServerError;
 
@@ -42,6 +45,8 @@ pub struct ServeOptions {
     pub data: PathBuf,
     /// Database URL overriding SQLite under `data`.
     pub database: Option<String>,
+    /// Object store URL (`file:///DIR`, `s3://BUCKET/PREFIX`) overriding `<data>/store`.
+    pub store: Option<String>,
     /// CORS origins.
     pub allow_origins: Vec<String>,
     /// Bundle unpack limits.
@@ -72,6 +77,11 @@ pub struct Connections {
 /// What every handler shares.
 struct Shared {
     db: AnyPool,
+    /// Immutable objects: what a replica must find wherever it was written.
+    #[allow(dead_code, reason = "segments and blobs move onto it in the next commits")]
+    store: Store,
+    /// Which background work this replica may do now.
+    leases: lease::Leases,
     /// Unfinished uploads older than this are removed.
     upload_ttl_ms: i64,
     /// The database is SQLite.
@@ -133,8 +143,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         tokio::spawn(db::checkpointer(pool.clone(), written.clone()));
     }
     let disk = Disk::create(&opts.data)?;
+    let store = Store::open(opts.store.as_deref(), &opts.data).await?;
+    log::info!("object store: {}", store.url());
     let state = AppState(Arc::new(Shared {
         db: pool,
+        store,
+        leases: lease::Leases::new()?,
         sqlite,
         written,
         quarantine: Quarantine::create(&opts.data, &disk)?,

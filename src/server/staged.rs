@@ -38,7 +38,14 @@ pub async fn sweeper(state: AppState) {
         .clamp(100, 10 * 60 * 1000);
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(every)).await;
-        if let Err(e) = sweep(&state).await {
+        // Another replica holding the lease sweeps instead; it lapses if that one stops.
+        let ttl = i64::try_from(every.saturating_mul(3)).unwrap_or(i64::MAX);
+        let swept = match state.leases.hold(&state.db, "sweep-uploads", ttl).await {
+            Ok(true) => sweep(&state).await,
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = swept {
             log::warn!("tidelog server: sweeping expired uploads: {e}");
         }
     }
