@@ -170,7 +170,9 @@ fn ctrl_c_stops_the_command_and_the_run_is_still_recorded() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !output_log(work.path()).is_some_and(|l| l.contains("before")) {
+    // Interrupted between its fork and its exec, `sleep` would never see the signal and the
+    // shell would carry on: wait until the group runs `sleep` itself.
+    while !output_log(work.path()).is_some_and(|l| l.contains("before")) || !group_runs(child.id(), "sleep") {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the command never started"
@@ -192,6 +194,25 @@ fn ctrl_c_stops_the_command_and_the_run_is_still_recorded() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(local_state(work.path()), RunState::Failed);
     assert_eq!(output_log(work.path()).unwrap(), "before\n");
+}
+
+/// True when a process of process group `group` has exec'd `program` (Linux `/proc`).
+fn group_runs(group: u32, program: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        let pgrp = tail.split_whitespace().nth(2);
+        comm == program && pgrp == Some(group.to_string().as_str())
+    })
 }
 
 #[test]
