@@ -2,94 +2,25 @@
 // /usr/bin/chromium) against a real `tidelog serve` on 127.0.0.1. Offline logging across a
 // reload, a flapping network, two tabs, bad values and media; the server must end with every
 // row exactly once. Prints one line per check and "N passed, N failed".
-import { spawn, execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { extname, join, normalize } from "node:path";
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { assert, check, e2e, summary, until } from "./lib/harness.mjs";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const BIN = join(ROOT, "target/debug/tidelog");
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+const { web, srv, browser, open: openPage, close } = await e2e();
+const origin = web.origin;
+const api = srv.api;
+const rows = (id) => srv.rows(id);
+const open = (context) => openPage(context, "/offline.html");
 
-function staticServer() {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    const shared = ["/pkg/", "/www/", "/node_modules/@tensorflow/"].some((p) => path.startsWith(p));
-    const file = shared ? normalize(join(ROOT, path)) : normalize(join(ROOT, "tests/e2e/pages", path));
-    if (!file.startsWith(ROOT) || !statSync(file, { throwIfNoEntry: false })?.isFile()) {
-      res.writeHead(404).end("not found");
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-    res.end(readFileSync(file));
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
-async function tidelogServer(origin) {
-  const data = mkdtempSync(join(tmpdir(), "tidelog-e2e-"));
-  const key = execFileSync(BIN, ["admin", "create-key", "--account", "e2e", "--data", data]).toString().trim();
-  const child = spawn(BIN, ["serve", "--addr", "127.0.0.1:0", "--data", data, "--allow-origin", origin], { stdio: ["ignore", "pipe", "inherit"] });
-  const url = await new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).once("line", (l) => resolve(l.replace("tidelog server listening on ", "").trim()));
-    child.once("exit", (c) => reject(new Error(`tidelog serve exited ${c}`)));
-  });
-  return { url, key, child };
-}
-
-const results = [];
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push(true);
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push(false);
-    console.log(`FAIL ${name}: ${e.stack ?? e}`);
-  }
-}
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const web = await staticServer();
-const origin = `http://127.0.0.1:${web.address().port}`;
-const srv = await tidelogServer(origin);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
-});
-
-async function api(path) {
-  const res = await fetch(`${srv.url}${path}`, { headers: { Authorization: `Bearer ${srv.key}` } });
-  return { status: res.status, body: res.headers.get("content-type")?.includes("json") ? await res.json() : await res.arrayBuffer() };
-}
-async function rows(id) {
-  const { status, body } = await api(`/api/v1/runs/${id}/history`);
-  return status === 200 ? body.rows : [];
-}
-async function open(context) {
-  const page = await context.newPage();
-  page.on("pageerror", (e) => console.log(`  page error: ${e.message}`));
-  await page.goto(`${origin}/offline.html`);
-  await page.waitForFunction(() => window.ready === true);
-  return page;
-}
+/** Syncs `page` until its run `id` has nothing unsynced and the server holds `want` rows. */
 async function settle(page, id, want) {
-  for (let i = 0; i < 100; i++) {
-    const r = await page.evaluate(() => t.sync());
-    const p = await page.evaluate(() => t.pending());
-    if (!r.error && p.unsynced === 0 && (await rows(id)).length >= want) return;
-    await sleep(200);
+  try {
+    await until(`run ${id} to settle`, async () => {
+      const r = await page.evaluate(() => t.sync());
+      const p = await page.evaluate(() => t.pending());
+      return !r.error && p.unsynced === 0 && (await rows(id)).length >= want;
+    });
+  } catch (e) {
+    throw new Error(`${e.message}: ${JSON.stringify(await page.evaluate(() => t.pending()))}`);
   }
-  throw new Error(`run ${id} did not settle: ${JSON.stringify(await page.evaluate(() => t.pending()))}`);
 }
 function exactlyOnce(got, n, valueOf = (i) => i * 0.5) {
   assert(got.length === n, `expected ${n} rows, the server has ${got.length}`);
@@ -159,13 +90,10 @@ try {
     await first.close();
     const next = await open(context);
     await next.evaluate(([id, s, k]) => t.start(id, s, k), ["tabnext", srv.url, srv.key]);
-    let state = null;
-    for (let i = 0; i < 50 && state !== "crashed"; i++) {
+    await until("the closed tab's run marked crashed", async () => {
       await next.evaluate(() => t.sync());
-      state = (await api("/api/v1/runs/tabgone")).body.state;
-      if (state !== "crashed") await sleep(100);
-    }
-    assert(state === "crashed", `the closed tab's run is ${state}`);
+      return (await api("/api/v1/runs/tabgone")).body.state === "crashed";
+    });
     exactlyOnce(await rows("tabgone"), 20);
     await context.close();
   });
@@ -179,7 +107,8 @@ try {
     const flap = setInterval(() => { offline = !offline; context.setOffline(offline).catch(() => {}); }, 200);
     for (let from = 0; from < 2000; from += 100) {
       await page.evaluate((from) => t.logSteps(from, 100), from);
-      await sleep(60);
+      // Pacing, not waiting for anything: logging spans many flaps of the network.
+      await new Promise((r) => setTimeout(r, 60));
     }
     clearInterval(flap);
     await context.setOffline(false);
@@ -283,7 +212,7 @@ try {
     const id = await page.evaluate(() => window.demo.train(60));
     assert((await api(`/api/v1/runs/${id}`)).status === 404, "nothing reached the server while offline");
     await context.setOffline(false);
-    for (let i = 0; i < 100 && (await rows(id)).length < 61; i++) await sleep(200);
+    await until("the demo's 61 rows on the server", async () => (await rows(id)).length >= 61);
     const got = await rows(id);
     assert(got.length === 61, `${got.length} rows`);
     assert(got.slice(0, 60).every((r, i) => r._step === i && typeof r.loss === "number" && typeof r.acc === "number"), "loss/acc per step");
@@ -293,11 +222,6 @@ try {
     await context.close();
   });
 } finally {
-  await browser.close();
-  srv.child.kill();
-  web.close();
+  await close();
 }
-
-const passed = results.filter(Boolean).length;
-console.log(`${passed} passed, ${results.length - passed} failed`);
-process.exit(passed === results.length ? 0 : 1);
+summary();
