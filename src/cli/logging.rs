@@ -11,9 +11,10 @@ use serde_json::{Map, Value as Json};
 /// How `tidelog serve` writes its log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// `2026-12-02T03:45:12.123Z info request method=GET status=200 ...`
+    // Plain comments, not doc comments: clap would list them in `--help` as value help.
+    // `2026-12-02T03:45:12.123Z info request method=GET status=200 ...`
     Text,
-    /// One JSON object per line: `ts`, `level`, `target`, `msg` and the line's fields.
+    // One JSON object per line: `ts`, `level`, `target`, `msg` and the line's fields.
     Json,
 }
 
