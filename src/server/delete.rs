@@ -56,12 +56,7 @@ pub async fn delete_run(
     owner: Option<&str>,
     run_id: &str,
 ) -> Result<Deleted, ApiError> {
-    // SQLite: the write lock at BEGIN, so no ingest of the run interleaves with the delete.
-    let mut tx = if db::is_sqlite(db) {
-        db.begin_with("BEGIN IMMEDIATE").await?
-    } else {
-        db.begin().await?
-    };
+    let mut tx = begin_write(db).await?;
     let run = RunRow::load(&mut *tx, run_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no run {run_id:?}")))?;
@@ -116,14 +111,15 @@ pub async fn delete_run(
         }
     }
     tx.commit().await?;
+    // Asked again under the write lock: an ingest that committed a reference since keeps it.
+    let mut tx = begin_write(db).await?;
     let mut blobs_removed = 0;
     for sha in orphans {
-        // Asked again outside the transaction: an ingest that committed a reference since keeps it.
-        let mut conn = db.acquire().await?;
-        if !referenced(&mut conn, &sha).await? && remove_blob(disk, &sha).await? {
+        if !referenced(&mut tx, &sha).await? && remove_blob(disk, &sha).await? {
             blobs_removed += 1;
         }
     }
+    tx.rollback().await?;
     let [history_rows, system_rows, files] = removed;
     log::info!(
         target: "tidelog::delete",
@@ -142,6 +138,16 @@ pub async fn delete_run(
         system_rows,
         files,
         blobs_removed,
+    })
+}
+
+/// A transaction that holds SQLite's write lock from its start (`BEGIN IMMEDIATE`), so no
+/// ingest's transaction interleaves with it.
+async fn begin_write(db: &AnyPool) -> Result<sqlx::Transaction<'static, sqlx::Any>, ApiError> {
+    Ok(if db::is_sqlite(db) {
+        db.begin_with("BEGIN IMMEDIATE").await?
+    } else {
+        db.begin().await?
     })
 }
 

@@ -159,12 +159,6 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// One sample of a metric without labels, with its header.
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    head(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
 /// `GET /metrics`: this process's figures, plus the unfinished uploads of the whole database.
 /// No key: bind the server privately or keep `/metrics` from the public side of the proxy.
 pub async fn get(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -186,99 +180,92 @@ pub async fn get(State(state): State<AppState>) -> Result<Response, ApiError> {
         esc(env!("CARGO_PKG_VERSION"))
     );
     m.write_requests(&mut out);
-    let gauges: [(&str, &str, &str, u64); 4] = [
+    let in_use = state
+        .max_ingests
+        .saturating_sub(state.ingests.available_permits());
+    let busy = state
+        .busy
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .len();
+    let db = &state.db;
+    let samples: [(&str, &str, &str, String); 12] = [
         (
             "tidelog_http_request_body_bytes_total",
             "counter",
             "Request body bytes received.",
-            load(&m.body_bytes),
+            load(&m.body_bytes).to_string(),
         ),
         (
             "tidelog_ingested_bundles_total",
             "counter",
             "Bundles stored (repeats of a stored bundle not counted).",
-            load(&m.bundles),
+            load(&m.bundles).to_string(),
         ),
         (
             "tidelog_ingested_rows_total",
             "counter",
             "History and system rows stored.",
-            load(&m.rows_added),
+            load(&m.rows_added).to_string(),
         ),
         (
             "tidelog_duplicate_rows_total",
             "counter",
             "Rows of stored bundles that the server already had.",
-            load(&m.rows_skipped),
+            load(&m.rows_skipped).to_string(),
+        ),
+        (
+            "tidelog_ingest_slots",
+            "gauge",
+            "Bundles this process may ingest at once.",
+            state.max_ingests.to_string(),
+        ),
+        (
+            "tidelog_ingest_slots_in_use",
+            "gauge",
+            "Bundles being ingested now.",
+            in_use.to_string(),
+        ),
+        (
+            "tidelog_tus_uploads",
+            "gauge",
+            "Unfinished resumable uploads in the database.",
+            uploads.to_string(),
+        ),
+        (
+            "tidelog_tus_uploads_busy",
+            "gauge",
+            "Resumable uploads this process is writing or ingesting now.",
+            busy.to_string(),
+        ),
+        (
+            "tidelog_http_connections_open",
+            "gauge",
+            "Client connections open now.",
+            m.connections.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "tidelog_db_pool_connections",
+            "gauge",
+            "Database connections in the pool.",
+            db.size().to_string(),
+        ),
+        (
+            "tidelog_db_pool_idle",
+            "gauge",
+            "Database connections in the pool not in use.",
+            db.num_idle().to_string(),
+        ),
+        (
+            "tidelog_process_start_time_seconds",
+            "gauge",
+            "When this process started, Unix seconds.",
+            m.started_s.to_string(),
         ),
     ];
-    for (name, kind, help, v) in gauges {
-        single(&mut out, name, kind, help, v);
+    for (name, kind, help, value) in samples {
+        head(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
     }
-    let in_use = state
-        .max_ingests
-        .saturating_sub(state.ingests.available_permits());
-    single(
-        &mut out,
-        "tidelog_ingest_slots",
-        "gauge",
-        "Bundles this process may ingest at once.",
-        state.max_ingests,
-    );
-    single(
-        &mut out,
-        "tidelog_ingest_slots_in_use",
-        "gauge",
-        "Bundles being ingested now.",
-        in_use,
-    );
-    let patching = state
-        .busy
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len();
-    single(
-        &mut out,
-        "tidelog_tus_uploads",
-        "gauge",
-        "Unfinished resumable uploads in the database.",
-        uploads,
-    );
-    single(
-        &mut out,
-        "tidelog_tus_uploads_busy",
-        "gauge",
-        "Resumable uploads this process is writing or ingesting now.",
-        patching,
-    );
-    let open = m.connections.load(Ordering::Relaxed);
-    single(
-        &mut out,
-        "tidelog_http_connections_open",
-        "gauge",
-        "Client connections open now.",
-        open,
-    );
-    single(
-        &mut out,
-        "tidelog_db_pool_connections",
-        "gauge",
-        "Database connections in the pool.",
-        state.db.size(),
-    );
-    single(
-        &mut out,
-        "tidelog_db_pool_idle",
-        "gauge",
-        "Database connections in the pool not in use.",
-        state.db.num_idle(),
-    );
-    single(
-        &mut out,
-        "tidelog_process_start_time_seconds",
-        "gauge",
-        "When this process started, Unix seconds.",
-        m.started_s,
-    );
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }
