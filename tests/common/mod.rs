@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
