@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 
 use common::ops::{call, post, run_bundle};
 use common::{agent, reply, Server};
+use tidelog::core::bundle::Bundle;
 
 /// The samples of a Prometheus text exposition, by `name{labels}`; every line must parse.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -147,13 +148,9 @@ fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
-#[test]
-fn sigterm_lets_an_upload_in_flight_finish_refuses_new_connections_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut server = Server::start(&data);
-    let key = server.key("alice");
-    let b = run_bundle("drain", 300, &[]);
+/// A tus PATCH of bundle `b` on a raw connection, sent up to half its body and stored that far
+/// (HEAD says so): a request in flight. Returns the connection and the half.
+fn patch_in_flight(server: &Server, key: &str, b: &Bundle) -> (TcpStream, usize) {
     let upload = reply(
         agent()
             .post(format!("{}/api/v1/uploads", server.url))
@@ -164,10 +161,9 @@ fn sigterm_lets_an_upload_in_flight_finish_refuses_new_connections_and_exits_0()
     );
     assert_eq!(upload.status, 201);
     let path = upload.header("location").unwrap().to_owned();
-    let addr = server.url.trim_start_matches("http://").to_owned();
+    let addr = server.url.trim_start_matches("http://");
     let half = b.bytes.len() / 2;
-
-    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
@@ -177,7 +173,6 @@ fn sigterm_lets_an_upload_in_flight_finish_refuses_new_connections_and_exits_0()
     )
     .unwrap();
     s.write_all(&b.bytes[..half]).unwrap();
-    // In flight once the server has stored the first half: HEAD reports it.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let head = reply(
@@ -188,12 +183,23 @@ fn sigterm_lets_an_upload_in_flight_finish_refuses_new_connections_and_exits_0()
                 .call(),
         );
         if head.header("upload-offset") == Some(half.to_string().as_str()) {
-            break;
+            return (s, half);
         }
         assert!(Instant::now() < deadline, "the first half never arrived");
     }
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_refuses_new_connections_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data);
+    let key = server.key("alice");
+    let b = run_bundle("drain", 300, &[]);
+    let (mut s, half) = patch_in_flight(&server, &key, &b);
 
     server.terminate();
+    let addr = server.url.trim_start_matches("http://").to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(&addr).is_ok() {
         assert!(
@@ -217,6 +223,25 @@ fn sigterm_lets_an_upload_in_flight_finish_refuses_new_connections_and_exits_0()
     let server = Server::start(&data);
     let rows = common::history(&server.url, &key, "drain");
     assert_eq!(rows.len(), 300, "the upload finished during shutdown is stored");
+}
+
+#[test]
+fn a_request_that_never_finishes_holds_shutdown_only_for_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--shutdown-timeout-secs", "1", "--body-timeout-secs", "600"];
+    let mut server = Server::start_with(&dir.path().join("data"), &args);
+    let key = server.key("alice");
+    let (_stalled, _) = patch_in_flight(&server, &key, &run_bundle("stall", 300, &[]));
+    let start = Instant::now();
+    server.terminate();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("still running with a stalled request long after the grace period");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "it did not wait for the request"
+    );
 }
 
 /// The server's log lines, each handed over as it is written.

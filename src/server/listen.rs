@@ -22,14 +22,14 @@ use super::Connections;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` until `stop` resolves, then refuses new connections and lets
-/// open requests finish, for at most `limits.shutdown_grace`.
+/// open requests finish, for at most `limits.shutdown_grace`; true when they all did.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Connections,
     metrics: &Arc<Metrics>,
     stop: impl Future<Output = ()>,
-) {
+) -> bool {
     let slots = Arc::new(Semaphore::new(limits.max.max(1)));
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);
@@ -71,13 +71,14 @@ pub async fn serve(
     // Closed before waiting, so a new client is refused at once rather than left in the backlog.
     drop(listener);
     log::info!("tidelog server: stopping; waiting for requests in flight");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let drained = tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
-        .is_err()
-    {
+        .is_ok();
+    if !drained {
         log::warn!(
             "tidelog server: requests still in flight after {:?}; stopping anyway",
             limits.shutdown_grace
         );
     }
+    drained
 }

@@ -190,8 +190,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         .and_then(|()| out.flush())
         .map_err(|e| ServerError::io("writing to stdout", e))?;
     drop(out);
-    listen::serve(listener, app, opts.connections, &metrics, shutdown()).await;
-    db.close().await;
+    if listen::serve(listener, app, opts.connections, &metrics, shutdown()).await {
+        // Waits for every pooled connection, so only once no request holds one.
+        db.close().await;
+    }
     Ok(())
 }
 
