@@ -178,6 +178,28 @@ async fn remove_blob(disk: &Disk, sha: &str) -> Result<bool, ServerError> {
     }
 }
 
+/// Inside an ingest's transaction, before it commits: fails (503, which clients retry) when a
+/// blob the bundle carried is gone, removed by a run deletion since the ingest found it stored.
+/// Both hold the write lock while they look, so either the deletion sees this ingest's reference
+/// and keeps the blob, or this check sees it gone and the retry stores it again.
+pub async fn carried_blobs_kept<'a>(
+    disk: &Disk,
+    shas: impl Iterator<Item = &'a String>,
+) -> Result<(), ApiError> {
+    for sha in shas {
+        let path = disk.blob_path(sha);
+        let kept = tokio::fs::try_exists(&path)
+            .await
+            .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
+        if !kept {
+            return Err(ApiError::Busy(format!(
+                "saved file {sha} was removed by a run deletion during this upload"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses, inside an ingest's transaction, a bundle of a run that was deleted (410).
 pub async fn refuse_deleted(conn: &mut AnyConnection, run_id: &str) -> Result<(), ApiError> {
     let deleted: Option<i64> = sqlx::query_scalar("SELECT deleted FROM deleted_runs WHERE id = $1")

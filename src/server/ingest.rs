@@ -346,6 +346,11 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
     if stored.rows_affected() == 0 {
         return Ok(None);
     }
+    super::delete::carried_blobs_kept(
+        &state.disk,
+        files.iter().map(|f| &f.1).filter(|s| p.carried.contains(*s)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(Ingested {
         ack: Ack {
