@@ -62,6 +62,8 @@ pub fn start_server(data: &Path) -> (Server, String, String) {
     let mut child = Command::new(bin)
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
+        // Warnings only: a line per request would bury the figures.
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .expect("serve");

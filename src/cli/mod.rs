@@ -4,11 +4,11 @@ mod credentials;
 mod export;
 mod import;
 mod local;
+mod logging;
 mod run_cmd;
 mod serve;
 mod sync;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -46,27 +46,13 @@ enum Command {
     Admin(serve::AdminCommand),
 }
 
-/// Log lines as a user reads them, `tidelog: warning: ...`, without the module path that
-/// env_logger shows by default.
-fn format_log(out: &mut env_logger::fmt::Formatter, record: &log::Record<'_>) -> std::io::Result<()> {
-    let level = match record.level() {
-        log::Level::Error => "error",
-        log::Level::Warn => "warning",
-        log::Level::Info => "info",
-        log::Level::Debug => "debug",
-        log::Level::Trace => "trace",
-    };
-    let message = record.args().to_string();
-    let message = message.strip_prefix("tidelog: ").unwrap_or(&message);
-    writeln!(out, "tidelog: {level}: {message}")
-}
-
 /// Parses arguments, runs the command, and maps failures to exit codes (2 = usage).
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format(format_log)
-        .init();
     let cli = Cli::parse();
+    logging::init(match &cli.command {
+        Command::Serve(args) => logging::Style::Server(args.log_format),
+        _ => logging::Style::Client,
+    });
     let result = match cli.command {
         Command::Sync(args) => sync::sync(args),
         Command::Login(args) => credentials::login(args),

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tidelog::core::bundle::Limits;
+use tidelog::core::time::rfc3339;
 use tidelog::server::{self, Connections, ServeOptions};
+
+use super::logging::LogFormat;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -60,6 +63,13 @@ pub struct ServeArgs {
     /// per core, from 2 to 4].
     #[arg(long)]
     max_ingests: Option<usize>,
+    /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C before the server
+    /// exits anyway.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_timeout_secs: f64,
+    /// How log lines look on stderr: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// One ingest slot per core, from 2 to 4: each ingest waits on the database with one of its
@@ -72,6 +82,17 @@ fn default_ingests() -> usize {
 fn seconds(flag: &str, v: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v)
         .with_context(|| format!("--{flag} must be a non-negative number of seconds"))
+}
+
+/// Where an admin command finds the server's database.
+#[derive(Args)]
+pub struct Database {
+    /// The server's data folder.
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: PathBuf,
+    /// Database URL, e.g. sqlite:///srv/tidelog.db (default: SQLite under --data).
+    #[arg(long)]
+    database: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +109,25 @@ pub enum AdminCommand {
         /// under --data).
         #[arg(long)]
         database: Option<String>,
+    },
+    /// List the API keys: id, account, creation and whether revoked (never the keys).
+    ListKeys {
+        #[command(flatten)]
+        db: Database,
+    },
+    /// Revoke an API key by the id `list-keys` shows; it is refused from the next request on.
+    RevokeKey {
+        /// The key's id (at least 8 of its hex digits), or the key itself.
+        key_id: String,
+        #[command(flatten)]
+        db: Database,
+    },
+    /// Delete a run with its history, system metrics and files; it cannot be uploaded again.
+    DeleteRun {
+        /// The run's id.
+        run_id: String,
+        #[command(flatten)]
+        db: Database,
     },
 }
 
@@ -134,10 +174,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             header_timeout: seconds("header-timeout-secs", a.header_timeout_secs)?,
             body_timeout: seconds("body-timeout-secs", a.body_timeout_secs)?,
             max: a.max_connections,
+            shutdown_grace: seconds("shutdown-timeout-secs", a.shutdown_timeout_secs)?,
         },
         max_ingests: a.max_ingests.unwrap_or_else(default_ingests),
     };
-    runtime()?.block_on(server::serve(opts))?;
+    let rt = runtime()?;
+    let served = rt.block_on(server::serve(opts));
+    // Blocking work still running (a write the grace period cut short) is not waited for.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -150,6 +195,44 @@ pub fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
         } => {
             let key = runtime()?.block_on(server::create_key(&data, database.as_deref(), &account))?;
             println!("{key}");
+            eprintln!(
+                "tidelog: key id {} (as `tidelog admin list-keys` shows it)",
+                server::key_id(&key)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::ListKeys { db } => {
+            let keys = runtime()?.block_on(server::list_keys(&db.data, db.database.as_deref()))?;
+            let width = keys.iter().map(|k| k.account.len()).max().unwrap_or(0).max(7);
+            println!(
+                "{:<12}  {:<width$}  {:<24}  STATE",
+                "KEY ID", "ACCOUNT", "CREATED"
+            );
+            for k in keys {
+                let state = k
+                    .revoked_ms
+                    .map_or("active".to_owned(), |ms| format!("revoked {}", rfc3339(ms)));
+                println!(
+                    "{:<12}  {:<width$}  {:<24}  {state}",
+                    k.id,
+                    k.account,
+                    rfc3339(k.created_ms)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::RevokeKey { key_id, db } => {
+            let k = runtime()?.block_on(server::revoke_key(&db.data, db.database.as_deref(), &key_id))?;
+            println!("revoked key {} of account {}", k.id, k.account);
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::DeleteRun { run_id, db } => {
+            let d = runtime()?.block_on(server::delete_run(&db.data, db.database.as_deref(), &run_id))?;
+            println!(
+                "deleted run {} of account {}: {} history rows, {} system rows, {} files; {} stored \
+                 files removed",
+                d.run_id, d.account, d.history_rows, d.system_rows, d.files, d.blobs_removed
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

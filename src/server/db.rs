@@ -36,6 +36,14 @@ const SCHEMA: &[&str] = &[
      PRIMARY KEY (account, sha256))",
     "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, \
      until_ms BIGINT NOT NULL)",
+    // Keys that stopped working, so a revoked key is told so rather than "invalid".
+    "CREATE TABLE IF NOT EXISTS revoked_keys (hash TEXT PRIMARY KEY, account TEXT NOT NULL, \
+     created BIGINT NOT NULL, revoked BIGINT NOT NULL)",
+    // Deleted runs, so a client syncing one again is refused (410) instead of recreating it.
+    "CREATE TABLE IF NOT EXISTS deleted_runs (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
+     deleted BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS files_sha ON files (sha256)",
+    "CREATE INDEX IF NOT EXISTS blob_owners_sha ON blob_owners (sha256)",
     "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied BIGINT NOT NULL)",
 ];
 

@@ -71,6 +71,9 @@ pub enum ServerError {
         /// What is wrong with it.
         why: String,
     },
+    /// An admin command named a key or run that it cannot act on.
+    #[error("{0}")]
+    Admin(String),
     /// A blocking task panicked.
     #[error("background task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -149,6 +152,9 @@ pub enum ApiError {
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
+    /// A bundle of a run that was deleted from the server (410): it is not recreated.
+    #[error("{0}")]
+    Gone(String),
     /// A bundle that failed its checks.
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -201,6 +207,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Bundle(BundleError::TooLarge { .. } | BundleError::OverBudget { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }

@@ -195,6 +195,7 @@ pub async fn ingest(
     for _ in 0..ATTEMPTS {
         if let Some(done) = commit(state, account, &p).await? {
             state.written.notify_one();
+            super::access_log::ingested(state, account, &p.manifest.run.id, &p.sha, &done);
             return Ok(done);
         }
     }
@@ -227,6 +228,9 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
     let existing = RunRow::load(&mut *tx, &p.manifest.run.id).await?;
     if existing.as_ref().is_some_and(|r| r.account != account) {
         return Err(ApiError::Forbidden(p.manifest.run.id.clone()));
+    }
+    if existing.is_none() {
+        super::delete::refuse_deleted(&mut tx, &p.manifest.run.id).await?;
     }
     let seen: Option<String> = sqlx::query_scalar("SELECT sha256 FROM bundles WHERE sha256 = $1")
         .bind(&p.sha)
@@ -342,6 +346,11 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
     if stored.rows_affected() == 0 {
         return Ok(None);
     }
+    super::delete::carried_blobs_kept(
+        &state.disk,
+        files.iter().map(|f| &f.1).filter(|s| p.carried.contains(*s)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(Ingested {
         ack: Ack {

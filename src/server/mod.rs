@@ -1,8 +1,10 @@
 //! The tidelog server: axum routes over an SQL store (CONTRACT §7).
 
+mod access_log;
 mod auth;
 mod dashboard;
 mod db;
+mod delete;
 mod disk;
 mod error;
 mod export;
@@ -10,6 +12,7 @@ mod ingest;
 mod lease;
 mod listen;
 mod m4;
+mod metrics;
 mod quarantine;
 mod routes;
 mod rows;
@@ -34,6 +37,8 @@ use disk::Disk;
 use quarantine::Quarantine;
 use store::Store;
 
+pub use auth::KeyInfo;
+pub use delete::Deleted;
 pub use error::ServerError;
 
 /// How `tidelog serve` was asked to run.
@@ -72,6 +77,8 @@ pub struct Connections {
     pub body_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max: usize,
+    /// At shutdown, how long requests in flight may take to finish before the process exits.
+    pub shutdown_grace: Duration,
 }
 
 /// What every handler shares.
@@ -101,6 +108,8 @@ struct Shared {
     max_ingests: usize,
     /// Upload ids a PATCH is writing.
     busy: std::sync::Mutex<HashSet<String>>,
+    /// What `GET /metrics` reports.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Shared {
@@ -159,10 +168,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         ingests: Semaphore::new(opts.max_ingests.max(1)),
         max_ingests: opts.max_ingests.max(1),
         busy: std::sync::Mutex::new(HashSet::new()),
+        metrics: Arc::new(metrics::Metrics::new()),
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
     staged::recover(&state).await?;
     tokio::spawn(staged::sweeper(state.clone()));
+    let metrics = Arc::clone(&state.metrics);
+    let db = state.db.clone();
     let app = routes::router(state, cors);
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
@@ -178,7 +190,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         .and_then(|()| out.flush())
         .map_err(|e| ServerError::io("writing to stdout", e))?;
     drop(out);
-    listen::serve(listener, app, opts.connections, shutdown()).await;
+    if listen::serve(listener, app, opts.connections, &metrics, shutdown()).await {
+        // Waits for every pooled connection, so only once no request holds one.
+        db.close().await;
+    }
     Ok(())
 }
 
@@ -212,4 +227,37 @@ pub async fn create_key(data: &Path, database: Option<&str>, account: &str) -> R
     let key = auth::insert_key(&pool, account).await;
     pool.close().await;
     key
+}
+
+/// The id `list-keys` shows for `key`: the first hex digits of its hash.
+pub fn key_id(key: &str) -> String {
+    auth::key_id(&crate::core::bundle::sha256_hex(key.as_bytes()))
+}
+
+/// Every API key of the server's database, working and revoked; never the keys themselves.
+pub async fn list_keys(data: &Path, database: Option<&str>) -> Result<Vec<KeyInfo>, ServerError> {
+    let pool = db::open(data, database).await?;
+    let keys = auth::list_keys(&pool).await;
+    pool.close().await;
+    keys
+}
+
+/// Revokes the key with id `id` (or the key `id` itself): it is refused from the next request on.
+pub async fn revoke_key(data: &Path, database: Option<&str>, id: &str) -> Result<KeyInfo, ServerError> {
+    let pool = db::open(data, database).await?;
+    let key = auth::revoke_key(&pool, id).await;
+    pool.close().await;
+    key
+}
+
+/// Deletes a run of any account with its history, files and the blobs only it referred to.
+pub async fn delete_run(data: &Path, database: Option<&str>, run_id: &str) -> Result<Deleted, ServerError> {
+    let pool = db::open(data, database).await?;
+    let disk = Disk::create(data)?;
+    let done = delete::delete_run(&pool, &disk, None, run_id).await;
+    pool.close().await;
+    done.map_err(|e| match e {
+        error::ApiError::Internal(e) => e,
+        other => ServerError::Admin(other.to_string()),
+    })
 }

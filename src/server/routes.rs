@@ -19,7 +19,7 @@ use super::auth::Account;
 use super::dashboard;
 use super::error::{ApiError, ServerError};
 use super::ingest::{expected_sha, ingest, Source};
-use super::{export, runs, uploads, AppState};
+use super::{access_log, delete, export, metrics, runs, uploads, AppState};
 
 const REQUEST_HEADERS: [&str; 9] = [
     "authorization",
@@ -63,24 +63,33 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
         .route("/", get(dashboard::index))
         .route("/assets/{name}", get(dashboard::asset))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::get))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/bundles", post(post_bundle))
         .route("/api/v1/runs", get(runs::list))
-        .route("/api/v1/runs/{id}", get(runs::get))
+        .route("/api/v1/runs/{id}", get(runs::get).delete(delete::delete))
         .route("/api/v1/runs/{id}/history", get(runs::history))
         .route("/api/v1/runs/{id}/history.parquet", get(export::history_parquet))
         .route("/api/v1/runs/{id}/system", get(runs::system))
         .route("/api/v1/runs/{id}/files", get(runs::files))
         .route("/api/v1/runs/{id}/files/{*path}", get(runs::file))
         .merge(tus)
+        .route_layer(middleware::from_fn(access_log::record_route))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(state)
         .layer(middleware::map_response(nosniff))
-        .layer(middleware::from_fn(close_after_refused_body));
-    let Some(allow) = allow else {
-        return app;
+        .layer(middleware::from_fn(close_after_refused_body))
+        .with_state(state.clone());
+    let app = match allow {
+        Some(allow) => app.layer(cors(allow)),
+        None => app,
     };
-    let cors = CorsLayer::new()
+    // Outermost, so every answer is logged and counted, CORS preflights included.
+    app.layer(middleware::from_fn_with_state(state, access_log::observe))
+}
+
+/// CORS for the origins `allow`: the API's methods, the tus headers both ways.
+fn cors(allow: AllowOrigin) -> CorsLayer {
+    CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([
             Method::GET,
@@ -91,8 +100,7 @@ pub fn router(state: AppState, allow: Option<AllowOrigin>) -> Router {
             Method::DELETE,
         ])
         .allow_headers(REQUEST_HEADERS.map(HeaderName::from_static))
-        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static));
-    app.layer(cors)
+        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
 }
 
 /// A request refused before its body was read leaves that body on the connection, which the

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -27,14 +29,54 @@ impl Server {
     }
 
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        Server::spawn(data, extra, None)
+    }
+
+    /// A server whose log lines (stderr) the test reads.
+    pub fn start_logged(data: &Path, extra: &[&str]) -> (Server, std::process::ChildStderr) {
+        let mut server = Server::spawn(data, extra, Some(Stdio::piped()));
+        let stderr = server.child.stderr.take().expect("stderr");
+        (server, stderr)
+    }
+
+    /// Sends SIGTERM, as systemd or a container runtime stops the server.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit, for at most `limit`; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `stderr`: where the log goes; `None` inherits it, without the per-request lines (unless
+    /// `RUST_LOG` asks for them), which would bury test output.
+    fn spawn(data: &Path, extra: &[&str], stderr: Option<Stdio>) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn tidelog serve");
+            .stdin(Stdio::null());
+        match stderr {
+            Some(s) => cmd.stderr(s),
+            None if std::env::var_os("RUST_LOG").is_none() => cmd.env("RUST_LOG", "warn"),
+            None => &mut cmd,
+        };
+        let mut child = cmd.spawn().expect("spawn tidelog serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
