@@ -1,0 +1,77 @@
+// The waits between failed syncs are the core's schedule (wasm `syncDelayMs`, the one
+// `Backoff` of src/core/transport.rs), not one of JS's own: for a server that cannot be
+// reached (doubling, no Retry-After) and for one that answers 503 with Retry-After.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { connect, createServer } from "node:net";
+import { once } from "node:events";
+import * as tidelog from "../../pkg/node.js";
+// The module pkg/node.js initialised: the core's own schedule.
+import { syncDelayMs } from "../../pkg/web/tidelog_wasm.js";
+import { startServer, tempDir } from "./helpers.mjs";
+
+/** A loopback port nothing listens on. */
+async function closedPort() {
+  const s = createServer().listen(0, "127.0.0.1");
+  await once(s, "listening");
+  const { port } = s.address();
+  s.close();
+  await once(s, "close");
+  return port;
+}
+
+/** One failed sync: the wait JS chose and the reports. */
+async function failedSync() {
+  let event = null;
+  const off = tidelog.on("sync", (d) => { if (d.phase === "error") event = d; });
+  await assert.rejects(tidelog.sync());
+  off();
+  assert.ok(event, "an error event");
+  assert.ok(Math.abs(tidelog.pending().nextAttemptInMs - event.retryInMs) < 1000, "pending() says the same wait");
+  return event;
+}
+
+async function finishedRun(server, apiKey) {
+  await tidelog.init({ project: "backoff", dir: tempDir(), mode: "offline", server, apiKey, systemIntervalMs: 0 });
+  tidelog.log({ loss: 1 });
+  await tidelog.finish();
+}
+
+test("JS waits between failed syncs exactly what the core's schedule says", async () => {
+  await finishedRun(`http://127.0.0.1:${await closedPort()}`, "k");
+  const waits = [];
+  for (let n = 1; n <= 3; n++) {
+    const { retryInMs, reports } = await failedSync();
+    assert.equal(reports[0].retry_after_ms, undefined, "an unreachable server asked for nothing");
+    assert.equal(retryInMs, syncDelayMs(n, 0), `failure ${n}`);
+    waits.push(retryInMs);
+  }
+  assert.deepEqual(waits, [waits[0], waits[0] * 2, waits[0] * 4], "doubling");
+
+  const server = await startServer(["--max-ingests", "1"]);
+  // Hold the only ingest slot: a POST whose body is announced and never sent.
+  const held = connect(Number(new URL(server.url).port), "127.0.0.1");
+  const continued = new Promise((resolve) => held.once("data", (d) => resolve(String(d))));
+  held.write(`POST /api/v1/bundles HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${server.key}\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n`);
+  try {
+    assert.match(await continued, /^HTTP\/1\.1 100 Continue/);
+    await finishedRun(server.url, server.key);
+    const { retryInMs, reports } = await failedSync();
+    assert.equal(reports[0].retry_after_ms, 1000, JSON.stringify(reports));
+    assert.equal(retryInMs, syncDelayMs(4, 1000), "the fourth failure in a row, with the server's Retry-After");
+    held.destroy();
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        await tidelog.sync();
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) throw e;
+      }
+    }
+    assert.equal(tidelog.pending().nextAttemptInMs, 0, "a sync that went through resets the schedule");
+  } finally {
+    held.destroy();
+    server.stop();
+  }
+});
