@@ -188,29 +188,26 @@ export function createTidelog(wasm, memory, platform) {
 
   async function init(opts = {}) {
     opts ??= {};
-    // The core's rules (project, id, resume), checked before the current run is ended.
-    wasm.checkInit(
-      typeof opts.project === "string" ? opts.project : "",
-      typeof opts.id === "string" ? opts.id : undefined,
-      opts.resume === undefined ? undefined : String(opts.resume),
-    );
     oneOf("mode", opts.mode, ["offline", "online", "auto"]);
     if (opts.server !== undefined) checkServer(opts.server);
-    // Like wandb.init, a new run ends the module's current one.
-    if (current && !current._finished) await current.finish();
     const store = await openStore(opts);
+    const runOpts = {
+      project: typeof opts.project === "string" ? opts.project : "", name: opts.name, entity: opts.entity, id: opts.id,
+      config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
+      // Kept with a new run (IndexedDB), so the Service Worker can sync it with no page open.
+      ...((opts.mode ?? "auto") !== "offline" ? credentials(opts) : null),
+    };
+    // The core's rules (project, id, resume) and the config, checked before the module's
+    // current run is ended: like wandb.init, a new run ends the current one.
+    await store.openRun({ ...runOpts, checkOnly: true });
+    if (current && !current._finished) await current.finish();
     lastOpts = opts;
     // A named run is locked before it is opened: opening a stored run reads its log and may
     // append to it (config), which must not race the tab that is writing it.
     const early = typeof opts.id === "string" ? await platform.hold(opts.id) : null;
     let w;
     try {
-      w = await store.openRun({
-        project: opts.project, name: opts.name, entity: opts.entity, id: opts.id,
-        config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
-        // Kept with a new run (IndexedDB), so the Service Worker can sync it with no page open.
-        ...((opts.mode ?? "auto") !== "offline" ? credentials(opts) : null),
-      });
+      w = await store.openRun(runOpts);
     } catch (e) {
       early?.();
       throw e;

@@ -55,11 +55,11 @@ pub struct Response {
 }
 
 impl Response {
-    /// A header of the answer, by name (any case).
+    /// A header of the answer, by the name [`Request::read`] gave it.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
     }
 

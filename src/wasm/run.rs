@@ -182,14 +182,6 @@ fn init_error(e: InitError<StoreError>) -> JsValue {
     }
 }
 
-/// Checks `init`'s options before the module's current run is ended for the new one.
-#[wasm_bindgen(js_name = checkInit)]
-pub fn check_init(project: String, id: Option<String>, resume: Option<String>) -> Result<(), JsValue> {
-    Resume::parse(resume.as_deref())
-        .and_then(|r| check(&project, id.as_deref(), r))
-        .map_err(|m| init_error(InitError::Settings(m)))
-}
-
 impl Store {
     /// Starts (or resumes) a run: the Rust side of `openRun`.
     pub async fn open(&self, opts: InitOptions) -> Result<WasmRun, JsValue> {
@@ -232,7 +224,8 @@ impl Store {
 
 #[wasm_bindgen]
 impl Store {
-    /// Starts (or resumes) a run: `opts` = `{ project, name, entity, id, config, tags, notes, resume }`.
+    /// Starts (or resumes) a run: `opts` = `{ project, name, entity, id, config, tags, notes,
+    /// resume }`; with `checkOnly` it only checks them (and resolves to nothing).
     #[wasm_bindgen(js_name = openRun)]
     pub fn open_run(&self, opts: JsValue) -> js_sys::Promise {
         let store = self.clone();
@@ -246,6 +239,13 @@ impl Store {
             let text = |k: &str| js_sys::Reflect::get(&raw, &k.into()).ok()?.as_string();
             opts.server = text("server");
             opts.api_key = text("apiKey");
+            if js_sys::Reflect::get(&raw, &"checkOnly".into()).is_ok_and(|v| v.is_truthy()) {
+                // `init`'s rules, checked before the module's current run is ended for this one.
+                return Resume::parse(opts.resume.as_deref())
+                    .and_then(|r| check(&opts.project, opts.id.as_deref(), r))
+                    .map(|()| JsValue::UNDEFINED)
+                    .map_err(|m| init_error(InitError::Settings(m)));
+            }
             store.open(opts).await.map(JsValue::from)
         })
     }

@@ -7,8 +7,12 @@ import { connect, createServer } from "node:net";
 import { once } from "node:events";
 import * as tidelog from "../../pkg/node.js";
 // The module pkg/node.js initialised: the core's own schedule.
-import { syncDelayMs } from "../../pkg/web/tidelog_wasm.js";
+import * as wasm from "../../pkg/web/tidelog_wasm.js";
+import { createTidelog } from "../../pkg/core.js";
+import { fsPlatform } from "../../pkg/fs-host.js";
 import { startServer, tempDir } from "./helpers.mjs";
+
+const { syncDelayMs } = wasm;
 
 /** A loopback port nothing listens on. */
 async function closedPort() {
@@ -21,21 +25,35 @@ async function closedPort() {
 }
 
 /** One failed sync: the wait JS chose and the reports. */
-async function failedSync() {
+async function failedSync(t = tidelog) {
   let event = null;
-  const off = tidelog.on("sync", (d) => { if (d.phase === "error") event = d; });
-  await assert.rejects(tidelog.sync());
+  const off = t.on("sync", (d) => { if (d.phase === "error") event = d; });
+  await assert.rejects(t.sync());
   off();
   assert.ok(event, "an error event");
-  assert.ok(Math.abs(tidelog.pending().nextAttemptInMs - event.retryInMs) < 1000, "pending() says the same wait");
+  assert.ok(Math.abs(t.pending().nextAttemptInMs - event.retryInMs) < 1000, "pending() says the same wait");
   return event;
 }
 
-async function finishedRun(server, apiKey) {
-  await tidelog.init({ project: "backoff", dir: tempDir(), mode: "offline", server, apiKey, systemIntervalMs: 0 });
-  tidelog.log({ loss: 1 });
-  await tidelog.finish();
+async function finishedRun(server, apiKey, t = tidelog) {
+  await t.init({ project: "backoff", dir: tempDir(), mode: "offline", server, apiKey, systemIntervalMs: 0 });
+  t.log({ loss: 1 });
+  await t.finish();
 }
+
+test("the wait comes from the wasm module, whatever schedule it has", async () => {
+  // The same JS over the same wasm, but with the schedule export watched and scaled: a JS
+  // wrapper that computed its own waits would not follow it.
+  const asked = [];
+  const watched = { ...wasm, syncDelayMs: (n, retryAfterMs) => { asked.push([n, retryAfterMs]); return 7 * syncDelayMs(n, retryAfterMs); } };
+  const { memory } = wasm.initSync();
+  const t = createTidelog(watched, memory, fsPlatform(watched));
+  await finishedRun(`http://127.0.0.1:${await closedPort()}`, "k", t);
+  for (let n = 1; n <= 2; n++) {
+    assert.equal((await failedSync(t)).retryInMs, 7 * syncDelayMs(n, 0), `failure ${n}`);
+  }
+  assert.deepEqual(asked, [[1, 0], [2, 0]]);
+});
 
 test("JS waits between failed syncs exactly what the core's schedule says", async () => {
   await finishedRun(`http://127.0.0.1:${await closedPort()}`, "k");
