@@ -2,6 +2,8 @@
 //! project is refused with the same words as in Node (`tests/node/init_resume.test.mjs`), and
 //! nothing in its folder changes.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::fs;
 use std::path::Path;
 

@@ -3,14 +3,14 @@
 // reached (doubling, no Retry-After) and for one that answers 503 with Retry-After.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, createServer } from "node:net";
+import { createServer } from "node:net";
 import { once } from "node:events";
 import * as tidelog from "../../pkg/node.js";
 // The module pkg/node.js initialised: the core's own schedule.
 import * as wasm from "../../pkg/web/tidelog_wasm.js";
 import { createTidelog } from "../../pkg/core.js";
 import { fsPlatform } from "../../pkg/fs-host.js";
-import { startServer, tempDir } from "./helpers.mjs";
+import { holdIngestSlot, startServer, tempDir } from "./helpers.mjs";
 
 const { syncDelayMs } = wasm;
 
@@ -67,12 +67,8 @@ test("JS waits between failed syncs exactly what the core's schedule says", asyn
   assert.deepEqual(waits, [waits[0], waits[0] * 2, waits[0] * 4], "doubling");
 
   const server = await startServer(["--max-ingests", "1"]);
-  // Hold the only ingest slot: a POST whose body is announced and never sent.
-  const held = connect(Number(new URL(server.url).port), "127.0.0.1");
-  const continued = new Promise((resolve) => held.once("data", (d) => resolve(String(d))));
-  held.write(`POST /api/v1/bundles HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${server.key}\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n`);
+  const held = await holdIngestSlot(server);
   try {
-    assert.match(await continued, /^HTTP\/1\.1 100 Continue/);
     await finishedRun(server.url, server.key);
     const { retryInMs, reports } = await failedSync();
     assert.equal(reports[0].retry_after_ms, 1000, JSON.stringify(reports));
