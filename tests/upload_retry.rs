@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{only_run, settings, text, tidelog, Server};
+use common::{history, only_run, settings, text, tidelog, Server};
 use tidelog::core::sync::SyncOptions;
 use tidelog::core::transport::Backoff;
 
@@ -35,6 +35,7 @@ fn hold_slot(server: &Server, key: &str) -> TcpStream {
 fn upload_waits_the_cores_schedule_on_a_busy_server() {
     let work = tempfile::tempdir().unwrap();
     let run = tidelog::init(settings(work.path(), "busy")).unwrap();
+    let id = run.id().to_owned();
     run.log([("loss", 1.0)]).unwrap();
     run.finish(0).unwrap();
     let out_dir = work.path().join("out");
@@ -83,11 +84,6 @@ fn upload_waits_the_cores_schedule_on_a_busy_server() {
     loop {
         let out = tidelog(work.path(), &["upload", file.to_str().unwrap()], &env);
         if out.status.success() {
-            assert!(
-                String::from_utf8_lossy(&out.stdout).contains("1 rows added"),
-                "{}",
-                text(&out)
-            );
             break;
         }
         assert!(
@@ -96,4 +92,7 @@ fn upload_waits_the_cores_schedule_on_a_busy_server() {
             text(&out)
         );
     }
+    let rows = history(&server.url, &key, &id);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["loss"], 1.0);
 }
