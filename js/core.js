@@ -6,8 +6,6 @@ const COMMIT = { false: 0, true: 1, undefined: 2 };
 // What WasmRun.logStaged returns (LOGGED, DROPPED, REFUSED in src/wasm/run.rs).
 const LOGGED = 1;
 const REFUSED = 2;
-const BACKOFF_START_MS = 5_000;
-const BACKOFF_CAP_MS = 300_000;
 
 export function createTidelog(wasm, memory, platform) {
   const stores = new Map();
@@ -18,7 +16,8 @@ export function createTidelog(wasm, memory, platform) {
   const acked = new Map();
   const status = { online: platform.online(), syncing: false, lastError: null, lastSync: null, unsyncedRuns: [] };
   let loop = null;
-  let backoff = 0;
+  // Failed syncs in a row; how long to wait after them is the core's (wasm.syncDelayMs).
+  let failures = 0;
   let nextAttempt = 0;
   let syncChain = Promise.resolve();
 
@@ -188,30 +187,27 @@ export function createTidelog(wasm, memory, platform) {
   }
 
   async function init(opts = {}) {
-    if (!opts || typeof opts.project !== "string" || !opts.project.trim()) {
-      throw new TypeError("tidelog.init: project is required");
-    }
+    opts ??= {};
     oneOf("mode", opts.mode, ["offline", "online", "auto"]);
-    oneOf("resume", opts.resume, ["allow", "must", "never"]);
-    if (opts.resume === "must" && typeof opts.id !== "string") {
-      throw new TypeError("tidelog.init: resume: \"must\" needs the id of the run to resume");
-    }
     if (opts.server !== undefined) checkServer(opts.server);
-    // Like wandb.init, a new run ends the module's current one.
-    if (current && !current._finished) await current.finish();
     const store = await openStore(opts);
+    const runOpts = {
+      project: typeof opts.project === "string" ? opts.project : "", name: opts.name, entity: opts.entity, id: opts.id,
+      config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
+      // Kept with a new run (IndexedDB), so the Service Worker can sync it with no page open.
+      ...((opts.mode ?? "auto") !== "offline" ? credentials(opts) : null),
+    };
+    // The core's rules (project, id, resume) and the config, checked before the module's
+    // current run is ended: like wandb.init, a new run ends the current one.
+    await store.openRun({ ...runOpts, checkOnly: true });
+    if (current && !current._finished) await current.finish();
     lastOpts = opts;
     // A named run is locked before it is opened: opening a stored run reads its log and may
     // append to it (config), which must not race the tab that is writing it.
     const early = typeof opts.id === "string" ? await platform.hold(opts.id) : null;
     let w;
     try {
-      w = await store.openRun({
-        project: opts.project, name: opts.name, entity: opts.entity, id: opts.id,
-        config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
-        // Kept with a new run (IndexedDB), so the Service Worker can sync it with no page open.
-        ...((opts.mode ?? "auto") !== "offline" ? credentials(opts) : null),
-      });
+      w = await store.openRun(runOpts);
     } catch (e) {
       early?.();
       throw e;
@@ -271,21 +267,21 @@ export function createTidelog(wasm, memory, platform) {
       status.lastSync = Date.now();
       if (failed.length) {
         status.lastError = failed.map((r) => `${r.id}: ${r.error}`).join("; ");
-        backoff = backoff ? Math.min(backoff * 2, BACKOFF_CAP_MS) : BACKOFF_START_MS;
+        failures++;
         // A server that said Retry-After (429/503) is not asked again sooner.
-        const asked = Math.max(0, ...failed.map((r) => r.retry_after_ms ?? 0));
-        nextAttempt = Date.now() + Math.max(backoff, asked);
-        emit("sync", { phase: "error", reports });
+        const retryInMs = wasm.syncDelayMs(failures, Math.max(0, ...failed.map((r) => r.retry_after_ms ?? 0)));
+        nextAttempt = Date.now() + retryInMs;
+        emit("sync", { phase: "error", reports, retryInMs });
         throw new Error(`tidelog.sync: ${status.lastError}`);
       }
       status.lastError = null;
-      backoff = 0;
+      failures = 0;
       nextAttempt = 0;
       emit("sync", { phase: "done", reports });
       return reports;
     } catch (e) {
       if (!status.lastError) status.lastError = String(e?.message ?? e);
-      if (!backoff) { backoff = BACKOFF_START_MS; nextAttempt = Date.now() + backoff; }
+      if (!failures) { failures = 1; nextAttempt = Date.now() + wasm.syncDelayMs(failures, 0); }
       throw e;
     } finally {
       status.syncing = false;

@@ -74,7 +74,12 @@ export interface SyncReport {
 export type SyncEvent =
   | { phase: "start" }
   | { phase: "done"; reports: SyncReport[] }
-  | { phase: "error"; reports: SyncReport[] };
+  | {
+      phase: "error";
+      reports: SyncReport[];
+      /** Milliseconds until the next automatic try: the core's backoff, at least the server's Retry-After. */
+      retryInMs: number;
+    };
 
 export interface Pending {
   run: string | null;

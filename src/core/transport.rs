@@ -1,16 +1,188 @@
-//! The HTTP side of a sync: the [`Transport`] seam every home implements (over `ureq`
-//! natively, `fetch` in wasm), how a server's answers become errors, and [`deliver`], the one
-//! loop that sends a bundle until the server acknowledges it: retries, backoff, `Retry-After`,
-//! POST or resumable tus.
+//! The HTTP side of a sync: the [`Transport`] seam every home implements (send one request
+//! given as plain data, sleep), how a server's answers become errors, the retry schedule
+//! ([`Backoff`]) and [`deliver`], the one loop that sends a bundle until the server
+//! acknowledges it: retries, `Retry-After`, POST or resumable tus (the requests themselves
+//! are built and read in [`super::tus`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::bundle::Bundle;
 use super::sync::{PendingUpload, SyncError, SyncOptions};
+use super::tus;
 
 /// The longest `Retry-After` honoured: a server cannot park a client for longer than the
 /// longest backoff.
 pub const MAX_RETRY_AFTER_MS: u64 = 300_000;
+
+/// The HTTP methods the client uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`.
+    Head,
+    /// `POST`.
+    Post,
+    /// `PATCH`.
+    Patch,
+}
+
+/// One HTTP request as plain data: what the protocol decided, for a home to put on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// The absolute URL.
+    pub url: String,
+    /// Request headers, in order.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body (empty: none).
+    pub body: &'a [u8],
+    /// The response headers the protocol reads: a home copies these (and only these) into
+    /// [`Response::headers`].
+    pub read: &'static [&'static str],
+}
+
+/// What a server answered, as plain data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Those of [`Request::read`]'s headers that the answer had.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A header of the answer, by the name [`Request::read`] gave it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A header holding a non-negative integer.
+    pub(crate) fn header_u64(&self, name: &str) -> Option<u64> {
+        self.header(name)?.trim().parse().ok()
+    }
+
+    /// The error this answer stands for (its JSON reason, `next_seq`, `Retry-After`).
+    pub(crate) fn failure(&self) -> TransportError {
+        TransportError::from_response(
+            self.status,
+            std::str::from_utf8(&self.body).unwrap_or_default(),
+            self.header(tus::RETRY_AFTER),
+        )
+    }
+}
+
+/// The server a client talks to: its base URL and the API key's `Authorization` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    base: String,
+    auth: String,
+}
+
+impl Server {
+    /// The server at `base` (e.g. `http://127.0.0.1:8080`), authenticating with `api_key`.
+    pub fn new(base: &str, api_key: &str) -> Server {
+        Server {
+            base: base.trim_end_matches('/').to_owned(),
+            auth: format!("Bearer {api_key}"),
+        }
+    }
+
+    /// The base URL, as messages name the server.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `path` on this server; an absolute URL (a tus `Location`) is kept as it is.
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// An authenticated request for `path`.
+    pub(crate) fn request<'a>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &'a [u8],
+        read: &'static [&'static str],
+    ) -> Request<'a> {
+        Request {
+            method,
+            url: self.url(path),
+            headers: vec![("Authorization", self.auth.clone())],
+            body,
+            read,
+        }
+    }
+}
+
+/// The HTTP side of a sync, implemented over `ureq` natively and `fetch` in wasm: a home
+/// only sends requests and waits; what to send and what an answer means is the core's.
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// The server requests go to.
+    fn server(&self) -> &Server;
+    /// Sends one request. `Err` only when no answer came, with why (refused, timed out, cut).
+    async fn send(&mut self, req: &Request<'_>) -> Result<Response, String>;
+    /// Waits before a retry.
+    async fn sleep(&mut self, ms: u64);
+}
+
+/// Sends `req`; no answer is a network error naming the server, so a wrong URL or port is
+/// plain to see.
+pub(crate) async fn exchange<T: Transport>(t: &mut T, req: Request<'_>) -> Result<Response, TransportError> {
+    t.send(&req)
+        .await
+        .map_err(|why| TransportError::Network(format!("could not reach {}: {why}", t.server().base())))
+}
+
+/// A retry schedule: `first_ms` after the first failure, doubling after each further one, at
+/// most `cap_ms`, and never shorter than what the server asked for with `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub first_ms: u64,
+    /// The longest wait the doubling reaches.
+    pub cap_ms: u64,
+}
+
+impl Backoff {
+    /// Between the syncs of a page or a Node process that failed (CONTRACT §1: from 5 s,
+    /// doubling, capped at 5 min).
+    pub const BETWEEN_SYNCS: Backoff = Backoff {
+        first_ms: 5_000,
+        cap_ms: 300_000,
+    };
+
+    /// Between the attempts at one bundle, starting at `first_ms` (`SyncOptions::backoff_ms`).
+    pub fn attempts(first_ms: u64) -> Backoff {
+        Backoff {
+            first_ms,
+            cap_ms: MAX_RETRY_AFTER_MS,
+        }
+    }
+
+    /// The wait after the `failures`-th failure in a row (1 for the first), given the server's
+    /// `Retry-After` if it sent one.
+    pub fn delay_ms(&self, failures: u32, retry_after_ms: Option<u64>) -> u64 {
+        let doubled = self
+            .first_ms
+            .saturating_mul(1u64 << failures.saturating_sub(1).min(32));
+        doubled
+            .min(self.cap_ms)
+            .max(retry_after_ms.unwrap_or(0).min(MAX_RETRY_AFTER_MS))
+    }
+}
 
 /// What the server said about an ingested bundle.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -24,20 +196,10 @@ pub struct Ack {
 impl Ack {
     /// The acknowledgement in a `POST /bundles` answer; an answer without one is a failure,
     /// never a success: only the server's word marks records as delivered.
-    pub fn from_body(body: &str) -> Result<Ack, TransportError> {
-        #[derive(Deserialize)]
-        struct Body {
-            rows_added: u64,
-            duplicates_skipped: u64,
-        }
-        serde_json::from_slice::<Body>(body.as_bytes())
-            .map(|b| Ack {
-                rows_added: b.rows_added,
-                duplicates_skipped: b.duplicates_skipped,
-            })
-            .map_err(|e| {
-                TransportError::Network(format!("the server's answer is not an acknowledgement ({e})"))
-            })
+    pub fn from_body(body: &[u8]) -> Result<Ack, TransportError> {
+        serde_json::from_slice::<Ack>(body).map_err(|e| {
+            TransportError::Network(format!("the server's answer is not an acknowledgement ({e})"))
+        })
     }
 }
 
@@ -83,6 +245,7 @@ impl TransportError {
         let message = match status {
             401 => format!("invalid or missing API key ({message})"),
             403 => format!("this key's account may not write this run ({message})"),
+            460 => format!("the chunk arrived damaged ({message})"),
             507 => format!("the server's storage is full ({message})"),
             _ => message,
         };
@@ -98,10 +261,22 @@ impl TransportError {
         match self {
             TransportError::Network(_) => true,
             TransportError::Status { status, .. } => {
-                *status >= 500 || *status == 408 || *status == 423 || *status == 429
+                *status >= 500 || matches!(*status, 408 | 423 | 429 | 460)
             }
             TransportError::Gap { .. } => false,
         }
+    }
+
+    /// A tus chunk the server refused for where it stood (409: another offset) or what
+    /// arrived (460: checksum mismatch): the upload continues from the server's offset.
+    pub(crate) fn resync(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Status {
+                status: 409 | 460,
+                ..
+            }
+        )
     }
 }
 
@@ -110,28 +285,6 @@ impl TransportError {
 pub fn retry_after_ms(header: &str) -> Option<u64> {
     let secs: u64 = header.trim().parse().ok()?;
     Some(secs.saturating_mul(1000).min(MAX_RETRY_AFTER_MS))
-}
-
-/// The HTTP side of a sync, implemented over `ureq` natively and `fetch` in browsers.
-#[allow(async_fn_in_trait)]
-pub trait Transport {
-    /// Posts a whole bundle to `/api/v1/bundles`.
-    async fn post_bundle(&mut self, sha256: &str, bytes: &[u8]) -> Result<Ack, TransportError>;
-    /// Creates a tus upload of `len` bytes; returns its URL (a path is kept as given, so the
-    /// upload resumes even when the server comes back on another address).
-    async fn create_upload(&mut self, sha256: &str, len: u64) -> Result<String, TransportError>;
-    /// The server's offset of an upload, or `None` when it no longer knows it.
-    async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError>;
-    /// Sends `chunk` at `offset`; returns the new offset, and the server's ingest result when
-    /// the chunk completed the upload.
-    async fn patch(
-        &mut self,
-        url: &str,
-        offset: u64,
-        chunk: &[u8],
-    ) -> Result<(u64, Option<Ack>), TransportError>;
-    /// Waits before a retry.
-    async fn sleep(&mut self, ms: u64);
 }
 
 /// Where the tus upload of the bundle being sent is remembered, so that an interrupted one
@@ -156,9 +309,9 @@ impl UploadLedger for Option<PendingUpload> {
     }
 }
 
-/// Sends one bundle until the server acknowledges it: bounded attempts with doubling backoff
-/// (or the server's `Retry-After`, when longer), a POST when small, tus otherwise. `on_sent`
-/// hears each chunk's size. The one retry loop of every client.
+/// Sends one bundle until the server acknowledges it: bounded attempts on the
+/// [`Backoff::attempts`] schedule (the server's `Retry-After` when longer), a POST when small,
+/// tus otherwise. `on_sent` hears each chunk's size. The one retry loop of every client.
 pub async fn deliver<T: Transport, L: UploadLedger>(
     transport: &mut T,
     opts: &SyncOptions,
@@ -166,14 +319,14 @@ pub async fn deliver<T: Transport, L: UploadLedger>(
     ledger: &mut L,
     on_sent: &mut dyn FnMut(u64),
 ) -> Result<Ack, SyncError> {
+    let schedule = Backoff::attempts(opts.backoff_ms);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match send(transport, opts, bundle, ledger, on_sent).await {
+        match tus::send(transport, opts, bundle, ledger, on_sent).await {
             Err(e) if e.retryable() && attempt < opts.attempts => {
-                let backoff = opts.backoff_ms << (attempt - 1).min(16);
                 transport
-                    .sleep(backoff.max(e.retry_after_ms().unwrap_or(0)))
+                    .sleep(schedule.delay_ms(attempt, e.retry_after_ms()))
                     .await;
             }
             other => return other,
@@ -181,142 +334,9 @@ pub async fn deliver<T: Transport, L: UploadLedger>(
     }
 }
 
-async fn send<T: Transport, L: UploadLedger>(
-    t: &mut T,
-    opts: &SyncOptions,
-    bundle: &Bundle,
-    ledger: &mut L,
-    on_sent: &mut dyn FnMut(u64),
-) -> Result<Ack, SyncError> {
-    let len = bundle.bytes.len() as u64;
-    if bundle.bytes.len() <= opts.direct_max {
-        let ack = t.post_bundle(&bundle.sha256, &bundle.bytes).await;
-        on_sent(len);
-        return Ok(ack?);
-    }
-    let known = match ledger.current() {
-        Some(u) if u.sha256 == bundle.sha256 => {
-            let url = u.url.clone();
-            t.upload_offset(&url).await?.map(|off| (url, off))
-        }
-        _ => None,
-    };
-    let (url, mut offset) = match known {
-        Some(k) => k,
-        None => {
-            let url = t.create_upload(&bundle.sha256, len).await?;
-            ledger
-                .remember(Some(PendingUpload {
-                    url: url.clone(),
-                    sha256: bundle.sha256.clone(),
-                    seq_start: bundle.manifest.seq_start,
-                    seq_end: bundle.manifest.seq_end,
-                }))
-                .await?;
-            (url, 0)
-        }
-    };
-    while offset < len {
-        let end = (offset as usize + opts.chunk).min(bundle.bytes.len());
-        let chunk = &bundle.bytes[offset as usize..end];
-        let (next, ack) = t.patch(&url, offset, chunk).await?;
-        on_sent(chunk.len() as u64);
-        if next <= offset {
-            return Err(TransportError::Status {
-                status: 409,
-                message: format!("upload offset did not advance past {offset}"),
-                retry_after_ms: None,
-            }
-            .into());
-        }
-        offset = next;
-        if let Some(ack) = ack {
-            return Ok(ack);
-        }
-    }
-    // Every byte is there but no answer said the bundle was ingested: never count that as
-    // success. Forget the upload so the next attempt sends the bundle afresh (the server
-    // keeps it exactly once by its sha256).
-    ledger.remember(None).await?;
-    Err(TransportError::Network(format!(
-        "upload {url} holds all {len} bytes but the server did not acknowledge the bundle"
-    ))
-    .into())
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-
     use super::*;
-    use crate::core::bundle::Manifest;
-
-    /// A server scripted answer by answer, recording what the engine asked and how long it
-    /// waited: the loop's decisions are pure functions of those answers.
-    #[derive(Default)]
-    struct Scripted {
-        posts: VecDeque<Result<Ack, TransportError>>,
-        patches: VecDeque<Result<(u64, Option<Ack>), TransportError>>,
-        created: u32,
-        slept: Vec<u64>,
-    }
-
-    impl Transport for Scripted {
-        async fn post_bundle(&mut self, _: &str, _: &[u8]) -> Result<Ack, TransportError> {
-            self.posts.pop_front().expect("an answer for every POST")
-        }
-        async fn create_upload(&mut self, _: &str, _: u64) -> Result<String, TransportError> {
-            self.created += 1;
-            Ok(format!("/api/v1/uploads/{}", self.created))
-        }
-        async fn upload_offset(&mut self, _: &str) -> Result<Option<u64>, TransportError> {
-            Ok(Some(0))
-        }
-        async fn patch(&mut self, _: &str, _: u64, _: &[u8]) -> Result<(u64, Option<Ack>), TransportError> {
-            self.patches.pop_front().expect("an answer for every PATCH")
-        }
-        async fn sleep(&mut self, ms: u64) {
-            self.slept.push(ms);
-        }
-    }
-
-    fn bundle(len: usize) -> Bundle {
-        Bundle {
-            bytes: vec![7; len],
-            sha256: "ab".repeat(32),
-            manifest: Manifest {
-                format: crate::core::bundle::FORMAT,
-                run: Default::default(),
-                state: Default::default(),
-                seq_start: 0,
-                seq_end: 1,
-                entries: Vec::new(),
-            },
-            dropped_values: 0,
-        }
-    }
-
-    fn busy(status: u16, retry_after: &str) -> TransportError {
-        TransportError::from_response(status, r#"{"error":"busy"}"#, Some(retry_after))
-    }
-
-    fn ack(rows: u64) -> Ack {
-        Ack {
-            rows_added: rows,
-            duplicates_skipped: 0,
-        }
-    }
-
-    #[test]
-    fn retry_after_is_honoured_when_longer_than_the_backoff() {
-        let mut t = Scripted::default();
-        t.posts
-            .extend([Err(busy(503, "7")), Err(busy(429, "0")), Ok(ack(3))]);
-        let opts = SyncOptions::default();
-        let got = pollster::block_on(deliver(&mut t, &opts, &bundle(10), &mut None, &mut |_| {}));
-        assert_eq!(got.unwrap(), ack(3));
-        assert_eq!(t.slept, vec![7_000, opts.backoff_ms * 2]);
-    }
 
     #[test]
     fn a_hostile_retry_after_is_capped() {
@@ -327,11 +347,38 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_without_an_acknowledgement_is_never_success() {
-        assert!(Ack::from_body("").is_err());
-        assert!(Ack::from_body(r#"{"ok":true}"#).is_err());
+    fn the_schedule_doubles_to_its_cap_and_yields_to_a_longer_retry_after() {
+        let s = Backoff::BETWEEN_SYNCS;
+        let plain: Vec<u64> = (1..=9).map(|n| s.delay_ms(n, None)).collect();
         assert_eq!(
-            Ack::from_body(r#"{"rows_added":2,"duplicates_skipped":1}"#).unwrap(),
+            plain,
+            [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]
+        );
+        assert_eq!(
+            s.delay_ms(1, Some(1_000)),
+            5_000,
+            "a shorter Retry-After changes nothing"
+        );
+        assert_eq!(s.delay_ms(2, Some(42_000)), 42_000, "a longer one is honoured");
+        assert_eq!(
+            s.delay_ms(1, Some(u64::MAX)),
+            MAX_RETRY_AFTER_MS,
+            "within the cap"
+        );
+        assert_eq!(
+            s.delay_ms(u32::MAX, None),
+            300_000,
+            "no overflow however long it fails"
+        );
+        assert_eq!(Backoff::attempts(500).delay_ms(3, None), 2_000);
+    }
+
+    #[test]
+    fn an_answer_without_an_acknowledgement_is_never_success() {
+        assert!(Ack::from_body(b"").is_err());
+        assert!(Ack::from_body(br#"{"ok":true}"#).is_err());
+        assert_eq!(
+            Ack::from_body(br#"{"rows_added":2,"duplicates_skipped":1}"#).unwrap(),
             Ack {
                 rows_added: 2,
                 duplicates_skipped: 1
@@ -340,40 +387,13 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_upload_without_an_ack_is_sent_again_not_counted() {
-        let opts = SyncOptions {
-            direct_max: 4,
-            chunk: 8,
-            ..SyncOptions::default()
-        };
-        let mut t = Scripted::default();
-        t.patches.extend([Ok((8, None)), Ok((8, Some(ack(5))))]);
-        let mut upload = None;
-        let got = pollster::block_on(deliver(&mut t, &opts, &bundle(8), &mut upload, &mut |_| {}));
-        assert_eq!(got.unwrap(), ack(5));
-        assert_eq!(t.created, 2, "the unacknowledged upload was started over");
-        assert_eq!(upload.map(|u| u.url).as_deref(), Some("/api/v1/uploads/2"));
-    }
-
-    #[test]
-    fn refusals_are_not_retried() {
-        let mut t = Scripted::default();
-        t.posts.push_back(Err(TransportError::from_response(
-            413,
-            r#"{"error":"too big"}"#,
-            None,
-        )));
-        let got = pollster::block_on(deliver(
-            &mut t,
-            &SyncOptions::default(),
-            &bundle(1),
-            &mut None,
-            &mut |_| {},
-        ));
-        assert!(matches!(
-            got,
-            Err(SyncError::Transport(TransportError::Status { status: 413, .. }))
-        ));
-        assert!(t.slept.is_empty());
+    fn a_409_with_next_seq_is_a_gap_and_a_460_is_retried_from_the_offset() {
+        let gap = TransportError::from_response(409, r#"{"error":"gap","next_seq":7}"#, None);
+        assert_eq!(gap, TransportError::Gap { next_seq: 7 });
+        assert!(!gap.retryable() && !gap.resync());
+        let offset = TransportError::from_response(409, r#"{"error":"offset 3, not 4"}"#, None);
+        assert!(offset.resync() && !offset.retryable());
+        let damaged = TransportError::from_response(460, r#"{"error":"chunk checksum mismatch"}"#, None);
+        assert!(damaged.resync() && damaged.retryable());
     }
 }

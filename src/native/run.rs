@@ -14,14 +14,15 @@ use serde_json::{Map, Value as Json};
 
 use crate::core::bundle::sha256_hex;
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
-use crate::core::run_log::{LogError, LogOptions, Logged, RunLog};
+use crate::core::run_log::{LogError, LogOptions, Logged};
 use crate::core::value::Value;
 
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
 use super::writer::{writer_loop, Shared, EARLY_FLUSH_BYTES};
-use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
+use crate::core::init::{open, InitError, NewRun, RunHome};
+use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::media::Media;
 
 pub use super::writer::FLUSH_INTERVAL;
@@ -38,17 +39,7 @@ pub enum Mode {
     Online,
 }
 
-/// What to do when the run id already exists locally.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Resume {
-    /// Continue it if it exists, else start it.
-    #[default]
-    Allow,
-    /// Continue it; error if it does not exist.
-    Must,
-    /// Error if it exists.
-    Never,
-}
+pub use crate::core::init::Resume;
 
 /// Arguments of [`init`], mirroring the JS `init({...})`.
 #[derive(Clone, Debug)]
@@ -177,76 +168,95 @@ pub struct Run {
     _lock: File,
 }
 
+/// A `tidelog/` folder as `init` sees it: the core decides, this finds, creates and locks.
+struct Folder {
+    root: PathBuf,
+    /// The folder of the run found and the length its log had when it was read.
+    found: Option<(PathBuf, u64)>,
+    /// The run's folder and writer lock, once created or reopened.
+    run: Option<(PathBuf, File)>,
+}
+
+impl RunHome for Folder {
+    type Error = RunError;
+
+    fn place(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn find(&mut self, id: &str) -> Result<Option<Vec<u8>>, RunError> {
+        if !self.root.is_dir() {
+            return Ok(None);
+        }
+        let Some(dir) = find_run(&self.root, id).map_err(io_at(&self.root))? else {
+            return Ok(None);
+        };
+        let log = RunDir::new(&dir).log_bytes().map_err(io_at(&dir))?;
+        self.found = Some((dir, log.len() as u64));
+        Ok(Some(log))
+    }
+
+    async fn create(&mut self, info: &RunInfo) -> Result<(), RunError> {
+        let dir = self.root.join(run_dir_name(info.created_ms, &info.id));
+        fs::create_dir_all(dir.join(FILES)).map_err(io_at(&dir))?;
+        let lock = take_lock(&dir, &info.id)?;
+        self.run = Some((dir, lock));
+        Ok(())
+    }
+
+    /// Takes the writer lock and checks the log is still the one that was read; the log is
+    /// cut when it is opened for appending, and `run.spec` says running once the run's files
+    /// are written.
+    async fn reopen(&mut self, info: &RunInfo, _: u64) -> Result<(), RunError> {
+        let (dir, read) = self.found.take().expect("reopen follows find");
+        let lock = take_lock(&dir, &info.id)?;
+        let records = dir.join(RECORDS);
+        if fs::metadata(&records).map_err(io_at(&records))?.len() != read {
+            return Err(RunError::Resume(format!(
+                "run {} was written by another process while it was being resumed; try again",
+                info.id
+            )));
+        }
+        self.run = Some((dir, lock));
+        Ok(())
+    }
+}
+
+impl From<InitError<RunError>> for RunError {
+    fn from(e: InitError<RunError>) -> Self {
+        match e {
+            InitError::Settings(m) => RunError::Settings(m),
+            InitError::Resume(m) => RunError::Resume(m),
+            InitError::Corrupt(m) => RunError::Corrupt(m),
+            InitError::Store(e) => e,
+        }
+    }
+}
+
 /// Starts a run: creates (or reopens) its folder and the background writer.
 pub fn init(settings: Settings) -> Result<Run, RunError> {
-    if settings.project.trim().is_empty() {
-        return Err(RunError::Settings("project is required".into()));
-    }
-    if let Some(id) = &settings.id {
-        check_run_id(id).map_err(RunError::Settings)?;
-    }
     let base = settings
         .dir
         .clone()
         .or_else(|| std::env::var_os("TIDELOG_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("."));
-    let root = base.join(ROOT);
-    fs::create_dir_all(&root).map_err(io_at(&root))?;
-    let existing = match &settings.id {
-        Some(id) => find_run(&root, id).map_err(io_at(&root))?,
-        None => None,
+    let mut home = Folder {
+        root: base.join(ROOT),
+        found: None,
+        run: None,
     };
-    match (&existing, settings.resume) {
-        (Some(dir), Resume::Never) => {
-            return Err(RunError::Resume(format!(
-                "run {} already exists at {} (resume: never)",
-                settings.id.as_deref().unwrap_or_default(),
-                dir.display()
-            )))
-        }
-        (None, Resume::Must) => {
-            return Err(RunError::Resume(format!(
-                "no run {} under {} to resume (resume: must)",
-                settings.id.as_deref().unwrap_or_default(),
-                root.display()
-            )))
-        }
-        _ => {}
-    }
-    let now = settings.created_ms.unwrap_or_else(now_ms);
-    let (dir, log, info, valid_len, lock) = match existing {
-        Some(dir) => {
-            let lock = take_lock(&dir, settings.id.as_deref().unwrap_or_default())?;
-            let bytes = RunDir::new(&dir)
-                .resumable_log()
-                .map_err(|e| RunError::Corrupt(e.to_string()))?;
-            let index = crate::core::log_index::LogIndex::new(&bytes)
-                .map_err(|e| RunError::Corrupt(e.to_string()))?;
-            let info = index
-                .run()
-                .cloned()
-                .ok_or_else(|| RunError::Corrupt("the log has no start record".into()))?;
-            let (log, valid) = RunLog::restore(&bytes).map_err(|e| RunError::Corrupt(e.to_string()))?;
-            (dir, log, info, valid as u64, lock)
-        }
-        None => {
-            let info = RunInfo {
-                id: settings.id.clone().unwrap_or_else(new_id),
-                project: settings.project.clone(),
-                name: settings.name.clone(),
-                entity: settings.entity.clone(),
-                tags: settings.tags.clone(),
-                notes: settings.notes.clone(),
-                created_ms: now,
-            };
-            let dir = root.join(run_dir_name(now, &info.id));
-            fs::create_dir_all(dir.join(FILES)).map_err(io_at(&dir))?;
-            let lock = take_lock(&dir, &info.id)?;
-            let mut log = RunLog::default();
-            log.meta(&Meta::Start(info.clone()));
-            (dir, log, info, 0, lock)
-        }
+    let new = NewRun {
+        project: settings.project.clone(),
+        id: settings.id.clone(),
+        name: settings.name.clone(),
+        entity: settings.entity.clone(),
+        tags: settings.tags.clone(),
+        notes: settings.notes.clone(),
+        created_ms: settings.created_ms.unwrap_or_else(now_ms),
     };
+    let opened = pollster::block_on(open(&mut home, new, settings.resume, new_id))?;
+    let (dir, lock) = home.run.expect("an opened run has a folder");
+    let (log, info, valid_len) = (opened.log, opened.info, opened.stored_bytes);
     let records = dir.join(RECORDS);
     let file = OpenOptions::new()
         .create(true)

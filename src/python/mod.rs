@@ -32,14 +32,7 @@ fn parse_mode(mode: &str) -> PyResult<Mode> {
 }
 
 fn parse_resume(resume: &str) -> PyResult<Resume> {
-    match resume {
-        "allow" => Ok(Resume::Allow),
-        "must" => Ok(Resume::Must),
-        "never" => Ok(Resume::Never),
-        other => Err(PyValueError::new_err(format!(
-            "resume must be \"allow\", \"must\" or \"never\", not {other:?}"
-        ))),
-    }
+    Resume::parse(Some(resume)).map_err(PyValueError::new_err)
 }
 
 /// Starts a run (see `tidelog.init` for the arguments).

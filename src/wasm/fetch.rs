@@ -1,134 +1,98 @@
-//! The sync engine's [`Transport`] over `fetch` (gloo-net), for browsers, workers and Node.
+//! The sync engine's [`Transport`] over the runtime's global `fetch` (browsers, workers,
+//! Node, Deno, Bun, workerd). Only the wire is here: the requests and what their answers mean
+//! are the core's (`core/tus.rs`).
 
-use base64::Engine;
-use gloo_net::http::{Request, RequestBuilder, Response};
-use js_sys::Uint8Array;
+use js_sys::{Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, RequestInit};
 
-use crate::core::sync::{Ack, Transport, TransportError};
+use crate::core::sync::Transport;
+use crate::core::transport::{Backoff, Method, Request, Response, Server};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `fetch`, the same function in every runtime (a binding of its own rather
+    /// than `Window`'s or a worker's).
+    #[wasm_bindgen(catch, js_name = fetch)]
+    fn global_fetch(url: &str, init: &RequestInit) -> Result<Promise, JsValue>;
+}
+
+/// How long the JS wrapper waits before the next sync after `failures` failed ones in a row,
+/// given the longest `Retry-After` the server sent: the core's schedule, so JS keeps none.
+#[wasm_bindgen(js_name = syncDelayMs)]
+pub fn sync_delay_ms(failures: u32, retry_after_ms: f64) -> f64 {
+    Backoff::BETWEEN_SYNCS.delay_ms(failures, Some(retry_after_ms as u64)) as f64
+}
 
 /// A client bound to one server and key.
 pub struct FetchTransport {
-    base: String,
-    auth: String,
-}
-
-async fn failure(resp: Response) -> TransportError {
-    let retry_after = resp.headers().get("Retry-After");
-    let text = resp.text().await.unwrap_or_default();
-    TransportError::from_response(resp.status(), &text, retry_after.as_deref())
-}
-
-fn header_u64(resp: &Response, name: &str) -> Option<u64> {
-    resp.headers().get(name)?.trim().parse().ok()
+    server: Server,
 }
 
 impl FetchTransport {
     /// A client for `base` authenticating with `api_key`.
     pub fn new(base: &str, api_key: &str) -> Self {
         FetchTransport {
-            base: base.trim_end_matches('/').to_owned(),
-            auth: format!("Bearer {api_key}"),
+            server: Server::new(base, api_key),
         }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        }
-    }
-
-    /// A failed request, naming the server so a wrong URL or a server that is down is plain.
-    fn net(&self, e: gloo_net::Error) -> TransportError {
-        TransportError::Network(format!("could not reach {}: {e}", self.base))
-    }
-
-    fn tus(&self, req: RequestBuilder) -> RequestBuilder {
-        req.header("Authorization", &self.auth)
-            .header("Tus-Resumable", "1.0.0")
     }
 }
 
+/// Why `fetch` gave no answer, in the runtime's words (`TypeError: Failed to fetch`).
+fn why(e: JsValue) -> String {
+    match e.dyn_ref::<js_sys::Error>() {
+        Some(e) => e.to_string().into(),
+        None => e.as_string().unwrap_or_else(|| "fetch failed".into()),
+    }
+}
+
+/// Puts `req` on the wire; the answer's status, the headers `req` reads, its body.
+async fn fetch(req: &Request<'_>) -> Result<Response, JsValue> {
+    let headers = Headers::new()?;
+    for (k, v) in &req.headers {
+        headers.set(k, v)?;
+    }
+    let init = RequestInit::new();
+    init.set_method(match req.method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Patch => "PATCH",
+    });
+    init.set_headers(&headers);
+    if !req.body.is_empty() {
+        init.set_body(&Uint8Array::from(req.body));
+    }
+    let resp: web_sys::Response = JsFuture::from(global_fetch(&req.url, &init)?)
+        .await?
+        .unchecked_into();
+    let answer = resp.headers();
+    let mut headers = Vec::new();
+    for &name in req.read {
+        if let Some(v) = answer.get(name)? {
+            headers.push((name, v));
+        }
+    }
+    let body = match req.method {
+        Method::Head => Vec::new(),
+        _ => Uint8Array::new(&JsFuture::from(resp.array_buffer()?).await?).to_vec(),
+    };
+    Ok(Response {
+        status: resp.status(),
+        headers,
+        body,
+    })
+}
+
 impl Transport for FetchTransport {
-    async fn post_bundle(&mut self, sha256: &str, bytes: &[u8]) -> Result<Ack, TransportError> {
-        let resp = Request::post(&self.url("/api/v1/bundles"))
-            .header("Authorization", &self.auth)
-            .header("Content-Type", "application/gzip")
-            .header("Tidelog-Bundle-Sha256", sha256)
-            .body(Uint8Array::from(bytes))
-            .map_err(|e| self.net(e))?
-            .send()
-            .await
-            .map_err(|e| self.net(e))?;
-        match resp.status() {
-            200 | 201 => Ack::from_body(&resp.text().await.map_err(|e| self.net(e))?),
-            _ => Err(failure(resp).await),
-        }
+    fn server(&self) -> &Server {
+        &self.server
     }
 
-    async fn create_upload(&mut self, sha256: &str, len: u64) -> Result<String, TransportError> {
-        let meta = format!(
-            "sha256 {}",
-            base64::engine::general_purpose::STANDARD.encode(sha256)
-        );
-        let resp = self
-            .tus(Request::post(&self.url("/api/v1/uploads")))
-            .header("Upload-Length", &len.to_string())
-            .header("Upload-Metadata", &meta)
-            .header("Tidelog-Bundle-Sha256", sha256)
-            .send()
-            .await
-            .map_err(|e| self.net(e))?;
-        if resp.status() != 201 {
-            return Err(failure(resp).await);
-        }
-        resp.headers()
-            .get("Location")
-            .ok_or_else(|| TransportError::Network("upload created without a readable Location".into()))
-    }
-
-    async fn upload_offset(&mut self, url: &str) -> Result<Option<u64>, TransportError> {
-        let resp = self
-            .tus(RequestBuilder::new(&self.url(url)).method(gloo_net::http::Method::HEAD))
-            .send()
-            .await
-            .map_err(|e| self.net(e))?;
-        match resp.status() {
-            200 | 204 => Ok(header_u64(&resp, "Upload-Offset")),
-            404 | 410 => Ok(None),
-            _ => Err(failure(resp).await),
-        }
-    }
-
-    async fn patch(
-        &mut self,
-        url: &str,
-        offset: u64,
-        chunk: &[u8],
-    ) -> Result<(u64, Option<Ack>), TransportError> {
-        let resp = self
-            .tus(Request::patch(&self.url(url)))
-            .header("Content-Type", "application/offset+octet-stream")
-            .header("Upload-Offset", &offset.to_string())
-            .body(Uint8Array::from(chunk))
-            .map_err(|e| self.net(e))?
-            .send()
-            .await
-            .map_err(|e| self.net(e))?;
-        match resp.status() {
-            200 | 204 => {
-                let offset = header_u64(&resp, "Upload-Offset").ok_or_else(|| {
-                    TransportError::Network("PATCH answered without a readable Upload-Offset".into())
-                })?;
-                let ack = header_u64(&resp, "Tidelog-Rows-Added").map(|rows_added| Ack {
-                    rows_added,
-                    duplicates_skipped: header_u64(&resp, "Tidelog-Duplicates-Skipped").unwrap_or(0),
-                });
-                Ok((offset, ack))
-            }
-            _ => Err(failure(resp).await),
-        }
+    async fn send(&mut self, req: &Request<'_>) -> Result<Response, String> {
+        fetch(req).await.map_err(why)
     }
 
     async fn sleep(&mut self, ms: u64) {

@@ -8,12 +8,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use wasm_bindgen::prelude::*;
 
+use super::backend::{Backend, StoreError};
 use super::store::Store;
 use super::value::{to_object, to_value};
 use super::{js_error, now_ms};
 use crate::core::bundle::sha256_hex;
-use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
-use crate::core::log_index::LogIndex;
+use crate::core::init::{check, open, InitError, NewRun, Resume, RunHome};
+use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 use crate::core::run_log::{LogOptions, Logged, RunLog};
 use crate::core::value::Value;
@@ -86,12 +87,12 @@ struct InFlight {
 }
 
 impl Inner {
-    /// A run whose records up to `log.records()` are already in the store.
-    fn new(store: Store, info: RunInfo, log: RunLog, stored_bytes: u64) -> Inner {
+    /// A run whose first `stored_records` records (`stored_bytes` of log) are in the store.
+    fn new(store: Store, info: RunInfo, log: RunLog, stored_records: u64, stored_bytes: u64) -> Inner {
         Inner {
             store,
             info,
-            stored_records: log.records(),
+            stored_records,
             stored_bytes,
             inflight: None,
             log,
@@ -133,78 +134,80 @@ fn new_id() -> String {
     run_id_from(bytes)
 }
 
+/// This page's (or process's) store as `init` sees it: the core decides, this looks up,
+/// creates and reopens.
+struct Home<'a> {
+    store: &'a Store,
+    /// The server and key a new run is kept with (IndexedDB, for the Service Worker).
+    credentials: Option<(String, String)>,
+    /// The length of the log `find` read.
+    found_len: u64,
+}
+
+impl RunHome for Home<'_> {
+    type Error = StoreError;
+
+    fn place(&self) -> String {
+        match &*self.store.backend {
+            Backend::Idb(_) => "IndexedDB",
+            Backend::Fs(_) => "the tidelog/ folder",
+            Backend::Memory(_) => "memory",
+        }
+        .into()
+    }
+
+    async fn find(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let log = self.store.backend.existing_log(id).await?;
+        self.found_len = log.as_ref().map_or(0, |l| l.len() as u64);
+        Ok(log)
+    }
+
+    async fn create(&mut self, info: &RunInfo) -> Result<(), StoreError> {
+        self.store.backend.create(info, self.credentials.as_ref()).await
+    }
+
+    async fn reopen(&mut self, info: &RunInfo, valid_len: u64) -> Result<(), StoreError> {
+        if valid_len < self.found_len {
+            self.store.backend.truncate(&info.id, valid_len).await?;
+        }
+        self.store.backend.set_state(info, RunState::Running).await
+    }
+}
+
+/// An `init` refusal as JS sees it: bad settings are a `TypeError`, the rest an `Error`.
+fn init_error(e: InitError<StoreError>) -> JsValue {
+    match e {
+        InitError::Settings(m) => type_error(format!("tidelog.init: {m}")),
+        other => js_error(format!("tidelog.init: {other}")),
+    }
+}
+
 impl Store {
     /// Starts (or resumes) a run: the Rust side of `openRun`.
     pub async fn open(&self, opts: InitOptions) -> Result<WasmRun, JsValue> {
-        if opts.project.trim().is_empty() {
-            return Err(type_error("tidelog.init: project is required"));
-        }
-        if let Some(id) = &opts.id {
-            check_run_id(id).map_err(|e| type_error(format!("tidelog.init: {e}")))?;
-        }
-        let resume = opts.resume.as_deref().unwrap_or("allow");
-        let existing = match &opts.id {
-            Some(id) => self.backend.existing_log(id).await.map_err(js_error)?,
-            None => None,
+        let resume = Resume::parse(opts.resume.as_deref()).map_err(|m| init_error(InitError::Settings(m)))?;
+        let mut home = Home {
+            store: self,
+            credentials: opts.server.zip(opts.api_key),
+            found_len: 0,
         };
-        let inner = match (existing, resume) {
-            (Some(_), "never") => {
-                return Err(js_error(format!(
-                    "tidelog.init: run {} already exists (resume: \"never\")",
-                    opts.id.unwrap_or_default()
-                )))
-            }
-            (None, "must") => {
-                return Err(js_error(format!(
-                    "tidelog.init: no run {} to resume (resume: \"must\")",
-                    opts.id.unwrap_or_default()
-                )))
-            }
-            (Some(bytes), _) => {
-                let index = LogIndex::new(&bytes).map_err(js_error)?;
-                let info = index
-                    .run()
-                    .cloned()
-                    .ok_or_else(|| js_error("tidelog.init: the stored run has no start record"))?;
-                if info.project != opts.project {
-                    return Err(js_error(format!(
-                        "tidelog.init: run {} belongs to project {:?}, not {:?}",
-                        info.id, info.project, opts.project
-                    )));
-                }
-                let (log, valid) = RunLog::restore(&bytes).map_err(js_error)?;
-                if valid < bytes.len() {
-                    self.backend
-                        .truncate(&info.id, valid as u64)
-                        .await
-                        .map_err(js_error)?;
-                }
-                self.backend
-                    .set_state(&info, RunState::Running)
-                    .await
-                    .map_err(js_error)?;
-                Inner::new(self.clone(), info, log, valid as u64)
-            }
-            (None, _) => {
-                let info = RunInfo {
-                    id: opts.id.clone().unwrap_or_else(new_id),
-                    project: opts.project.clone(),
-                    name: opts.name.clone(),
-                    entity: opts.entity.clone(),
-                    tags: opts.tags.clone(),
-                    notes: opts.notes.clone(),
-                    created_ms: now_ms(),
-                };
-                let credentials = opts.server.clone().zip(opts.api_key.clone());
-                self.backend
-                    .create(&info, credentials.as_ref())
-                    .await
-                    .map_err(js_error)?;
-                let mut inner = Inner::new(self.clone(), info, RunLog::default(), 0);
-                inner.log.meta(&Meta::Start(inner.info.clone()));
-                inner
-            }
+        let new = NewRun {
+            project: opts.project,
+            id: opts.id,
+            name: opts.name,
+            entity: opts.entity,
+            tags: opts.tags,
+            notes: opts.notes,
+            created_ms: now_ms(),
         };
+        let opened = open(&mut home, new, resume, new_id).await.map_err(init_error)?;
+        let inner = Inner::new(
+            self.clone(),
+            opened.info,
+            opened.log,
+            opened.stored_records,
+            opened.stored_bytes,
+        );
         let run = WasmRun {
             inner: Rc::new(RefCell::new(inner)),
         };
@@ -221,7 +224,8 @@ impl Store {
 
 #[wasm_bindgen]
 impl Store {
-    /// Starts (or resumes) a run: `opts` = `{ project, name, entity, id, config, tags, notes, resume }`.
+    /// Starts (or resumes) a run: `opts` = `{ project, name, entity, id, config, tags, notes,
+    /// resume }`; with `checkOnly` it only checks them (and resolves to nothing).
     #[wasm_bindgen(js_name = openRun)]
     pub fn open_run(&self, opts: JsValue) -> js_sys::Promise {
         let store = self.clone();
@@ -235,6 +239,13 @@ impl Store {
             let text = |k: &str| js_sys::Reflect::get(&raw, &k.into()).ok()?.as_string();
             opts.server = text("server");
             opts.api_key = text("apiKey");
+            if js_sys::Reflect::get(&raw, &"checkOnly".into()).is_ok_and(|v| v.is_truthy()) {
+                // `init`'s rules, checked before the module's current run is ended for this one.
+                return Resume::parse(opts.resume.as_deref())
+                    .and_then(|r| check(&opts.project, opts.id.as_deref(), r))
+                    .map(|()| JsValue::UNDEFINED)
+                    .map_err(|m| init_error(InitError::Settings(m)));
+            }
             store.open(opts).await.map(JsValue::from)
         })
     }

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tidelog from "../../pkg/node.js";
-import { api, startServer, tempDir } from "./helpers.mjs";
+import { api, holdIngestSlot, startServer, tempDir } from "./helpers.mjs";
 
 test("steps at or beyond 2^53 are refused at log() and nothing else is lost", async () => {
   const server = await startServer();
@@ -28,14 +28,9 @@ test("registerServiceWorker loads everywhere and says it needs a browser", async
 });
 
 test("a server that is busy says when to come back, and the Node client hears it", async () => {
-  const { connect } = await import("node:net");
   const server = await startServer(["--max-ingests", "1"]);
-  // Hold the only ingest slot: a POST whose body is announced and never sent.
-  const held = connect(Number(new URL(server.url).port), "127.0.0.1");
-  const continued = new Promise((resolve) => held.once("data", (d) => resolve(String(d))));
-  held.write(`POST /api/v1/bundles HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${server.key}\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n`);
+  const held = await holdIngestSlot(server);
   try {
-    assert.match(await continued, /^HTTP\/1\.1 100 Continue/);
     const dir = tempDir();
     await tidelog.init({ project: "busy", dir, mode: "offline", server: server.url, apiKey: server.key, systemIntervalMs: 0 });
     tidelog.log({ loss: 1 });
