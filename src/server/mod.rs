@@ -3,13 +3,13 @@
 mod auth;
 mod dashboard;
 mod db;
-mod disk;
 mod error;
 mod export;
 mod ingest;
 mod lease;
 mod listen;
 mod m4;
+mod parts;
 mod quarantine;
 mod routes;
 mod rows;
@@ -18,7 +18,6 @@ mod staged;
 mod store;
 mod uploads;
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,8 +29,6 @@ use sqlx::AnyPool;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use crate::core::bundle::Limits;
-use disk::Disk;
-use quarantine::Quarantine;
 use store::Store;
 
 pub use error::ServerError;
@@ -41,7 +38,7 @@ pub use error::ServerError;
 pub struct ServeOptions {
     /// Listen address.
     pub addr: SocketAddr,
-    /// Data folder (SQLite file, uploads, blobs).
+    /// Data folder (the SQLite file and the default object store).
     pub data: PathBuf,
     /// Database URL overriding SQLite under `data`.
     pub database: Option<String>,
@@ -77,8 +74,8 @@ pub struct Connections {
 /// What every handler shares.
 struct Shared {
     db: AnyPool,
-    /// Immutable objects: what a replica must find wherever it was written.
-    #[allow(dead_code, reason = "segments and blobs move onto it in the next commits")]
+    /// Immutable objects (blobs, upload parts, quarantine): what a replica must find wherever
+    /// it was written.
     store: Store,
     /// Which background work this replica may do now.
     leases: lease::Leases,
@@ -88,9 +85,6 @@ struct Shared {
     sqlite: bool,
     /// Notified after each ingest commits, to checkpoint SQLite's WAL.
     written: Arc<Notify>,
-    disk: Disk,
-    /// Marks of ingests in progress and the quarantine folder.
-    quarantine: Quarantine,
     limits: Limits,
     max_body: usize,
     /// Longest wait for the next piece of a request body.
@@ -99,8 +93,6 @@ struct Shared {
     ingests: Semaphore,
     /// How many there are.
     max_ingests: usize,
-    /// Upload ids a PATCH is writing.
-    busy: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -142,7 +134,6 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     if sqlite {
         tokio::spawn(db::checkpointer(pool.clone(), written.clone()));
     }
-    let disk = Disk::create(&opts.data)?;
     let store = Store::open(opts.store.as_deref(), &opts.data).await?;
     log::info!("object store: {}", store.url());
     let state = AppState(Arc::new(Shared {
@@ -151,16 +142,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         leases: lease::Leases::new()?,
         sqlite,
         written,
-        quarantine: Quarantine::create(&opts.data, &disk)?,
-        disk,
         limits: opts.limits,
         max_body: opts.max_body,
         body_timeout: opts.connections.body_timeout,
         ingests: Semaphore::new(opts.max_ingests.max(1)),
         max_ingests: opts.max_ingests.max(1),
-        busy: std::sync::Mutex::new(HashSet::new()),
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
+    tokio::spawn(staged::heartbeat(state.clone()));
     staged::recover(&state).await?;
     tokio::spawn(staged::sweeper(state.clone()));
     let app = routes::router(state, cors);
