@@ -41,7 +41,14 @@ impl Pair {
             format!("file://{}", shared.join("store").display())
         };
         let out = std::process::Command::new(BIN)
-            .args(["admin", "create-key", "--account", "alice", "--database", &database])
+            .args([
+                "admin",
+                "create-key",
+                "--account",
+                "alice",
+                "--database",
+                &database,
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -181,7 +188,10 @@ fn steps(server: &Server, key: &str, id: &str) -> Vec<u64> {
 /// Both replicas show run `id` whole: every step once, its file's bytes.
 fn assert_landed_once(p: &Pair, id: &str, rows: u32) {
     for server in [&p.a, &p.b] {
-        assert_eq!(steps(server, &p.key, id), (0..u64::from(rows)).collect::<Vec<_>>());
+        assert_eq!(
+            steps(server, &p.key, id),
+            (0..u64::from(rows)).collect::<Vec<_>>()
+        );
         let file = get(server, &p.key, &format!("/api/v1/runs/{id}/files/model.bin"));
         assert_eq!(file.status, 200);
         assert_eq!(file.body, FILE);
@@ -213,7 +223,11 @@ fn an_upload_begun_on_one_replica_continues_on_the_other_chunk_by_chunk() {
             assert_eq!(r.header("tidelog-rows-added"), Some("400"), "{:?}", r.headers);
         }
     }
-    assert_eq!(head(&p.b, &p.key, &url).status, 404, "finished, forgotten on both");
+    assert_eq!(
+        head(&p.b, &p.key, &url).status,
+        404,
+        "finished, forgotten on both"
+    );
     assert_landed_once(&p, &id, 400);
 }
 
@@ -249,7 +263,10 @@ fn the_same_run_synced_through_both_at_once_lands_exactly_once() {
         });
         let posts = [answers[0], answers[2]];
         let tus = [answers[1], answers[3]];
-        assert!(posts.iter().all(|s| [200, 201].contains(s)), "round {round}: {answers:?}");
+        assert!(
+            posts.iter().all(|s| [200, 201].contains(s)),
+            "round {round}: {answers:?}"
+        );
         if round == 0 {
             assert!(
                 posts.contains(&201) || tus.contains(&204),
@@ -292,7 +309,11 @@ fn a_replica_killed_mid_upload_loses_nothing_acknowledged() {
     p.replace_a();
     let mut gone = Vec::new();
     let _ = s.read_to_end(&mut gone);
-    assert!(gone.is_empty(), "a answered before it died: {:?}", String::from_utf8_lossy(&gone));
+    assert!(
+        gone.is_empty(),
+        "a answered before it died: {:?}",
+        String::from_utf8_lossy(&gone)
+    );
     // b has everything a acknowledged, and nothing it did not.
     assert_eq!(offset(&p.b, &p.key, &url), first);
     let r = patch(&p.b, &p.key, &url, first, &b.bytes[first..]);

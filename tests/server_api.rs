@@ -920,7 +920,11 @@ fn unfinished_uploads_expire_and_their_bytes_are_removed() {
     assert_eq!(r.status, 204);
     assert_eq!(r.header("upload-expires"), Some(expires.as_str()));
     let parts = format!("uploads/{}", url.rsplit('/').next().unwrap());
-    assert_eq!(common::store::list(dir.path(), &parts).len(), 1, "one part per PATCH");
+    assert_eq!(
+        common::store::list(dir.path(), &parts).len(),
+        1,
+        "one part per PATCH"
+    );
 
     // Expiry is a matter of time passing: wait out the deadline the server announced (an HTTP
     // date, whole seconds, so up to a second before the real one).

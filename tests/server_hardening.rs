@@ -584,7 +584,8 @@ fn blobs_of_a_database_from_before_ownership_belong_to_their_runs_accounts() {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(&db).await.unwrap();
-        for sql in ["DELETE FROM blob_owners",
+        for sql in [
+            "DELETE FROM blob_owners",
             "DELETE FROM migrations WHERE name = 'blob_owners'",
         ] {
             sqlx::query(sql).execute(&pool).await.unwrap();

@@ -96,6 +96,9 @@ mod tests {
         a.beat(&db, 60_000).await.unwrap();
         assert!(Leases::is_alive(&db, a.holder()).await.unwrap());
         a.beat(&db, -1).await.unwrap();
-        assert!(!Leases::is_alive(&db, a.holder()).await.unwrap(), "a lapsed beat is alive");
+        assert!(
+            !Leases::is_alive(&db, a.holder()).await.unwrap(),
+            "a lapsed beat is alive"
+        );
     }
 }

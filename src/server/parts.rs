@@ -26,7 +26,11 @@ pub fn prefix(id: &str) -> String {
 /// A fresh key for the part of upload `id` starting at `start`: random, so two requests
 /// racing on the same offset never write one object.
 pub fn new_key(id: &str, start: u64) -> Result<Key, ServerError> {
-    Ok(Key::from(format!("{}/{start:020}-{}", prefix(id), random_hex(8)?)))
+    Ok(Key::from(format!(
+        "{}/{start:020}-{}",
+        prefix(id),
+        random_hex(8)?
+    )))
 }
 
 enum Hasher {
@@ -125,7 +129,11 @@ pub async fn receive(store: &Store, key: Key, chunk: Chunk) -> Result<Received, 
             Ok(Some(Ok(data))) => data,
             Ok(None) => {
                 let ok = sum.take().is_none_or(Checksum::matches);
-                break if ok { Received::Done(received) } else { Received::Mismatch };
+                break if ok {
+                    Received::Done(received)
+                } else {
+                    Received::Mismatch
+                };
             }
             Ok(Some(Err(_))) => break cut(received, &sum, false),
             Err(_) => break cut(received, &sum, true),

@@ -9,9 +9,9 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_P
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use object_store::ObjectStoreExt;
 use serde_json::{json, Map, Value as JsonValue};
 use sqlx::Row;
-use object_store::ObjectStoreExt;
 
 use super::auth::Account;
 use super::db::{to_u64, RunRow};

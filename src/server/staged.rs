@@ -150,18 +150,25 @@ impl Upload {
     /// only from `start` (a conditional UPDATE), so of two requests racing on one offset, on
     /// one replica or two, exactly one wins. The one that completes the upload claims its
     /// ingest for this replica. False when another request moved the offset first.
-    pub async fn advance(&self, state: &AppState, start: u64, size: u64, key: &Key) -> Result<bool, ApiError> {
+    pub async fn advance(
+        &self,
+        state: &AppState,
+        start: u64,
+        size: u64,
+        key: &Key,
+    ) -> Result<bool, ApiError> {
         let int = |v: u64| i64::try_from(v).map_err(|_| ApiError::BadRequest("offset out of range".into()));
         let end = start.saturating_add(size);
         let holder = (end == self.length).then(|| state.leases.holder());
         let mut tx = state.db.begin().await?;
-        let moved = sqlx::query("UPDATE uploads SET received = $1, holder = $2 WHERE id = $3 AND received = $4")
-            .bind(int(end)?)
-            .bind(holder)
-            .bind(&self.id)
-            .bind(int(start)?)
-            .execute(&mut *tx)
-            .await?;
+        let moved =
+            sqlx::query("UPDATE uploads SET received = $1, holder = $2 WHERE id = $3 AND received = $4")
+                .bind(int(end)?)
+                .bind(holder)
+                .bind(&self.id)
+                .bind(int(start)?)
+                .execute(&mut *tx)
+                .await?;
         if moved.rows_affected() != 1 {
             return Ok(false);
         }
@@ -210,7 +217,10 @@ impl Upload {
 /// of it then loses its conditional update and removes its own part.
 pub async fn remove(state: &AppState, id: &str) -> Result<(), ServerError> {
     let mut tx = state.db.begin().await?;
-    for sql in ["DELETE FROM upload_parts WHERE upload = $1", "DELETE FROM uploads WHERE id = $1"] {
+    for sql in [
+        "DELETE FROM upload_parts WHERE upload = $1",
+        "DELETE FROM uploads WHERE id = $1",
+    ] {
         sqlx::query(sql).bind(id).execute(&mut *tx).await?;
     }
     tx.commit().await?;

@@ -167,9 +167,9 @@ fn local(dir: &Path) -> Result<Arc<dyn ObjectStore>, ServerError> {
     let fs = LocalFileSystem::new_with_prefix(dir)
         .map(|fs| fs.with_automatic_cleanup(true))
         .map_err(|e| ServerError::Store {
-        what: format!("opening {}", dir.display()),
-        source: e,
-    })?;
+            what: format!("opening {}", dir.display()),
+            source: e,
+        })?;
     Ok(Arc::new(fs))
 }
 
