@@ -136,6 +136,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     }
     let store = Store::open(opts.store.as_deref(), &opts.data).await?;
     log::info!("object store: {}", store.url());
+    store.adopt_old_blobs(&opts.data).await?;
     let state = AppState(Arc::new(Shared {
         db: pool,
         store,

@@ -128,6 +128,32 @@ impl Store {
             })
     }
 
+    /// Moves the blobs an older server kept in `<data>/blobs/<xx>/<sha>` into the store, once:
+    /// each is stored under its name, then its file removed, so an interrupted move resumes.
+    pub async fn adopt_old_blobs(&self, data: &Path) -> Result<(), ServerError> {
+        let old = data.join("blobs");
+        let io = |what: &Path, e| ServerError::io(format!("moving {} into the store", what.display()), e);
+        let Ok(shards) = std::fs::read_dir(&old) else {
+            return Ok(());
+        };
+        for shard in shards {
+            let shard = shard.map_err(|e| io(&old, e))?.path();
+            for blob in std::fs::read_dir(&shard).map_err(|e| io(&shard, e))? {
+                let path = blob.map_err(|e| io(&shard, e))?.path();
+                let Some(sha) = path.file_name().and_then(|n| n.to_str()).filter(|n| is_sha256(n)) else {
+                    continue;
+                };
+                let bytes = tokio::fs::read(&path).await.map_err(|e| io(&path, e))?;
+                self.put_blob(sha, bytes).await?;
+                tokio::fs::remove_file(&path).await.map_err(|e| io(&path, e))?;
+            }
+            let _ = std::fs::remove_dir(&shard);
+        }
+        let _ = std::fs::remove_dir(&old);
+        log::info!("blobs of {} moved into {}", old.display(), self.url);
+        Ok(())
+    }
+
     /// Fails unless the format object is tidelog's; writes it into a store that has none.
     async fn check_format(&self) -> Result<(), ServerError> {
         let key = Key::from(FORMAT_KEY);
@@ -235,5 +261,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no bucket"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn blobs_of_an_older_data_folder_move_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = crate::core::bundle::sha256_hex(b"old weights");
+        let shard = dir.path().join("blobs").join(&sha[..2]);
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::write(shard.join(&sha), b"old weights").unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store.adopt_old_blobs(dir.path()).await.unwrap();
+        let got = store.get(&blob_key(&sha)).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.as_ref(), b"old weights");
+        assert!(!dir.path().join("blobs").exists(), "the old folder stays behind");
+        store
+            .adopt_old_blobs(dir.path())
+            .await
+            .expect("nothing left to move");
     }
 }
