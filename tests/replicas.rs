@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{agent, reply, store, Reply, Server, BIN};
+use common::{agent, reply, steps_of, store, Reply, Server, BIN};
 use tidelog::core::bundle::{sha256_hex, write_bundle, Bundle};
 use tidelog::core::log_index::LogIndex;
 use tidelog::core::run_log::{LogOptions, RunLog};
@@ -177,12 +177,7 @@ fn get(server: &Server, key: &str, path: &str) -> Reply {
 fn steps(server: &Server, key: &str, id: &str) -> Vec<u64> {
     let r = get(server, key, &format!("/api/v1/runs/{id}/history"));
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["_step"].as_u64().unwrap())
-        .collect()
+    steps_of(&r.json())
 }
 
 /// Both replicas show run `id` whole: every step once, its file's bytes.

@@ -874,12 +874,7 @@ fn history_pages_by_step_and_thins_to_samples() {
     let steps = |query: &str| -> Vec<u64> {
         let r = api.get(&format!("/api/v1/runs/paged/history{query}"));
         assert_eq!(r.status, 200, "{query}");
-        r.json()["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row["_step"].as_u64().unwrap())
-            .collect()
+        common::steps_of(&r.json())
     };
     assert_eq!(steps(""), (0..10).collect::<Vec<_>>());
     assert_eq!(steps("?min_step=2&max_step=5"), vec![2, 3, 4, 5]);

@@ -1,5 +1,6 @@
 //! Leases in the database: background work (upload expiry, compaction) runs on one replica at a
-//! time, whichever holds the named lease, and passes to another when its holder stops renewing.
+//! time, whichever holds the named lease, and passes to another when its holder stops renewing;
+//! each replica's liveness lease tells the others whether work it claimed is still its own.
 
 use sqlx::AnyPool;
 

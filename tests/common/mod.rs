@@ -213,6 +213,16 @@ pub fn history(server: &str, key: &str, id: &str) -> Vec<Value> {
     body["rows"].as_array().cloned().expect("rows")
 }
 
+/// The `_step` of each row of a history answer (`{ "rows": [...] }`), in order.
+pub fn steps_of(history: &Value) -> Vec<u64> {
+    history["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row["_step"].as_u64().expect("a _step"))
+        .collect()
+}
+
 /// A loopback TCP proxy that counts client→server bytes and, once armed with a budget,
 /// cuts every connection after that many bytes.
 pub struct Proxy {
