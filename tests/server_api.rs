@@ -622,9 +622,9 @@ fn a_complete_upload_left_by_a_crash_is_ingested_on_restart() {
         .unwrap()
         .to_owned();
     drop(server);
-    // As if the server died after staging the last byte but before ingesting.
+    // As if the server died after storing the last byte but before ingesting.
     let id = url.rsplit('/').next().unwrap();
-    std::fs::write(dir.path().join("uploads").join(id), &b.bytes).unwrap();
+    common::store::stage_received(dir.path(), id, &b.bytes, false);
     let server = Server::start_with(dir.path(), &[]);
     let api = Api::new(&server, &key);
     assert_eq!(api.head(&url).status, 404);
@@ -874,12 +874,7 @@ fn history_pages_by_step_and_thins_to_samples() {
     let steps = |query: &str| -> Vec<u64> {
         let r = api.get(&format!("/api/v1/runs/paged/history{query}"));
         assert_eq!(r.status, 200, "{query}");
-        r.json()["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row["_step"].as_u64().unwrap())
-            .collect()
+        common::steps_of(&r.json())
     };
     assert_eq!(steps(""), (0..10).collect::<Vec<_>>());
     assert_eq!(steps("?min_step=2&max_step=5"), vec![2, 3, 4, 5]);
@@ -919,8 +914,12 @@ fn unfinished_uploads_expire_and_their_bytes_are_removed() {
     let r = api.patch(&url, 0, &b.bytes[..half], None);
     assert_eq!(r.status, 204);
     assert_eq!(r.header("upload-expires"), Some(expires.as_str()));
-    let staged = dir.path().join("uploads").join(url.rsplit('/').next().unwrap());
-    assert!(staged.is_file());
+    let parts = format!("uploads/{}", url.rsplit('/').next().unwrap());
+    assert_eq!(
+        common::store::list(dir.path(), &parts).len(),
+        1,
+        "one part per PATCH"
+    );
 
     // Expiry is a matter of time passing: wait out the deadline the server announced (an HTTP
     // date, whole seconds, so up to a second before the real one).
@@ -931,12 +930,8 @@ fn unfinished_uploads_expire_and_their_bytes_are_removed() {
     assert_eq!(api.head(&url).status, 404, "an expired upload is gone");
     assert_eq!(api.patch(&url, half, &b.bytes[half..half + 1], None).status, 404);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while staged.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the sweeper never removed {}",
-            staged.display()
-        );
+    while !common::store::list(dir.path(), &parts).is_empty() {
+        assert!(Instant::now() < deadline, "the sweeper never removed {parts}");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(run_ids(&api).is_empty());

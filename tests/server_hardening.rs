@@ -17,7 +17,7 @@ use tidelog::core::log_index::LogIndex;
 use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::{FileRef, Meta, RunInfo, RunState};
 
-use common::{agent, create_key, proc_kib, reply, table, Reply, Server};
+use common::{agent, create_key, proc_kib, reply, store, table, Reply, Server};
 
 fn get(server: &Server, key: &str, path: &str) -> Reply {
     reply(
@@ -229,25 +229,26 @@ fn a_poisoned_upload_is_quarantined_and_the_server_starts() {
     let interrupted = create_upload(&server, &key, good.bytes.len());
     drop(server);
     // Both received in full before a crash; the second's ingest had started and never returned.
-    let uploads = dir.path().join("uploads");
-    std::fs::write(uploads.join(&poisoned), &wide).unwrap();
-    std::fs::write(uploads.join(&interrupted), &good.bytes).unwrap();
-    std::fs::write(uploads.join(format!("{interrupted}.ingesting")), "").unwrap();
+    store::stage_received(dir.path(), &poisoned, &wide, false);
+    store::stage_received(dir.path(), &interrupted, &good.bytes, true);
 
     let server = Server::start(dir.path());
     assert_eq!(get(&server, &key, "/healthz").status, 200);
-    let quarantine = dir.path().join("quarantine");
-    let reason = std::fs::read_to_string(quarantine.join(format!("{poisoned}.reason"))).unwrap();
+    let text = |key: String| String::from_utf8(store::get(dir.path(), &key).expect(&key)).unwrap();
+    let reason = text(format!("quarantine/{poisoned}.reason"));
     assert!(reason.contains("rows × keys over the decode budget"), "{reason}");
     assert_eq!(
-        std::fs::read(quarantine.join(format!("{poisoned}.bundle"))).unwrap(),
-        wide
+        store::get(dir.path(), &format!("quarantine/{poisoned}.bundle")),
+        Some(wide)
     );
-    let reason = std::fs::read_to_string(quarantine.join(format!("{interrupted}.reason"))).unwrap();
+    let reason = text(format!("quarantine/{interrupted}.reason"));
     assert!(reason.contains("never returned"), "{reason}");
+    assert_eq!(
+        store::get(dir.path(), &format!("quarantine/{interrupted}.bundle")).as_deref(),
+        Some(&good.bytes[..])
+    );
     for id in [&poisoned, &interrupted] {
-        assert!(!uploads.join(id).exists());
-        assert!(!uploads.join(format!("{id}.ingesting")).exists());
+        assert!(store::list(dir.path(), &format!("uploads/{id}")).is_empty());
         let head = reply(
             agent()
                 .head(format!("{}/api/v1/uploads/{id}", server.url))
@@ -414,12 +415,25 @@ fn nosniff_everywhere_and_active_files_are_sandboxed_downloads() {
 fn a_full_disk_is_507_and_busy_ingest_slots_are_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alice");
-    let server = Server::start_with(dir.path(), &["--max-ingests", "1"]);
-    // The staging file of an upload is /dev/full: every write to it fails with ENOSPC.
-    let id = create_upload(&server, &key, 100);
-    let staged = dir.path().join("uploads").join(&id);
-    std::fs::remove_file(&staged).unwrap();
-    std::os::unix::fs::symlink("/dev/full", &staged).unwrap();
+    // The store is a 16 KiB tmpfs (in a mount namespace of the server's own): a chunk of
+    // 100 KiB cannot fit, its write fails with ENOSPC.
+    let full = dir.path().join("full-store");
+    std::fs::create_dir(&full).unwrap();
+    let store_url = format!("file://{}", full.display());
+    let server = Server::start_in(
+        dir.path(),
+        &[
+            "unshare",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=16k tidelog-full \"$0\" && exec \"$@\"",
+            full.to_str().unwrap(),
+        ],
+        &["--max-ingests", "1", "--store", &store_url],
+    );
+    let id = create_upload(&server, &key, 100 << 10);
     let r = reply(
         agent()
             .patch(format!("{}/api/v1/uploads/{id}", server.url))
@@ -427,7 +441,7 @@ fn a_full_disk_is_507_and_busy_ingest_slots_are_503_with_retry_after() {
             .header("Tus-Resumable", "1.0.0")
             .header("Content-Type", "application/offset+octet-stream")
             .header("Upload-Offset", "0")
-            .send(&[1u8; 10][..]),
+            .send(&[1u8; 100 << 10][..]),
     );
     assert_eq!(r.status, 507, "{}", r.text());
     assert!(r.error().contains("insufficient storage"), "{}", r.text());
@@ -565,12 +579,15 @@ fn blobs_of_a_database_from_before_ownership_belong_to_their_runs_accounts() {
     let a1 = run_log("a1", &[("model.bin", secret)]);
     assert_eq!(post(&server, &alice, &bundle(&a1, &[secret]).bytes).status, 201);
     drop(server);
-    // As a database written before blob ownership existed: no owners, no migration recorded.
+    // As a database written before blob ownership existed: no owners, its migration unrecorded.
     let db = format!("sqlite://{}", dir.path().join("tidelog.db").display());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(&db).await.unwrap();
-        for sql in ["DELETE FROM blob_owners", "DELETE FROM migrations"] {
+        for sql in [
+            "DELETE FROM blob_owners",
+            "DELETE FROM migrations WHERE name = 'blob_owners'",
+        ] {
             sqlx::query(sql).execute(&pool).await.unwrap();
         }
         pool.close().await;

@@ -128,6 +128,10 @@ pub enum AdminCommand {
         run_id: String,
         #[command(flatten)]
         db: Database,
+        /// The server's object store, as given to `tidelog serve --store` [default:
+        /// file://<data>/store].
+        #[arg(long)]
+        store: Option<String>,
     },
 }
 
@@ -226,8 +230,9 @@ pub fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             println!("revoked key {} of account {}", k.id, k.account);
             Ok(ExitCode::SUCCESS)
         }
-        AdminCommand::DeleteRun { run_id, db } => {
-            let d = runtime()?.block_on(server::delete_run(&db.data, db.database.as_deref(), &run_id))?;
+        AdminCommand::DeleteRun { run_id, db, store } => {
+            let deleting = server::delete_run(&db.data, db.database.as_deref(), store.as_deref(), &run_id);
+            let d = runtime()?.block_on(deleting)?;
             println!(
                 "deleted run {} of account {}: {} history rows, {} system rows, {} files; {} stored \
                  files removed",

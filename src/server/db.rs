@@ -32,6 +32,8 @@ const SCHEMA: &[&str] = &[
      rows_added BIGINT NOT NULL, created BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
      length BIGINT NOT NULL, sha256 TEXT, metadata TEXT, created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS upload_parts (upload TEXT NOT NULL, start BIGINT NOT NULL, \
+     size BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (upload, start))",
     "CREATE TABLE IF NOT EXISTS blob_owners (account TEXT NOT NULL, sha256 TEXT NOT NULL, \
      PRIMARY KEY (account, sha256))",
     "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, \
@@ -48,12 +50,23 @@ const SCHEMA: &[&str] = &[
 ];
 
 /// One-off changes to existing data, each applied once and recorded in `migrations`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    // Blobs stored before ownership was tracked belong to the accounts whose runs refer to them.
-    "blob_owners",
-    "INSERT INTO blob_owners (account, sha256) SELECT DISTINCT runs.account, files.sha256 \
-     FROM files JOIN runs ON runs.id = files.run_id WHERE true ON CONFLICT DO NOTHING",
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        // Blobs stored before ownership was tracked belong to the accounts whose runs refer to them.
+        "blob_owners",
+        "INSERT INTO blob_owners (account, sha256) SELECT DISTINCT runs.account, files.sha256 \
+         FROM files JOIN runs ON runs.id = files.run_id WHERE true ON CONFLICT DO NOTHING",
+    ),
+    // A tus upload's state lives in its row, so any replica can continue it: bytes received
+    // (its parts are in `upload_parts` and the object store), the replica that received the
+    // last byte and ingests it, and when that ingest began.
+    (
+        "uploads_received",
+        "ALTER TABLE uploads ADD COLUMN received BIGINT NOT NULL DEFAULT 0",
+    ),
+    ("uploads_holder", "ALTER TABLE uploads ADD COLUMN holder TEXT"),
+    ("uploads_started", "ALTER TABLE uploads ADD COLUMN started BIGINT"),
+];
 
 /// Applies the [`MIGRATIONS`] not yet recorded, each in one transaction with its record.
 async fn migrate(pool: &AnyPool) -> Result<(), ServerError> {

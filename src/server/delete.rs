@@ -10,8 +10,10 @@ use sqlx::{AnyConnection, AnyPool};
 
 use super::auth::Account;
 use super::db::{self, now_ms, RunRow};
-use super::disk::Disk;
+use object_store::ObjectStoreExt;
+
 use super::error::{ApiError, ServerError};
+use super::store::{blob_key, Store};
 use super::AppState;
 use crate::core::time::rfc3339;
 
@@ -52,7 +54,7 @@ impl Deleted {
 /// unreferenced object, never a reference without its object.
 pub async fn delete_run(
     db: &AnyPool,
-    disk: &Disk,
+    store: &Store,
     owner: Option<&str>,
     run_id: &str,
 ) -> Result<Deleted, ApiError> {
@@ -115,7 +117,7 @@ pub async fn delete_run(
     let mut tx = begin_write(db).await?;
     let mut blobs_removed = 0;
     for sha in orphans {
-        if !referenced(&mut tx, &sha).await? && remove_blob(disk, &sha).await? {
+        if !referenced(&mut tx, &sha).await? && remove_blob(store, &sha).await? {
             blobs_removed += 1;
         }
     }
@@ -169,12 +171,16 @@ async fn referenced(conn: &mut AnyConnection, sha: &str) -> Result<bool, ApiErro
 }
 
 /// Removes a blob's object; false when it was already gone.
-async fn remove_blob(disk: &Disk, sha: &str) -> Result<bool, ServerError> {
-    let path = disk.blob_path(sha);
-    match tokio::fs::remove_file(&path).await {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(ServerError::io(format!("removing {}", path.display()), e)),
+async fn remove_blob(store: &Store, sha: &str) -> Result<bool, ServerError> {
+    let key = blob_key(sha);
+    match store.head(&key).await {
+        Ok(_) => {}
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(store.failed(&format!("looking up blob {sha}"), e)),
+    }
+    match store.delete(&key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+        Err(e) => Err(store.failed(&format!("removing blob {sha}"), e)),
     }
 }
 
@@ -183,18 +189,18 @@ async fn remove_blob(disk: &Disk, sha: &str) -> Result<bool, ServerError> {
 /// Both hold the write lock while they look, so either the deletion sees this ingest's reference
 /// and keeps the blob, or this check sees it gone and the retry stores it again.
 pub async fn carried_blobs_kept<'a>(
-    disk: &Disk,
+    store: &Store,
     shas: impl Iterator<Item = &'a String>,
 ) -> Result<(), ApiError> {
     for sha in shas {
-        let path = disk.blob_path(sha);
-        let kept = tokio::fs::try_exists(&path)
-            .await
-            .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
-        if !kept {
-            return Err(ApiError::Busy(format!(
-                "saved file {sha} was removed by a run deletion during this upload"
-            )));
+        match store.head(&blob_key(sha)).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(ApiError::Busy(format!(
+                    "saved file {sha} was removed by a run deletion during this upload"
+                )))
+            }
+            Err(e) => return Err(store.failed(&format!("looking up blob {sha}"), e).into()),
         }
     }
     Ok(())
@@ -221,6 +227,6 @@ pub async fn delete(
     Account(account): Account,
     Path(id): Path<String>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let done = delete_run(&state.db, &state.disk, Some(&account), &id).await?;
+    let done = delete_run(&state.db, &state.store, Some(&account), &id).await?;
     Ok(Json(done.to_json()))
 }

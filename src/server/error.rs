@@ -91,8 +91,9 @@ impl ServerError {
     /// True when the disk or the database is out of space: the client is told 507, not 500.
     pub fn is_full(&self) -> bool {
         match self {
-            ServerError::Io { source, .. } | ServerError::Bind { source, .. } => io_full(source),
+            ServerError::Io { source, .. } | ServerError::Bind { source, .. } => any_full(source),
             ServerError::Db(e) | ServerError::Open { source: e, .. } => db_full(e),
+            ServerError::Store { source, .. } => any_full(source),
             _ => false,
         }
     }
@@ -118,6 +119,27 @@ fn io_full(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
+}
+
+/// True when `e` or an error it wraps is [`io_full`]: a file store's write error comes back
+/// wrapped by the object store, and again by a streaming writer.
+fn any_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io_full(io) {
+                return true;
+            }
+            // An io::Error's `source` skips the error it wraps; look at that one too.
+            if let Some(inner) = io.get_ref() {
+                if any_full(inner) {
+                    return true;
+                }
+            }
+        }
+        at = e.source();
+    }
+    false
 }
 
 /// SQLITE_FULL ("database or disk is full"), or an I/O error that is [`io_full`].

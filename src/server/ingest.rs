@@ -4,9 +4,7 @@
 //! the value it read (a conditional UPDATE), and starts over when another ingest moved it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -14,9 +12,10 @@ use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::db::{now_ms, RunRow};
-use super::disk::is_sha256;
 use super::error::{ApiError, ServerError};
+use super::parts::PartsReader;
 use super::rows::{encode_rows, insert_rows, Rows, RESERVED};
+use super::store::is_sha256;
 use super::AppState;
 use crate::core::bundle::{
     read_bundle, read_bundle_from, sha256_hex, Columns, Limits, Manifest, HISTORY, SYSTEM,
@@ -90,15 +89,14 @@ fn last_values(cols: &Columns) -> Vec<(u64, String, Json)> {
 pub enum Source {
     /// A request body, in memory (at most the request limit).
     Bytes(Bytes),
-    /// A staged tus upload, read from disk as it is decoded.
-    File(PathBuf),
+    /// A received tus upload, its parts read from the object store as it is decoded.
+    Parts(PartsReader),
 }
 
-/// The hex SHA-256 of a file, read in pieces. Blocking.
-fn hash_file(path: &Path) -> Result<String, ServerError> {
-    let io = |e| ServerError::io(format!("reading {}", path.display()), e);
+/// The hex SHA-256 of what `from` reads, read in pieces. Blocking.
+fn hash_reader(mut from: impl Read) -> Result<String, ServerError> {
     let mut hasher = Sha256::new();
-    std::io::copy(&mut File::open(path).map_err(io)?, &mut hasher).map_err(io)?;
+    std::io::copy(&mut from, &mut hasher).map_err(|e| ServerError::io("reading an upload's parts", e))?;
     Ok(format!("{:x}", hasher.finalize()))
 }
 
@@ -116,12 +114,10 @@ fn prepare(src: Source, expected: Option<&str>, limits: &Limits) -> Result<Prepa
             check_sha(&sha, expected)?;
             (sha, read_bundle(&bytes, limits)?)
         }
-        Source::File(path) => {
-            let sha = hash_file(&path)?;
+        Source::Parts(parts) => {
+            let sha = hash_reader(parts.again())?;
             check_sha(&sha, expected)?;
-            let file =
-                File::open(&path).map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
-            (sha, read_bundle_from(BufReader::new(file), limits)?)
+            (sha, read_bundle_from(BufReader::new(parts), limits)?)
         }
     };
     if i64::try_from(contents.manifest.seq_end).is_err() {
@@ -186,12 +182,10 @@ pub async fn ingest(
         .await
         .map_err(ServerError::from)??;
     // Content-addressed blobs are stored first, outside any transaction, so no lock is held
-    // across their fsyncs; a refused bundle leaves at most blobs nobody owns.
-    let blobs = std::mem::take(&mut p.blobs);
-    let disk = state.disk.clone();
-    tokio::task::spawn_blocking(move || blobs.iter().try_for_each(|(sha, data)| disk.put_blob(sha, data)))
-        .await
-        .map_err(ServerError::from)??;
+    // across their writes; a refused bundle leaves at most blobs nobody owns.
+    for (sha, data) in std::mem::take(&mut p.blobs) {
+        state.store.put_blob(&sha, data).await?;
+    }
     for _ in 0..ATTEMPTS {
         if let Some(done) = commit(state, account, &p).await? {
             state.written.notify_one();
@@ -347,7 +341,7 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
         return Ok(None);
     }
     super::delete::carried_blobs_kept(
-        &state.disk,
+        &state.store,
         files.iter().map(|f| &f.1).filter(|s| p.carried.contains(*s)),
     )
     .await?;

@@ -1,5 +1,6 @@
 //! Leases in the database: background work (upload expiry, compaction) runs on one replica at a
-//! time, whichever holds the named lease, and passes to another when its holder stops renewing.
+//! time, whichever holds the named lease, and passes to another when its holder stops renewing;
+//! each replica's liveness lease tells the others whether work it claimed is still its own.
 
 use sqlx::AnyPool;
 
@@ -22,6 +23,26 @@ impl Leases {
         })
     }
 
+    /// This process's identity, recorded on work it claims (an upload it ingests).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Renews this process's liveness lease for `ttl_ms`: while it holds, the work it claimed
+    /// is its own; once it lapses (the process died), another replica may take that work over.
+    pub async fn beat(&self, db: &AnyPool, ttl_ms: i64) -> Result<(), ServerError> {
+        self.hold(db, &alive(&self.holder), ttl_ms).await.map(drop)
+    }
+
+    /// True while replica `holder` renews its liveness lease.
+    pub async fn is_alive(db: &AnyPool, holder: &str) -> Result<bool, ServerError> {
+        let until: Option<i64> = sqlx::query_scalar("SELECT until_ms FROM leases WHERE name = $1")
+            .bind(alive(holder))
+            .fetch_optional(db)
+            .await?;
+        Ok(until.is_some_and(|t| t >= now_ms()))
+    }
+
     /// Takes or renews lease `name` for `ttl_ms` when it is free, expired or already ours; true
     /// when this process holds it now. One conditional upsert, so two replicas asking at once
     /// cannot both win.
@@ -40,6 +61,11 @@ impl Leases {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// The name of the liveness lease of replica `holder`.
+fn alive(holder: &str) -> String {
+    format!("alive:{holder}")
 }
 
 #[cfg(test)]
@@ -67,5 +93,13 @@ mod tests {
             "an expired lease did not pass on"
         );
         assert!(!a.hold(&db, "sweep", 60_000).await.unwrap());
+        assert!(!Leases::is_alive(&db, a.holder()).await.unwrap());
+        a.beat(&db, 60_000).await.unwrap();
+        assert!(Leases::is_alive(&db, a.holder()).await.unwrap());
+        a.beat(&db, -1).await.unwrap();
+        assert!(
+            !Leases::is_alive(&db, a.holder()).await.unwrap(),
+            "a lapsed beat is alive"
+        );
     }
 }

@@ -183,13 +183,8 @@ pub async fn get(State(state): State<AppState>) -> Result<Response, ApiError> {
     let in_use = state
         .max_ingests
         .saturating_sub(state.ingests.available_permits());
-    let busy = state
-        .busy
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .len();
     let db = &state.db;
-    let samples: [(&str, &str, &str, String); 12] = [
+    let samples: [(&str, &str, &str, String); 11] = [
         (
             "tidelog_http_request_body_bytes_total",
             "counter",
@@ -231,12 +226,6 @@ pub async fn get(State(state): State<AppState>) -> Result<Response, ApiError> {
             "gauge",
             "Unfinished resumable uploads in the database.",
             uploads.to_string(),
-        ),
-        (
-            "tidelog_tus_uploads_busy",
-            "gauge",
-            "Resumable uploads this process is writing or ingesting now.",
-            busy.to_string(),
         ),
         (
             "tidelog_http_connections_open",

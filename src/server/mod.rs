@@ -5,7 +5,6 @@ mod auth;
 mod dashboard;
 mod db;
 mod delete;
-mod disk;
 mod error;
 mod export;
 mod ingest;
@@ -13,6 +12,7 @@ mod lease;
 mod listen;
 mod m4;
 mod metrics;
+mod parts;
 mod quarantine;
 mod routes;
 mod rows;
@@ -21,7 +21,6 @@ mod staged;
 mod store;
 mod uploads;
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,8 +32,6 @@ use sqlx::AnyPool;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
 use crate::core::bundle::Limits;
-use disk::Disk;
-use quarantine::Quarantine;
 use store::Store;
 
 pub use auth::KeyInfo;
@@ -46,7 +43,7 @@ pub use error::ServerError;
 pub struct ServeOptions {
     /// Listen address.
     pub addr: SocketAddr,
-    /// Data folder (SQLite file, uploads, blobs).
+    /// Data folder (the SQLite file and the default object store).
     pub data: PathBuf,
     /// Database URL overriding SQLite under `data`.
     pub database: Option<String>,
@@ -84,8 +81,8 @@ pub struct Connections {
 /// What every handler shares.
 struct Shared {
     db: AnyPool,
-    /// Immutable objects: what a replica must find wherever it was written.
-    #[allow(dead_code, reason = "segments and blobs move onto it in the next commits")]
+    /// Immutable objects (blobs, upload parts, quarantine): what a replica must find wherever
+    /// it was written.
     store: Store,
     /// Which background work this replica may do now.
     leases: lease::Leases,
@@ -95,9 +92,6 @@ struct Shared {
     sqlite: bool,
     /// Notified after each ingest commits, to checkpoint SQLite's WAL.
     written: Arc<Notify>,
-    disk: Disk,
-    /// Marks of ingests in progress and the quarantine folder.
-    quarantine: Quarantine,
     limits: Limits,
     max_body: usize,
     /// Longest wait for the next piece of a request body.
@@ -106,8 +100,6 @@ struct Shared {
     ingests: Semaphore,
     /// How many there are.
     max_ingests: usize,
-    /// Upload ids a PATCH is writing.
-    busy: std::sync::Mutex<HashSet<String>>,
     /// What `GET /metrics` reports.
     metrics: Arc<metrics::Metrics>,
 }
@@ -151,26 +143,24 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     if sqlite {
         tokio::spawn(db::checkpointer(pool.clone(), written.clone()));
     }
-    let disk = Disk::create(&opts.data)?;
     let store = Store::open(opts.store.as_deref(), &opts.data).await?;
     log::info!("object store: {}", store.url());
+    store.adopt_old_blobs(&opts.data).await?;
     let state = AppState(Arc::new(Shared {
         db: pool,
         store,
         leases: lease::Leases::new()?,
         sqlite,
         written,
-        quarantine: Quarantine::create(&opts.data, &disk)?,
-        disk,
         limits: opts.limits,
         max_body: opts.max_body,
         body_timeout: opts.connections.body_timeout,
         ingests: Semaphore::new(opts.max_ingests.max(1)),
         max_ingests: opts.max_ingests.max(1),
-        busy: std::sync::Mutex::new(HashSet::new()),
         metrics: Arc::new(metrics::Metrics::new()),
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
+    tokio::spawn(staged::heartbeat(state.clone()));
     staged::recover(&state).await?;
     tokio::spawn(staged::sweeper(state.clone()));
     let metrics = Arc::clone(&state.metrics);
@@ -251,10 +241,15 @@ pub async fn revoke_key(data: &Path, database: Option<&str>, id: &str) -> Result
 }
 
 /// Deletes a run of any account with its history, files and the blobs only it referred to.
-pub async fn delete_run(data: &Path, database: Option<&str>, run_id: &str) -> Result<Deleted, ServerError> {
+pub async fn delete_run(
+    data: &Path,
+    database: Option<&str>,
+    store: Option<&str>,
+    run_id: &str,
+) -> Result<Deleted, ServerError> {
     let pool = db::open(data, database).await?;
-    let disk = Disk::create(data)?;
-    let done = delete::delete_run(&pool, &disk, None, run_id).await;
+    let store = Store::open(store, data).await?;
+    let done = delete::delete_run(&pool, &store, None, run_id).await;
     pool.close().await;
     done.map_err(|e| match e {
         error::ApiError::Internal(e) => e,

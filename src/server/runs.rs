@@ -2,22 +2,22 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use object_store::ObjectStoreExt;
 use serde_json::{json, Map, Value as JsonValue};
 use sqlx::Row;
-use tokio::io::AsyncReadExt;
 
 use super::auth::Account;
 use super::db::{to_u64, RunRow};
-use super::disk::is_sha256;
 use super::error::{ApiError, ServerError};
 use super::m4;
+use super::store::{blob_key, is_sha256};
 use super::AppState;
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -273,26 +273,6 @@ fn inline_type(path: &str) -> Option<&'static str> {
     })
 }
 
-/// Pieces a file is streamed in.
-const PIECE: usize = 64 << 10;
-
-/// A file's bytes as a body, read piece by piece: memory stays at one piece per download.
-fn stream_file(file: tokio::fs::File) -> Body {
-    let pieces = futures_util::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let mut buf = vec![0u8; PIECE];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
-    Body::from_stream(pieces)
-}
-
 /// `GET /api/v1/runs/{id}/files/{*path}`: a saved file's bytes, streamed and sandboxed
 /// (`CSP: sandbox`, and anything a browser could run is a download) so uploaded HTML or SVG
 /// cannot script the dashboard.
@@ -311,11 +291,14 @@ pub async fn file(
     if !is_sha256(&sha) {
         return Err(corrupt(format!("bad blob name {sha:?}")));
     }
-    let blob = state.disk.blob_path(&sha);
-    let io = |e| ServerError::io(format!("reading {}", blob.display()), e);
-    let file = tokio::fs::File::open(&blob).await.map_err(io)?;
-    let len = file.metadata().await.map_err(io)?.len();
-    let mut resp = stream_file(file).into_response();
+    let got = state
+        .store
+        .get(&blob_key(&sha))
+        .await
+        .map_err(|e| state.store.failed(&format!("reading blob {sha}"), e))?;
+    let len = got.meta.size;
+    // Streamed piece by piece as the store delivers it: memory stays at one piece per download.
+    let mut resp = Body::from_stream(got.into_stream()).into_response();
     let h = resp.headers_mut();
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));

@@ -1,27 +1,23 @@
 //! Resumable bundle uploads by tus 1.0.0 (core, creation, checksum). The offset of an upload
-//! is its staging file's length, so bytes received before a cut connection are kept and an
-//! upload survives a restart; a complete upload is ingested like `POST /bundles`.
+//! is in its database row and its bytes are parts in the object store, so bytes received
+//! before a cut connection are kept and an upload survives a restart and continues on any
+//! replica; a complete upload is ingested like `POST /bundles`.
 
-use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
-use std::path::Path as FsPath;
-
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures_util::StreamExt;
-use sha2::Digest;
-use tokio::sync::mpsc;
+use object_store::ObjectStoreExt;
 
 use super::auth::{random_hex, Account};
 use super::db::now_ms;
-use super::disk::is_sha256;
 use super::error::{ApiError, ServerError};
 use super::ingest::expected_sha;
-use super::staged::{ingest_staged, Busy, Upload};
+use super::parts::{self, Checksum, Received};
+use super::staged::{ingest_staged, remove, Upload};
+use super::store::is_sha256;
 use super::AppState;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -134,11 +130,7 @@ pub async fn create(
     };
     let id = random_hex(16)?;
     let created = now_ms();
-    let path = state.disk.upload_path(&id);
-    tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| ServerError::io(format!("creating {}", path.display()), e))?;
-    let stored = sqlx::query(
+    sqlx::query(
         "INSERT INTO uploads (id, account, length, sha256, metadata, created) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
@@ -148,11 +140,7 @@ pub async fn create(
     .bind(metadata)
     .bind(created)
     .execute(&state.db)
-    .await;
-    if let Err(e) = stored {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(e.into());
-    }
+    .await?;
     let location = HeaderValue::from_str(&format!("/api/v1/uploads/{id}")).map_err(bad)?;
     let expires = expires_header(&state, created);
     Ok((
@@ -178,7 +166,7 @@ pub async fn head(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let up = Upload::load(&state, &account, &id).await?;
-    let offset = up.offset().await?;
+    let offset = up.received;
     if offset == up.length {
         // Received in full but not yet ingested: reporting the full offset would let a client
         // take the bundle as acknowledged.
@@ -196,123 +184,8 @@ pub async fn head(
     Ok((StatusCode::OK, h).into_response())
 }
 
-enum Hasher {
-    Sha1(sha1::Sha1),
-    Sha256(sha2::Sha256),
-}
-
-/// An `Upload-Checksum` to verify the chunk against.
-struct Checksum {
-    hasher: Hasher,
-    expected: Vec<u8>,
-}
-
-impl Checksum {
-    fn parse(headers: &HeaderMap) -> Result<Option<Checksum>, ApiError> {
-        let Some(v) = headers.get("upload-checksum") else {
-            return Ok(None);
-        };
-        let (alg, b64) = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().split_once(' '))
-            .ok_or_else(|| bad("Upload-Checksum must be `<algorithm> <base64>`"))?;
-        let hasher = match alg {
-            "sha1" => Hasher::Sha1(sha1::Sha1::new()),
-            "sha256" => Hasher::Sha256(sha2::Sha256::new()),
-            other => return Err(bad(format!("unsupported checksum algorithm {other:?}"))),
-        };
-        let expected = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|_| bad("Upload-Checksum value is not base64"))?;
-        Ok(Some(Checksum { hasher, expected }))
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match &mut self.hasher {
-            Hasher::Sha1(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
-        }
-    }
-
-    fn matches(self) -> bool {
-        let got = match self.hasher {
-            Hasher::Sha1(h) => h.finalize().to_vec(),
-            Hasher::Sha256(h) => h.finalize().to_vec(),
-        };
-        got == self.expected
-    }
-}
-
-/// What the request handler feeds the writer.
-enum Piece {
-    Data(Bytes),
-    Done,
-    Abort,
-}
-
-/// How a chunk ended.
-enum Written {
-    /// Complete and verified; the new offset.
-    Done(u64),
-    /// The body stopped early; unverifiable bytes were dropped, others kept.
-    Cut,
-    /// The body went past what the upload may hold; dropped.
-    Aborted,
-    /// `Upload-Checksum` did not match; dropped.
-    Mismatch,
-}
-
-/// Appends pieces to the staging file as they come, off the async threads. It owns the
-/// `Busy` mark so a cut request's writer finishes before another PATCH can start.
-fn write_chunk(
-    path: &FsPath,
-    start: u64,
-    mut sum: Option<Checksum>,
-    mut rx: mpsc::Receiver<Piece>,
-    busy: Busy,
-) -> (Busy, Result<Written, ServerError>) {
-    let io = |e| ServerError::io(format!("writing {}", path.display()), e);
-    let mut f = match OpenOptions::new().write(true).open(path) {
-        Ok(f) => f,
-        Err(e) => return (busy, Err(io(e))),
-    };
-    let mut received = || -> std::io::Result<Written> {
-        f.seek(SeekFrom::Start(start))?;
-        let mut at = start;
-        loop {
-            match rx.blocking_recv() {
-                Some(Piece::Data(b)) => {
-                    f.write_all(&b)?;
-                    if let Some(s) = &mut sum {
-                        s.update(&b);
-                    }
-                    at += b.len() as u64;
-                }
-                Some(Piece::Done) => {
-                    return Ok(if sum.take().is_some_and(|s| !s.matches()) {
-                        Written::Mismatch
-                    } else {
-                        Written::Done(at)
-                    });
-                }
-                Some(Piece::Abort) => return Ok(Written::Aborted),
-                None => return Ok(Written::Cut),
-            }
-        }
-    };
-    let outcome = received();
-    let keep = match &outcome {
-        Ok(Written::Done(_)) => true,
-        Ok(Written::Cut) => sum.is_none(),
-        _ => false,
-    };
-    let settled = if keep { f.sync_data() } else { f.set_len(start) };
-    // The first failure is the one to report: a full disk fails the write before the settle.
-    (busy, outcome.and_then(|w| settled.map(|()| w)).map_err(io))
-}
-
-/// `PATCH /api/v1/uploads/{id}`: appends the body at `Upload-Offset`, streaming it to disk.
+/// `PATCH /api/v1/uploads/{id}`: stores the body as the upload's part at `Upload-Offset`,
+/// streaming it to the object store, then advances the offset in the database.
 pub async fn patch(
     State(state): State<AppState>,
     Account(account): Account,
@@ -327,92 +200,86 @@ pub async fn patch(
     let offset = header_u64(&req, "upload-offset")?.ok_or_else(|| bad("Upload-Offset is required"))?;
     let sum = Checksum::parse(&req)?;
     let up = Upload::load(&state, &account, &id).await?;
-    let created_ms = up.created_ms;
-    let busy = Busy::take(&state, &id)?;
-    let current = up.offset().await?;
-    if offset != current {
-        return Err(ApiError::Conflict(format!(
-            "Upload-Offset {offset} does not match the upload's offset {current}"
-        )));
+    if up.received == up.length {
+        // Received in full and being ingested.
+        return Err(ApiError::Locked);
     }
-    let limit = up.length.saturating_sub(current).min(state.max_body as u64);
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "chunk goes past Upload-Length {} or the {}-byte request limit",
-            up.length, state.max_body
-        ))
-    };
+    if offset != up.received {
+        return Err(conflict(offset, up.received));
+    }
+    let limit = up.length.saturating_sub(offset).min(state.max_body as u64);
     if header_u64(&req, CONTENT_LENGTH.as_str())?.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(too_large(&state, &up));
     }
-    let (tx, rx) = mpsc::channel(16);
-    let path = up.path.clone();
-    let writer = tokio::task::spawn_blocking(move || write_chunk(&path, current, sum, rx, busy));
-    let mut stream = body.into_data_stream();
-    let mut received = 0u64;
-    let mut end = Some(Piece::Done);
-    let mut stalled = false;
-    loop {
-        let frame = match tokio::time::timeout(state.body_timeout, stream.next()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(_) => {
-                stalled = true;
-                end = None;
-                break;
-            }
-        };
-        let Ok(data) = frame else {
-            end = None;
-            break;
-        };
-        received += data.len() as u64;
-        if received > limit {
-            end = Some(Piece::Abort);
-            break;
-        }
-        if tx.send(Piece::Data(data)).await.is_err() {
-            break;
-        }
+    // Spawned, so a client that hangs up mid-body does not cancel the storing of what it sent,
+    // nor the ingest of a finished upload.
+    tokio::spawn(continue_upload(state, up, body, sum, limit))
+        .await
+        .map_err(ServerError::from)?
+}
+
+fn conflict(offset: u64, current: u64) -> ApiError {
+    ApiError::Conflict(format!(
+        "Upload-Offset {offset} does not match the upload's offset {current}"
+    ))
+}
+
+fn too_large(state: &AppState, up: &Upload) -> ApiError {
+    ApiError::TooLarge(format!(
+        "chunk goes past Upload-Length {} or the {}-byte request limit",
+        up.length, state.max_body
+    ))
+}
+
+/// The rest of a PATCH: receive the body as a part, record it, answer.
+async fn continue_upload(
+    state: AppState,
+    up: Upload,
+    body: Body,
+    sum: Option<Checksum>,
+    limit: u64,
+) -> Result<Response, ApiError> {
+    let start = up.received;
+    let key = parts::new_key(&up.id, start)?;
+    let chunk = parts::Chunk {
+        body,
+        limit,
+        sum,
+        timeout: state.body_timeout,
+    };
+    let outcome = parts::receive(&state.store, key.clone(), chunk).await?;
+    let kept = match outcome {
+        Received::Done(n) | Received::Cut { kept: n, .. } => n,
+        Received::TooLarge => return Err(too_large(&state, &up)),
+        Received::Mismatch => return Err(ApiError::ChunkChecksum),
+    };
+    if kept > 0 && !up.advance(&state, start, kept, &key).await? {
+        // Another request, here or on another replica, stored this offset first.
+        let _ = state.store.delete(&key).await;
+        let now = Upload::find(&state, &up.id).await?.map_or(start, |u| u.received);
+        return Err(conflict(start, now));
     }
-    if let Some(end) = end {
-        // A writer that already stopped reports why through its own result below.
-        let _ = tx.send(end).await;
-    }
-    drop(tx);
-    let (busy, written) = writer.await.map_err(ServerError::from)?;
-    match written? {
-        Written::Done(at) if at == up.length => {
-            // Spawned, so a client that hangs up during the ingest does not cancel it.
-            tokio::spawn(finish(state, up, busy))
-                .await
-                .map_err(ServerError::from)?
-        }
-        Written::Done(at) => Ok((
+    let at = start + kept;
+    match outcome {
+        Received::Done(_) if at == up.length => finish(state, up).await,
+        Received::Done(_) => Ok((
             StatusCode::NO_CONTENT,
             headers([
                 ("upload-offset", HeaderValue::from(at)),
-                ("upload-expires", expires_header(&state, created_ms)),
+                ("upload-expires", expires_header(&state, up.created_ms)),
             ]),
         )
             .into_response()),
-        Written::Cut if stalled => Err(ApiError::Timeout(state.body_timeout)),
-        Written::Cut => Err(bad("the request body ended early")),
-        Written::Aborted => Err(too_large()),
-        Written::Mismatch => Err(ApiError::ChunkChecksum),
+        Received::Cut { stalled: true, .. } => Err(ApiError::Timeout(state.body_timeout)),
+        _ => Err(bad("the request body ended early")),
     }
 }
 
 /// Ingests a complete upload, then forgets it whatever the outcome, so a failed one is
-/// started over rather than resumed. `_busy` keeps other requests off it meanwhile.
-async fn finish(state: AppState, up: Upload, _busy: Busy) -> Result<Response, ApiError> {
+/// started over rather than resumed.
+async fn finish(state: AppState, up: Upload) -> Result<Response, ApiError> {
     let result = ingest_staged(&state, &up).await;
-    up.remove(&state).await?;
-    let q = state.quarantine.clone();
-    let id = up.id.clone();
-    tokio::task::spawn_blocking(move || q.unmark(&id))
-        .await
-        .map_err(ServerError::from)??;
+    remove(&state, &up.id).await?;
     let done = result?;
     let h = headers([
         ("upload-offset", HeaderValue::from(up.length)),

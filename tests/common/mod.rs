@@ -28,13 +28,21 @@ impl Server {
         Server::start_with(data, &[])
     }
 
+    /// A server over `data` with `extra` arguments, on the test store (see [`store`]) unless
+    /// `extra` names a `--store`.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
-        Server::spawn(data, extra, None)
+        Server::spawn(data, &[], extra, None)
+    }
+
+    /// [`Server::start_with`] run by `wrapper` (a command line that ends by running the one
+    /// appended to it), e.g. in a namespace of its own.
+    pub fn start_in(data: &Path, wrapper: &[&str], extra: &[&str]) -> Server {
+        Server::spawn(data, wrapper, extra, None)
     }
 
     /// A server whose log lines (stderr) the test reads.
     pub fn start_logged(data: &Path, extra: &[&str]) -> (Server, std::process::ChildStderr) {
-        let mut server = Server::spawn(data, extra, Some(Stdio::piped()));
+        let mut server = Server::spawn(data, &[], extra, Some(Stdio::piped()));
         let stderr = server.child.stderr.take().expect("stderr");
         (server, stderr)
     }
@@ -64,11 +72,24 @@ impl Server {
 
     /// `stderr`: where the log goes; `None` inherits it, without the per-request lines (unless
     /// `RUST_LOG` asks for them), which would bury test output.
-    fn spawn(data: &Path, extra: &[&str], stderr: Option<Stdio>) -> Server {
-        let mut cmd = Command::new(BIN);
+    fn spawn(data: &Path, wrapper: &[&str], extra: &[&str], stderr: Option<Stdio>) -> Server {
+        let (mut store_args, env) = store::server_args(data);
+        if extra.contains(&"--store") {
+            store_args.clear();
+        }
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .args(store_args)
+            .envs(env)
             .stdout(Stdio::piped())
             .stdin(Stdio::null());
         match stderr {
@@ -231,6 +252,16 @@ pub fn history(server: &str, key: &str, id: &str) -> Vec<Value> {
     let (status, body) = get(server, key, &format!("/api/v1/runs/{id}/history"));
     assert_eq!(status, 200, "{body}");
     body["rows"].as_array().cloned().expect("rows")
+}
+
+/// The `_step` of each row of a history answer (`{ "rows": [...] }`), in order.
+pub fn steps_of(history: &Value) -> Vec<u64> {
+    history["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| row["_step"].as_u64().expect("a _step"))
+        .collect()
 }
 
 /// A loopback TCP proxy that counts client→server bytes and, once armed with a budget,
@@ -418,3 +449,6 @@ pub fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
     }
     t
 }
+
+/// The test servers' object store: files by default, moto's S3 with `TIDELOG_TEST_STORE=s3`.
+pub mod store;
