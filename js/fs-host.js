@@ -31,6 +31,25 @@ export const host = {
   read(p) {
     try { return fs.readFileSync(p); } catch (e) { if (missing(e)) return null; throw e; }
   },
+  // Up to `max` bytes of a file from byte `offset` (fewer at its end), null when it does not
+  // exist: a sync or a resume reads the log in windows, never the whole file.
+  readAt(p, offset, max) {
+    let fd;
+    try { fd = fs.openSync(p, "r"); } catch (e) { if (missing(e)) return null; throw e; }
+    try {
+      const want = Math.max(0, Math.min(max, fs.fstatSync(fd).size - offset));
+      const buf = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const n = fs.readSync(fd, buf, got, want - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
   writeAtomic(p, data) {
     const tmp = tmpName(p);
     const fd = fs.openSync(tmp, "wx");

@@ -173,7 +173,6 @@ pub struct Run {
     info: RunInfo,
     settings: Settings,
     config: Map<String, Json>,
-    summary: Map<String, Json>,
     _lock: File,
 }
 
@@ -217,17 +216,9 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     let (dir, log, info, valid_len, lock) = match existing {
         Some(dir) => {
             let lock = take_lock(&dir, settings.id.as_deref().unwrap_or_default())?;
-            let bytes = RunDir::new(&dir)
-                .resumable_log()
+            let resumed = pollster::block_on(crate::core::restore::resume_state(&RunDir::new(&dir)))
                 .map_err(|e| RunError::Corrupt(e.to_string()))?;
-            let index = crate::core::log_index::LogIndex::new(&bytes)
-                .map_err(|e| RunError::Corrupt(e.to_string()))?;
-            let info = index
-                .run()
-                .cloned()
-                .ok_or_else(|| RunError::Corrupt("the log has no start record".into()))?;
-            let (log, valid) = RunLog::restore(&bytes).map_err(|e| RunError::Corrupt(e.to_string()))?;
-            (dir, log, info, valid as u64, lock)
+            (dir, resumed.log, resumed.info, resumed.valid_len, lock)
         }
         None => {
             let info = RunInfo {
@@ -262,7 +253,6 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         sampler: None,
         dir,
         config: Map::new(),
-        summary: Map::new(),
         info,
         settings,
         _lock: lock,
@@ -416,11 +406,9 @@ impl Run {
 
     /// Sets a summary key, overriding the default "last logged value".
     pub fn summary_set(&mut self, key: &str, value: impl Into<Value>) {
-        let v = value.into().to_json();
         let mut update = Map::new();
-        update.insert(key.to_owned(), v.clone());
+        update.insert(key.to_owned(), value.into().to_json());
         self.shared.lock().meta(&Meta::Summary { update });
-        self.summary.insert(key.to_owned(), v);
     }
 
     /// Saves a file (a checkpoint, an artifact) with the run; it is uploaded on sync.
@@ -512,7 +500,7 @@ impl Run {
                 Some((exit_code, ts_ms)) => log.meta(&Meta::Finish { exit_code, ts_ms }),
                 None => log.commit_open_row(),
             }
-            log.last_values()
+            log.summary()
         };
         self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.notify_one();
@@ -523,10 +511,8 @@ impl Run {
                 source: io::Error::other(e),
             });
         }
-        let mut summary = last;
-        summary.extend(self.summary.clone());
         let path = self.dir.join(FILES).join("summary.json");
-        write_json_atomic(&path, &summary).map_err(io_at(&path))?;
+        write_json_atomic(&path, &last).map_err(io_at(&path))?;
         self.write_specs(match finish {
             Some((0, _)) => RunState::Finished,
             Some(_) => RunState::Failed,

@@ -1,5 +1,6 @@
 //! One interface over the three places a wasm run can live: IndexedDB, a Node folder, memory.
 
+use crate::core::digest::JsonMap;
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::sync::SyncProgress;
 
@@ -48,9 +49,9 @@ macro_rules! each {
 }
 
 impl Backend {
-    /// The log of run `id`, if it exists (for resume).
-    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        each!(self, s => s.existing_log(id).await)
+    /// Whether run `id` is stored here (a resume then replays its log).
+    pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.exists(id).await)
     }
 
     /// Creates the run's home (folder, row, entry) and records it as the latest run. In
@@ -93,6 +94,31 @@ impl Backend {
         each!(self, s => s.read_log(id).await)
     }
 
+    /// Up to `max` bytes of a run's log from byte `offset`, where record `seq` starts.
+    pub async fn read_log_at(
+        &self,
+        id: &str,
+        offset: u64,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        each!(self, s => s.read_log_at(id, offset, seq, max).await)
+    }
+
+    /// The length of a run's log in bytes.
+    pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
+        each!(self, s => s.log_len(id).await)
+    }
+
+    /// Bytes of log a sync or a resume reads at once.
+    pub fn read_window(&self) -> usize {
+        match self {
+            Backend::Fs(s) => s.read_window(),
+            Backend::Idb(_) => super::idb::READ_WINDOW,
+            Backend::Memory(_) => usize::MAX,
+        }
+    }
+
     /// A saved file's content.
     pub async fn read_file(&self, id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
         each!(self, s => s.read_file(id, file).await)
@@ -116,6 +142,23 @@ impl Backend {
     /// Records the run's state where people look (run.spec, latest.spec, the runs row).
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
         each!(self, s => s.set_state(info, state).await)
+    }
+
+    /// Records the end of a run with its digest (the merged config and the summary, kept in
+    /// memory as it was logged): a folder writes them as `files/config.json` and
+    /// `files/summary.json`, so finishing never reads the log back.
+    pub async fn finish(
+        &self,
+        info: &RunInfo,
+        state: RunState,
+        config: &JsonMap,
+        summary: &JsonMap,
+    ) -> Result<(), StoreError> {
+        match self {
+            Backend::Fs(s) => s.finish(info, state, config, summary).await,
+            Backend::Idb(s) => s.set_state(info, state).await,
+            Backend::Memory(s) => s.set_state(info, state).await,
+        }
     }
 
     /// Ids of the runs whose log is not fully acknowledged, or that the server last heard of

@@ -9,6 +9,7 @@ use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode};
 use wasm_bindgen::JsValue;
 
 use super::backend::StoreError;
+use crate::core::frame::HEADER;
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::sync::SyncProgress;
 
@@ -20,6 +21,11 @@ const BLOBS: &str = "blobs";
 /// needs a read an unloading page cannot wait for): `log_bytes` of the log it left behind.
 /// Written by `storeNow` in `js/tidelog.js`.
 const LATE: &str = "~late:";
+/// Bytes of log a sync or a resume asks for at once: chunks are read by key range from the
+/// one holding the first record wanted until this much is in hand.
+pub const READ_WINDOW: usize = 8 << 20;
+/// Chunks fetched per request while a window fills.
+const CHUNK_BATCH: u32 = 16;
 
 /// An open `tidelog` database.
 pub struct IdbStore {
@@ -50,6 +56,21 @@ async fn done(tx: Transaction) -> Result<(), StoreError> {
              is used up or the disk is full)",
         ))
     }
+}
+
+/// Where the `n`th frame of a chunk starts (the chunk's end when it holds fewer): chunks
+/// hold whole frames, written in one transaction, so the headers' lengths lead from one to
+/// the next.
+fn skip_frames(chunk: &[u8], n: u64) -> usize {
+    let mut at = 0usize;
+    for _ in 0..n {
+        let Some(len) = chunk.get(at..at + 4) else {
+            return chunk.len();
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        at = at.saturating_add(HEADER + len).min(chunk.len());
+    }
+    at
 }
 
 fn js_err(e: JsValue) -> StoreError {
@@ -124,11 +145,69 @@ impl IdbStore {
         Ok(())
     }
 
-    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if self.row(id).await?.is_none() {
-            return Ok(None);
+    pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.row(id).await?.is_some())
+    }
+
+    /// The log's length: the row's, or a late row's when a page going away wrote more.
+    pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
+        let bytes = |row: Option<JsValue>| row.and_then(|r| get(&r, "log_bytes").as_f64()).unwrap_or(0.0);
+        let own = bytes(self.row(id).await?);
+        let late = bytes(self.row(&format!("{LATE}{id}")).await?);
+        Ok(own.max(late) as u64)
+    }
+
+    /// Up to `max` bytes of the log from record `seq` on (at byte `_offset`): only the chunks
+    /// from the one holding `seq` are read, by key range on `[run, seq]`, so a sync after one
+    /// new record reads the chunk that holds it, not the run's history.
+    pub async fn read_log_at(
+        &self,
+        id: &str,
+        _offset: u64,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
+        let tx = self
+            .db
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let chunks = tx.store(CHUNKS).map_err(err)?;
+        let upto = KeyRange::bound(&key(0.0), &key(seq as f64), None, None).map_err(err)?;
+        let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
+        let mut out = Vec::new();
+        if let Some(first) = starts.last() {
+            let mut from = Reflect::get(first, &1.into())
+                .map_err(js_err)?
+                .as_f64()
+                .unwrap_or(0.0);
+            let mut skip = seq.saturating_sub(from as u64);
+            let mut open = false;
+            'read: loop {
+                let range =
+                    KeyRange::bound(&key(from), &key(f64::INFINITY), Some(open), None).map_err(err)?;
+                let batch = chunks
+                    .get_all(Some(range), Some(CHUNK_BATCH))
+                    .await
+                    .map_err(err)?;
+                for c in &batch {
+                    let bytes = Uint8Array::new(&get(c, "bytes")).to_vec();
+                    let start = skip_frames(&bytes, std::mem::take(&mut skip));
+                    out.extend_from_slice(&bytes[start..]);
+                    from = get(c, "seq").as_f64().unwrap_or(from);
+                    if out.len() >= max {
+                        break 'read;
+                    }
+                }
+                if batch.len() < CHUNK_BATCH as usize {
+                    break;
+                }
+                open = true;
+            }
         }
-        self.read_log(id).await.map(Some)
+        done(tx).await?;
+        out.truncate(max);
+        Ok(out)
     }
 
     /// Writes a new run's row; `credentials` (server URL, API key) are kept on it.

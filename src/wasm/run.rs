@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 use wasm_bindgen::prelude::*;
 
-use super::store::Store;
+use super::store::{Store, StoredRun};
 use super::value::{to_object, to_value};
 use super::{js_error, now_ms};
 use crate::core::bundle::sha256_hex;
 use crate::core::layout::{check_run_id, check_saved_file, run_id_from};
-use crate::core::log_index::LogIndex;
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
+use crate::core::restore::resume_state;
 use crate::core::run_log::{LogOptions, Logged, RunLog};
 use crate::core::value::Value;
 
@@ -144,48 +144,49 @@ impl Store {
         }
         let resume = opts.resume.as_deref().unwrap_or("allow");
         let existing = match &opts.id {
-            Some(id) => self.backend.existing_log(id).await.map_err(js_error)?,
-            None => None,
+            Some(id) => self.backend.exists(id).await.map_err(js_error)?,
+            None => false,
         };
         let inner = match (existing, resume) {
-            (Some(_), "never") => {
+            (true, "never") => {
                 return Err(js_error(format!(
                     "tidelog.init: run {} already exists (resume: \"never\")",
                     opts.id.unwrap_or_default()
                 )))
             }
-            (None, "must") => {
+            (false, "must") => {
                 return Err(js_error(format!(
                     "tidelog.init: no run {} to resume (resume: \"must\")",
                     opts.id.unwrap_or_default()
                 )))
             }
-            (Some(bytes), _) => {
-                let index = LogIndex::new(&bytes).map_err(js_error)?;
-                let info = index
-                    .run()
-                    .cloned()
-                    .ok_or_else(|| js_error("tidelog.init: the stored run has no start record"))?;
+            (true, _) => {
+                let stored = StoredRun {
+                    backend: &self.backend,
+                    id: opts.id.clone().unwrap_or_default(),
+                    live: false,
+                };
+                let resumed = resume_state(&stored)
+                    .await
+                    .map_err(|e| js_error(format!("tidelog.init: cannot resume: {e}")))?;
+                let info = resumed.info;
                 if info.project != opts.project {
                     return Err(js_error(format!(
                         "tidelog.init: run {} belongs to project {:?}, not {:?}",
                         info.id, info.project, opts.project
                     )));
                 }
-                let (log, valid) = RunLog::restore(&bytes).map_err(js_error)?;
-                if valid < bytes.len() {
-                    self.backend
-                        .truncate(&info.id, valid as u64)
-                        .await
-                        .map_err(js_error)?;
+                let (log, valid) = (resumed.log, resumed.valid_len);
+                if valid < resumed.log_len {
+                    self.backend.truncate(&info.id, valid).await.map_err(js_error)?;
                 }
                 self.backend
                     .set_state(&info, RunState::Running)
                     .await
                     .map_err(js_error)?;
-                Inner::new(self.clone(), info, log, valid as u64)
+                Inner::new(self.clone(), info, log, valid)
             }
-            (None, _) => {
+            (false, _) => {
                 let info = RunInfo {
                     id: opts.id.clone().unwrap_or_else(new_id),
                     project: opts.project.clone(),
@@ -496,7 +497,7 @@ impl WasmRun {
     pub fn finish(&self, exit_code: i32) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         wasm_bindgen_futures::future_to_promise(async move {
-            let (store, info) = {
+            let (store, info, config, summary) = {
                 let mut me = inner.borrow_mut();
                 if !me.finished {
                     me.finished = true;
@@ -505,7 +506,8 @@ impl WasmRun {
                         ts_ms: now_ms(),
                     });
                 }
-                (me.store.clone(), me.info.clone())
+                let config = me.log.config().clone();
+                (me.store.clone(), me.info.clone(), config, me.log.summary())
             };
             flush(Rc::clone(&inner)).await?;
             let state = if exit_code == 0 {
@@ -513,7 +515,11 @@ impl WasmRun {
             } else {
                 RunState::Failed
             };
-            store.backend.set_state(&info, state).await.map_err(js_error)?;
+            store
+                .backend
+                .finish(&info, state, &config, &summary)
+                .await
+                .map_err(js_error)?;
             Ok(JsValue::UNDEFINED)
         })
     }
