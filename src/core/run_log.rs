@@ -102,6 +102,24 @@ fn short(key: &str) -> String {
 }
 
 impl RunLog {
+    /// The state after `records` records that named `keys` (in id order) and reached `step`:
+    /// a resume from a checkpoint whose prefix is no longer stored (IndexedDB drops the
+    /// chunks of a synced, ended run). The last values and digest of that prefix are not
+    /// known; the server has them.
+    pub fn seeded<'k>(keys: impl IntoIterator<Item = &'k str>, step: u64, records: u64) -> RunLog {
+        let mut me = RunLog {
+            step,
+            records,
+            ..RunLog::default()
+        };
+        for name in keys {
+            me.keys.intern(name);
+            me.last.push(None);
+            me.pending.add_key();
+        }
+        me
+    }
+
     /// Rebuilds the state of an existing log so appends continue it (resume).
     pub fn restore(log: &[u8]) -> Result<(RunLog, usize), DecodeError> {
         let mut me = RunLog::default();

@@ -216,7 +216,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     let (dir, log, info, valid_len, lock) = match existing {
         Some(dir) => {
             let lock = take_lock(&dir, settings.id.as_deref().unwrap_or_default())?;
-            let resumed = pollster::block_on(crate::core::restore::resume_state(&RunDir::new(&dir)))
+            let resumed = pollster::block_on(crate::core::restore::resume_state(&RunDir::new(&dir), None))
                 .map_err(|e| RunError::Corrupt(e.to_string()))?;
             (dir, resumed.log, resumed.info, resumed.valid_len, lock)
         }

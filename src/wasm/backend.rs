@@ -2,6 +2,7 @@
 
 use crate::core::digest::JsonMap;
 use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::restore::Seed;
 use crate::core::sync::SyncProgress;
 
 use super::fs_host::FsStore;
@@ -49,6 +50,14 @@ macro_rules! each {
 }
 
 impl Backend {
+    /// Where a resume of run `id` starts when the log before it is no longer stored.
+    pub async fn resume_seed(&self, id: &str) -> Result<Option<Seed>, StoreError> {
+        match self {
+            Backend::Idb(s) => s.resume_seed(id).await,
+            Backend::Fs(_) | Backend::Memory(_) => Ok(None),
+        }
+    }
+
     /// Whether run `id` is stored here (a resume then replays its log).
     pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
         each!(self, s => s.exists(id).await)
@@ -57,13 +66,15 @@ impl Backend {
     /// Creates the run's home (folder, row, entry) and records it as the latest run. In
     /// IndexedDB the row keeps `credentials` (server URL, API key), so the package's Service
     /// Worker can sync the run with no page open; no Service Worker reads a folder or memory.
+    /// `keep_synced` keeps its acknowledged chunks in IndexedDB once it has ended and synced.
     pub async fn create(
         &self,
         info: &RunInfo,
         credentials: Option<&(String, String)>,
+        keep_synced: bool,
     ) -> Result<(), StoreError> {
         match self {
-            Backend::Idb(s) => s.create(info, credentials).await,
+            Backend::Idb(s) => s.create(info, credentials, keep_synced).await,
             Backend::Fs(s) => s.create(info).await,
             Backend::Memory(s) => s.create(info).await,
         }
@@ -146,17 +157,18 @@ impl Backend {
 
     /// Records the end of a run with its digest (the merged config and the summary, kept in
     /// memory as it was logged): a folder writes them as `files/config.json` and
-    /// `files/summary.json`, so finishing never reads the log back.
+    /// `files/summary.json`, so finishing never reads the log back. IndexedDB keeps `step`,
+    /// which a resume needs once the synced chunks are dropped.
     pub async fn finish(
         &self,
         info: &RunInfo,
         state: RunState,
-        config: &JsonMap,
-        summary: &JsonMap,
+        (config, summary): (&JsonMap, &JsonMap),
+        step: u64,
     ) -> Result<(), StoreError> {
         match self {
             Backend::Fs(s) => s.finish(info, state, config, summary).await,
-            Backend::Idb(s) => s.set_state(info, state).await,
+            Backend::Idb(s) => s.finish(info, state, step).await,
             Backend::Memory(s) => s.set_state(info, state).await,
         }
     }

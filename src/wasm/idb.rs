@@ -11,6 +11,7 @@ use wasm_bindgen::JsValue;
 use super::backend::StoreError;
 use crate::core::frame::HEADER;
 use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::restore::Seed;
 use crate::core::sync::SyncProgress;
 
 const DB: &str = "tidelog";
@@ -182,14 +183,13 @@ impl IdbStore {
                 .as_f64()
                 .unwrap_or(0.0);
             let mut skip = seq.saturating_sub(from as u64);
-            let mut open = false;
+            // The chunk holding `seq` alone first: often all that is wanted.
+            let mut limit = 1;
             'read: loop {
+                let open = limit > 1;
                 let range =
                     KeyRange::bound(&key(from), &key(f64::INFINITY), Some(open), None).map_err(err)?;
-                let batch = chunks
-                    .get_all(Some(range), Some(CHUNK_BATCH))
-                    .await
-                    .map_err(err)?;
+                let batch = chunks.get_all(Some(range), Some(limit)).await.map_err(err)?;
                 for c in &batch {
                     let bytes = Uint8Array::new(&get(c, "bytes")).to_vec();
                     let start = skip_frames(&bytes, std::mem::take(&mut skip));
@@ -199,10 +199,10 @@ impl IdbStore {
                         break 'read;
                     }
                 }
-                if batch.len() < CHUNK_BATCH as usize {
+                if batch.len() < limit as usize {
                     break;
                 }
-                open = true;
+                limit = CHUNK_BATCH;
             }
         }
         done(tx).await?;
@@ -210,11 +210,13 @@ impl IdbStore {
         Ok(out)
     }
 
-    /// Writes a new run's row; `credentials` (server URL, API key) are kept on it.
+    /// Writes a new run's row; `credentials` (server URL, API key) are kept on it, and
+    /// `keep_synced` keeps its chunks once it has ended and synced.
     pub async fn create(
         &self,
         info: &RunInfo,
         credentials: Option<&(String, String)>,
+        keep_synced: bool,
     ) -> Result<(), StoreError> {
         let row = object(&[
             ("id", info.id.as_str().into()),
@@ -225,6 +227,7 @@ impl IdbStore {
             ("log_bytes", 0.into()),
             ("server", credentials.map(|c| c.0.as_str()).into()),
             ("api_key", credentials.map(|c| c.1.as_str()).into()),
+            ("keep_synced", keep_synced.into()),
         ])?;
         let tx = self
             .db
@@ -333,14 +336,93 @@ impl IdbStore {
         progress: &SyncProgress,
         synced: Option<u64>,
     ) -> Result<(), StoreError> {
+        let whole = synced.is_some();
         let synced = synced.map_or(JsValue::NULL, |b| (b as f64).into());
         self.update_row(id, &[("progress", json(progress)), ("synced_bytes", synced)])
-            .await
+            .await?;
+        if whole {
+            self.prune(id, progress).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the chunks of an ended run the server acknowledged whole, all but the one holding
+    /// the last acknowledged record (a later sync checks the checkpoint against it), unless the
+    /// run was started with `keepSynced`. The row keeps the checkpoint and step a resume starts
+    /// from instead ([`IdbStore::resume_seed`]), in the same transaction, so no later sync,
+    /// resume or finish reads a dropped chunk.
+    async fn prune(&self, id: &str, progress: &SyncProgress) -> Result<(), StoreError> {
+        let (Some(cp), Some(last)) = (&progress.checkpoint, progress.acked_records.checked_sub(1)) else {
+            return Ok(());
+        };
+        let tx = self
+            .db
+            .transaction(&[RUNS, CHUNKS], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let runs = tx.store(RUNS).map_err(err)?;
+        let Some(row) = runs.get(id.into()).await.map_err(err)? else {
+            return done(tx).await;
+        };
+        let ended = matches!(
+            get(&row, "state").as_string().as_deref(),
+            Some("finished" | "failed")
+        );
+        let step = get(&row, "step").as_f64();
+        let acked_ended = progress.acked_state.is_some_and(|s| s != RunState::Running);
+        let (true, true, Some(step), false) =
+            (ended, acked_ended, step, get(&row, "keep_synced").is_truthy())
+        else {
+            return done(tx).await;
+        };
+        let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
+        let chunks = tx.store(CHUNKS).map_err(err)?;
+        let upto = KeyRange::bound(&key(0.0), &key(last as f64), None, None).map_err(err)?;
+        let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
+        let keep = starts
+            .last()
+            .and_then(|k| Reflect::get(k, &1.into()).ok())
+            .and_then(|s| s.as_f64())
+            .unwrap_or(0.0);
+        if keep > 0.0 {
+            let before = KeyRange::bound(&key(0.0), &key(keep), None, Some(true)).map_err(err)?;
+            chunks.delete(before.into()).await.map_err(err)?;
+        }
+        let seed = Seed {
+            checkpoint: cp.clone(),
+            step: step as u64,
+        };
+        Reflect::set(&row, &"seed".into(), &json(&seed)).map_err(js_err)?;
+        runs.put(&row, None).await.map_err(err)?;
+        done(tx).await
+    }
+
+    /// Where a resume starts once the chunks before it were dropped: the checkpoint and step
+    /// kept on the row when they were ([`IdbStore::prune`]); `None` while every chunk is there.
+    pub async fn resume_seed(&self, id: &str) -> Result<Option<Seed>, StoreError> {
+        let Some(row) = self.row(id).await? else {
+            return Ok(None);
+        };
+        let Some(text) = get(&row, "seed").as_string() else {
+            return Ok(None);
+        };
+        serde_json::from_slice(text.as_bytes())
+            .map(Some)
+            .map_err(|e| StoreError::new(format!("run {id}: its resume seed does not read: {e}")))
     }
 
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
         self.update_row(&info.id, &[("state", state.as_str().into())])
             .await
+    }
+
+    /// Records the run's end and the step it reached (what a resume needs once its synced
+    /// chunks are dropped).
+    pub async fn finish(&self, info: &RunInfo, state: RunState, step: u64) -> Result<(), StoreError> {
+        self.update_row(
+            &info.id,
+            &[("state", state.as_str().into()), ("step", (step as f64).into())],
+        )
+        .await
     }
 
     /// The server URL and API key kept with run `id`, if it has them.

@@ -47,6 +47,10 @@ pub struct InitOptions {
     /// The API key kept with `server`.
     #[serde(skip)]
     pub api_key: Option<String>,
+    /// Keep the chunks of the run in IndexedDB once it has ended and the server acknowledged
+    /// them (by default they are dropped, so IndexedDB holds what is unsynced, not history).
+    #[serde(skip)]
+    pub keep_synced: bool,
 }
 
 /// `logStaged`: the values were logged.
@@ -166,7 +170,8 @@ impl Store {
                     id: opts.id.clone().unwrap_or_default(),
                     live: false,
                 };
-                let resumed = resume_state(&stored)
+                let seed = self.backend.resume_seed(&stored.id).await.map_err(js_error)?;
+                let resumed = resume_state(&stored, seed)
                     .await
                     .map_err(|e| js_error(format!("tidelog.init: cannot resume: {e}")))?;
                 let info = resumed.info;
@@ -198,7 +203,7 @@ impl Store {
                 };
                 let credentials = opts.server.clone().zip(opts.api_key.clone());
                 self.backend
-                    .create(&info, credentials.as_ref())
+                    .create(&info, credentials.as_ref(), opts.keep_synced)
                     .await
                     .map_err(js_error)?;
                 let mut inner = Inner::new(self.clone(), info, RunLog::default(), 0);
@@ -236,6 +241,10 @@ impl Store {
             let text = |k: &str| js_sys::Reflect::get(&raw, &k.into()).ok()?.as_string();
             opts.server = text("server");
             opts.api_key = text("apiKey");
+            opts.keep_synced = js_sys::Reflect::get(&raw, &"keepSynced".into())
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
             store.open(opts).await.map(JsValue::from)
         })
     }
@@ -497,7 +506,7 @@ impl WasmRun {
     pub fn finish(&self, exit_code: i32) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         wasm_bindgen_futures::future_to_promise(async move {
-            let (store, info, config, summary) = {
+            let (store, info, config, summary, step) = {
                 let mut me = inner.borrow_mut();
                 if !me.finished {
                     me.finished = true;
@@ -507,7 +516,8 @@ impl WasmRun {
                     });
                 }
                 let config = me.log.config().clone();
-                (me.store.clone(), me.info.clone(), config, me.log.summary())
+                let step = me.log.step();
+                (me.store.clone(), me.info.clone(), config, me.log.summary(), step)
             };
             flush(Rc::clone(&inner)).await?;
             let state = if exit_code == 0 {
@@ -517,7 +527,7 @@ impl WasmRun {
             };
             store
                 .backend
-                .finish(&info, state, &config, &summary)
+                .finish(&info, state, (&config, &summary), step)
                 .await
                 .map_err(js_error)?;
             Ok(JsValue::UNDEFINED)
