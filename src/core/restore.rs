@@ -22,7 +22,7 @@ pub struct Resumed {
 
 /// Where a resume starts when the log before a checkpoint is no longer stored: the
 /// checkpoint (keys, identity, record count) and the step the run had reached.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Seed {
     /// The acknowledged prefix the store dropped.
     pub checkpoint: Checkpoint,

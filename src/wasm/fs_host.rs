@@ -85,7 +85,7 @@ impl Dir for NodeDir {
     fn read_at(&self, path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
         let v = self
             .0
-            .read_at(&p(path), offset as f64, max.min(1 << 30) as f64)
+            .read_at(&p(path), offset as f64, max as f64)
             .map_err(io_err)?;
         Ok(if v.is_null() || v.is_undefined() {
             Vec::new()
@@ -280,10 +280,6 @@ impl FsStore {
         self.dir.truncate(&path, len).map_err(store_err)?;
         self.read_at.borrow_mut().insert(id.to_owned(), len);
         Ok(())
-    }
-
-    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        self.run(id)?.log_bytes().map_err(store_err)
     }
 
     pub async fn read_file(&self, id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {

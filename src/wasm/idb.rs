@@ -59,6 +59,24 @@ async fn done(tx: Transaction) -> Result<(), StoreError> {
     }
 }
 
+/// The last acknowledged record of a run whose chunks before the one holding it may be
+/// dropped: acknowledged whole (`synced`), ended (finished or failed, with the step it
+/// reached) and acknowledged as ended, and not started with `keepSynced`.
+fn prunable(row: &JsValue, progress: &SyncProgress, synced: Option<u64>) -> Option<u64> {
+    let ended = matches!(
+        get(row, "state").as_string().as_deref(),
+        Some("finished" | "failed")
+    );
+    let acked_ended = progress.acked_state.is_some_and(|s| s != RunState::Running);
+    let ok = synced.is_some()
+        && ended
+        && acked_ended
+        && progress.checkpoint.is_some()
+        && get(row, "step").as_f64().is_some()
+        && !get(row, "keep_synced").is_truthy();
+    progress.acked_records.checked_sub(1).filter(|_| ok)
+}
+
 /// Where the `n`th frame of a chunk starts (the chunk's end when it holds fewer): chunks
 /// hold whole frames, written in one transaction, so the headers' lengths lead from one to
 /// the next.
@@ -97,7 +115,12 @@ fn json<T: serde::Serialize>(v: &T) -> JsValue {
 /// A run row's sync progress (none yet: the default). Read as bytes, the same way the folder
 /// store reads `.sync-progress`, so the wasm module holds one copy of its decoder.
 fn progress_of(row: &JsValue) -> SyncProgress {
-    let text = get(row, "progress").as_string().unwrap_or_default();
+    progress_of_field(row, "progress")
+}
+
+/// A sync progress kept as JSON in a row's `field` (the default when absent).
+fn progress_of_field(row: &JsValue, field: &str) -> SyncProgress {
+    let text = get(row, field).as_string().unwrap_or_default();
     serde_json::from_slice(text.as_bytes()).unwrap_or_default()
 }
 
@@ -152,10 +175,13 @@ impl IdbStore {
 
     /// The log's length: the row's, or a late row's when a page going away wrote more.
     pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
-        let bytes = |row: Option<JsValue>| row.and_then(|r| get(&r, "log_bytes").as_f64()).unwrap_or(0.0);
-        let own = bytes(self.row(id).await?);
-        let late = bytes(self.row(&format!("{LATE}{id}")).await?);
-        Ok(own.max(late) as u64)
+        let mut len = 0f64;
+        for key in [id.to_owned(), format!("{LATE}{id}")] {
+            if let Some(row) = self.row(&key).await? {
+                len = len.max(get(&row, "log_bytes").as_f64().unwrap_or(0.0));
+            }
+        }
+        Ok(len as u64)
     }
 
     /// Up to `max` bytes of the log from record `seq` on (at byte `_offset`): only the chunks
@@ -279,28 +305,6 @@ impl IdbStore {
         Ok(())
     }
 
-    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        let lower: JsValue = Array::of2(&id.into(), &0.into()).into();
-        let upper: JsValue = Array::of2(&id.into(), &f64::INFINITY.into()).into();
-        let range = KeyRange::bound(&lower, &upper, None, None).map_err(err)?;
-        let tx = self
-            .db
-            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
-            .map_err(err)?;
-        let chunks = tx
-            .store(CHUNKS)
-            .map_err(err)?
-            .get_all(Some(range), None)
-            .await
-            .map_err(err)?;
-        done(tx).await?;
-        let mut out = Vec::new();
-        for c in chunks {
-            out.extend_from_slice(&Uint8Array::new(&get(&c, "bytes")).to_vec());
-        }
-        Ok(out)
-    }
-
     pub async fn read_file(&self, _id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
         let tx = self
             .db
@@ -330,68 +334,51 @@ impl IdbStore {
         Ok(progress_of(&row))
     }
 
+    /// Saves the progress; once an ended run is acknowledged whole, also drops its chunks
+    /// (see [`prunable`]) in the same transaction, keeping on the row the progress and step a
+    /// resume starts from instead ([`IdbStore::resume_seed`]), so no later sync, resume or
+    /// finish reads a dropped chunk.
     pub async fn save_progress(
         &self,
         id: &str,
         progress: &SyncProgress,
         synced: Option<u64>,
     ) -> Result<(), StoreError> {
-        let whole = synced.is_some();
-        let synced = synced.map_or(JsValue::NULL, |b| (b as f64).into());
-        self.update_row(id, &[("progress", json(progress)), ("synced_bytes", synced)])
-            .await?;
-        if whole {
-            self.prune(id, progress).await?;
-        }
-        Ok(())
-    }
-
-    /// Drops the chunks of an ended run the server acknowledged whole, all but the one holding
-    /// the last acknowledged record (a later sync checks the checkpoint against it), unless the
-    /// run was started with `keepSynced`. The row keeps the checkpoint and step a resume starts
-    /// from instead ([`IdbStore::resume_seed`]), in the same transaction, so no later sync,
-    /// resume or finish reads a dropped chunk.
-    async fn prune(&self, id: &str, progress: &SyncProgress) -> Result<(), StoreError> {
-        let (Some(cp), Some(last)) = (&progress.checkpoint, progress.acked_records.checked_sub(1)) else {
-            return Ok(());
-        };
         let tx = self
             .db
             .transaction(&[RUNS, CHUNKS], TransactionMode::ReadWrite)
             .map_err(err)?;
         let runs = tx.store(RUNS).map_err(err)?;
-        let Some(row) = runs.get(id.into()).await.map_err(err)? else {
-            return done(tx).await;
-        };
-        let ended = matches!(
-            get(&row, "state").as_string().as_deref(),
-            Some("finished" | "failed")
-        );
-        let step = get(&row, "step").as_f64();
-        let acked_ended = progress.acked_state.is_some_and(|s| s != RunState::Running);
-        let (true, true, Some(step), false) =
-            (ended, acked_ended, step, get(&row, "keep_synced").is_truthy())
-        else {
-            return done(tx).await;
-        };
-        let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
-        let chunks = tx.store(CHUNKS).map_err(err)?;
-        let upto = KeyRange::bound(&key(0.0), &key(last as f64), None, None).map_err(err)?;
-        let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
-        let keep = starts
-            .last()
-            .and_then(|k| Reflect::get(k, &1.into()).ok())
-            .and_then(|s| s.as_f64())
-            .unwrap_or(0.0);
-        if keep > 0.0 {
-            let before = KeyRange::bound(&key(0.0), &key(keep), None, Some(true)).map_err(err)?;
-            chunks.delete(before.into()).await.map_err(err)?;
+        let row = runs
+            .get(id.into())
+            .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
+        let set = |k: &str, v: &JsValue| Reflect::set(&row, &k.into(), v).map_err(js_err);
+        set("progress", &json(progress))?;
+        set(
+            "synced_bytes",
+            &synced.map_or(JsValue::NULL, |b| (b as f64).into()),
+        )?;
+        if let Some(last) = prunable(&row, progress, synced) {
+            let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
+            let chunks = tx.store(CHUNKS).map_err(err)?;
+            let upto = KeyRange::bound(&key(0.0), &key(last as f64), None, None).map_err(err)?;
+            let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
+            let keep = starts
+                .last()
+                .and_then(|k| Reflect::get(k, &1.into()).ok())
+                .and_then(|s| s.as_f64())
+                .unwrap_or(0.0);
+            if keep > 0.0 {
+                let before = KeyRange::bound(&key(0.0), &key(keep), None, Some(true)).map_err(err)?;
+                chunks.delete(before.into()).await.map_err(err)?;
+            }
+            // The progress (its checkpoint) and the step: the module already holds the
+            // progress's JSON code, so the seed needs no decoder of its own.
+            set("seed", &json(progress))?;
+            set("seed_step", &get(&row, "step"))?;
         }
-        let seed = Seed {
-            checkpoint: cp.clone(),
-            step: step as u64,
-        };
-        Reflect::set(&row, &"seed".into(), &json(&seed)).map_err(js_err)?;
         runs.put(&row, None).await.map_err(err)?;
         done(tx).await
     }
@@ -402,12 +389,16 @@ impl IdbStore {
         let Some(row) = self.row(id).await? else {
             return Ok(None);
         };
-        let Some(text) = get(&row, "seed").as_string() else {
+        if get(&row, "seed").is_undefined() {
             return Ok(None);
-        };
-        serde_json::from_slice(text.as_bytes())
-            .map(Some)
-            .map_err(|e| StoreError::new(format!("run {id}: its resume seed does not read: {e}")))
+        }
+        let checkpoint = progress_of_field(&row, "seed").checkpoint.ok_or_else(|| {
+            StoreError::new(format!(
+                "run {id}: its synced chunks were dropped but its seed does not read"
+            ))
+        })?;
+        let step = get(&row, "seed_step").as_f64().unwrap_or(0.0) as u64;
+        Ok(Some(Seed { checkpoint, step }))
     }
 
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {

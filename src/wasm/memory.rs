@@ -55,10 +55,6 @@ impl MemoryStore {
         })
     }
 
-    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        self.with(id, |r| r.log.clone())
-    }
-
     pub async fn read_log_at(
         &self,
         id: &str,
