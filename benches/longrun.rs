@@ -7,7 +7,9 @@
 #[cfg(target_arch = "wasm32")]
 fn main() {}
 
+// Its server helpers serve the other benches; bench/longrun.sh starts the server here.
 #[cfg(not(target_arch = "wasm32"))]
+#[allow(dead_code)]
 mod common;
 
 #[cfg(not(target_arch = "wasm32"))]
