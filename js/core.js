@@ -194,6 +194,7 @@ export function createTidelog(wasm, memory, platform) {
     const runOpts = {
       project: typeof opts.project === "string" ? opts.project : "", name: opts.name, entity: opts.entity, id: opts.id,
       config: opts.config ?? {}, tags: opts.tags ?? [], notes: opts.notes, resume: opts.resume,
+      keepSynced: opts.keepSynced === true,
       // Kept with a new run (IndexedDB), so the Service Worker can sync it with no page open.
       ...((opts.mode ?? "auto") !== "offline" ? credentials(opts) : null),
     };

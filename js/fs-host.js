@@ -26,10 +26,34 @@ const ownerText = (lock) => {
   }
 };
 
+// readAt's buffer, grown to the largest window asked for.
+let scratch = Buffer.alloc(0);
+
 // The `fs` adapter the wasm folder store calls; every method is synchronous.
 export const host = {
   read(p) {
     try { return fs.readFileSync(p); } catch (e) { if (missing(e)) return null; throw e; }
+  },
+  // Up to `max` bytes of a file from byte `offset` (fewer at its end), null when it does not
+  // exist: a sync or a resume reads the log in windows, never the whole file. The bytes come
+  // back in one buffer reused from call to call (the wasm side copies them at once), so a long
+  // log read window by window leaves no garbage behind.
+  readAt(p, offset, max) {
+    let fd;
+    try { fd = fs.openSync(p, "r"); } catch (e) { if (missing(e)) return null; throw e; }
+    try {
+      const want = Math.max(0, Math.min(max, fs.fstatSync(fd).size - offset));
+      if (scratch.length < want) scratch = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const n = fs.readSync(fd, scratch, got, want - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return scratch.subarray(0, got);
+    } finally {
+      fs.closeSync(fd);
+    }
   },
   writeAtomic(p, data) {
     const tmp = tmpName(p);

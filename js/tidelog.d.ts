@@ -25,6 +25,12 @@ export interface InitOptions {
   apiKey?: string;
   /** Continue a run id that already exists locally. Default "allow". */
   resume?: "allow" | "must" | "never";
+  /**
+   * Browser: keep the run's chunks in IndexedDB after it has ended and the server acknowledged
+   * them. Default false: they are deleted, so IndexedDB holds what is unsynced, not history
+   * (the run can still be resumed; `logBytes` of it then returns only what is kept).
+   */
+  keepSynced?: boolean;
   /** "memory" for runtimes without storage; default IndexedDB (browser) or ./tidelog/ (Node). */
   storage?: "default" | "memory";
   /** Node: folder that holds tidelog/ (default TIDELOG_DIR or the current directory). */

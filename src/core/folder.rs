@@ -283,26 +283,6 @@ impl<D: Dir> FolderRun<D> {
             .unwrap_or_default())
     }
 
-    /// The log of a run about to be continued: refused when it is corrupt, so the damaged
-    /// file is kept as it is for the user to inspect (appending would also give new keys ids
-    /// that rows in the damaged stretch may have used). A torn tail is fine: the caller cuts it.
-    pub fn resumable_log(&self) -> io::Result<Vec<u8>> {
-        let log = self.log_bytes()?;
-        let index = LogIndex::new(&log).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let id = index.run().map(|r| r.id.as_str()).unwrap_or_default();
-        if let Some(note) = corruption_note(id, index.corruption()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{note} in {}: the file is kept as it is; `tidelog sync` uploads what is \
-                     readable, continue under a new id",
-                    self.path.join(RECORDS).display()
-                ),
-            ));
-        }
-        Ok(log)
-    }
-
     /// Reads the log and progress to describe the run.
     pub fn status(&self) -> io::Result<RunStatus> {
         let log = self.log_bytes()?;
@@ -395,7 +375,7 @@ impl<D: Dir> RunStore for FolderRun<D> {
         self.log_bytes()
     }
 
-    async fn read_log_at(&self, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+    async fn read_log_at(&self, offset: u64, _seq: u64, max: usize) -> io::Result<Vec<u8>> {
         self.dir.read_at(&self.path.join(RECORDS), offset, max)
     }
 

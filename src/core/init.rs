@@ -5,10 +5,9 @@
 
 use std::fmt::Display;
 
-use super::folder::corruption_note;
 use super::layout::check_run_id;
-use super::log_index::LogIndex;
 use super::record::{Meta, RunInfo};
+use super::restore::{ResumeError, Resumed};
 use super::run_log::RunLog;
 
 /// What to do when the run id already exists locally.
@@ -89,14 +88,14 @@ pub trait RunHome {
     type Error: Display;
     /// Where this home keeps runs, for messages (a folder, "IndexedDB").
     fn place(&self) -> String;
-    /// The log of run `id` if it exists here, read after taking the run's writer lock where
-    /// the home has one.
-    async fn find(&mut self, id: &str) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// Run `id` if it exists here, its log replayed by [`super::restore::resume_state`] over
+    /// the home's store (in windows, from its checkpoint where the home keeps one).
+    async fn find(&mut self, id: &str) -> Result<Option<Result<Resumed, ResumeError>>, Self::Error>;
     /// Creates a new run's home (its folder or row), taking its writer lock.
     async fn create(&mut self, info: &RunInfo) -> Result<(), Self::Error>;
-    /// Continues a found run: cuts its log to `valid_len` bytes (a torn tail) and marks it
-    /// running.
-    async fn reopen(&mut self, info: &RunInfo, valid_len: u64) -> Result<(), Self::Error>;
+    /// Continues a found run whose log was `log_len` bytes when it was read: cuts it to
+    /// `valid_len` bytes (a torn tail) and marks it running.
+    async fn reopen(&mut self, info: &RunInfo, valid_len: u64, log_len: u64) -> Result<(), Self::Error>;
 }
 
 /// A run ready to log into.
@@ -151,9 +150,12 @@ pub async fn open<H: RunHome>(
     match (found, resume) {
         (Some(_), Resume::Never) => refused(format!("run {id} already exists in {}", home.place())),
         (None, Resume::Must) => refused(format!("no run {id} to resume in {}", home.place())),
-        (Some(log), _) => {
-            let (info, log, valid) = continued(&log, &new.project, &home.place())?;
-            home.reopen(&info, valid).await.map_err(InitError::Store)?;
+        (Some(found), _) => {
+            let resumed = continued(found, &new.project, &home.place())?;
+            let (info, log, valid) = (resumed.info, resumed.log, resumed.valid_len);
+            home.reopen(&info, valid, resumed.log_len)
+                .await
+                .map_err(InitError::Store)?;
             Ok(Opened {
                 stored_records: log.records(),
                 info,
@@ -186,32 +188,30 @@ pub async fn open<H: RunHome>(
     }
 }
 
-/// A stored run's identity, its restored log and the length of its intact prefix, or why it
-/// cannot be continued under `project`.
-fn continued<E>(bytes: &[u8], project: &str, place: &str) -> Result<(RunInfo, RunLog, u64), InitError<E>> {
-    let corrupt = |e: &dyn Display| InitError::Corrupt(e.to_string());
-    let index = LogIndex::new(bytes).map_err(|e| corrupt(&e))?;
-    let info = index
-        .run()
-        .cloned()
-        .ok_or_else(|| InitError::Corrupt("the stored run has no start record".into()))?;
-    if let Some(note) = corruption_note(&info.id, index.corruption()) {
+/// A found run as it can be continued under `project`, or why it cannot.
+fn continued<E>(
+    found: Result<Resumed, ResumeError>,
+    project: &str,
+    place: &str,
+) -> Result<Resumed, InitError<E>> {
+    let resumed = found.map_err(|e| match e {
         // Appending would give new keys ids that rows in the damaged stretch may have used;
         // the log is kept as it is for the user to inspect.
-        return Err(InitError::Corrupt(format!(
+        ResumeError::Corrupt(note) => InitError::Corrupt(format!(
             "{note} in {place}: the log is kept as it is; `tidelog sync` uploads what is \
              readable, continue under a new id"
-        )));
-    }
-    if info.project != project {
+        )),
+        ResumeError::NoStart => InitError::Corrupt("the stored run has no start record".into()),
+        other => InitError::Corrupt(other.to_string()),
+    })?;
+    if resumed.info.project != project {
         return Err(InitError::Resume(format!(
             "run {} belongs to project {:?}, not {:?}: resume it under its own project, or \
              start a new id",
-            info.id, info.project, project
+            resumed.info.id, resumed.info.project, project
         )));
     }
-    let (log, valid) = RunLog::restore(bytes).map_err(|e| corrupt(&e))?;
-    Ok((info, log, valid as u64))
+    Ok(resumed)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

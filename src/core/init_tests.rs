@@ -3,7 +3,32 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::core::progress::{RunStore, SyncProgress};
+use crate::core::record::FileRef;
+use crate::core::restore::resume_state;
 use crate::core::run_log::LogOptions;
+
+/// A stored log, read whole: a home's store for `resume_state`.
+struct Log(Vec<u8>);
+
+impl RunStore for Log {
+    type Error = String;
+    async fn read_log(&self) -> Result<Vec<u8>, String> {
+        Ok(self.0.clone())
+    }
+    async fn read_files(&self, _: &[FileRef]) -> Result<Vec<Vec<u8>>, String> {
+        Ok(Vec::new())
+    }
+    fn is_live(&self) -> bool {
+        false
+    }
+    async fn progress(&self) -> Result<SyncProgress, String> {
+        Ok(SyncProgress::default())
+    }
+    async fn save_progress(&mut self, _: &SyncProgress, _: Option<u64>) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 #[derive(Default)]
 struct Home {
@@ -18,9 +43,12 @@ impl RunHome for Home {
         "memory".into()
     }
 
-    async fn find(&mut self, id: &str) -> Result<Option<Vec<u8>>, String> {
+    async fn find(&mut self, id: &str) -> Result<Option<Result<Resumed, ResumeError>>, String> {
         self.asked.push(format!("find {id}"));
-        Ok(self.runs.get(id).cloned())
+        match self.runs.get(id) {
+            Some(log) => Ok(Some(resume_state(&Log(log.clone()), None).await)),
+            None => Ok(None),
+        }
     }
 
     async fn create(&mut self, info: &RunInfo) -> Result<(), String> {
@@ -29,7 +57,7 @@ impl RunHome for Home {
         Ok(())
     }
 
-    async fn reopen(&mut self, info: &RunInfo, valid_len: u64) -> Result<(), String> {
+    async fn reopen(&mut self, info: &RunInfo, valid_len: u64, _: u64) -> Result<(), String> {
         self.asked.push(format!("reopen {} at {valid_len}", info.id));
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod media;
 pub mod png;
 pub mod progress;
 pub mod record;
+pub mod restore;
 pub mod row;
 pub mod run_log;
 pub mod sync;

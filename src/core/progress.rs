@@ -54,8 +54,11 @@ pub trait RunStore {
     type Error: Display;
     /// The whole `records.tlog`.
     async fn read_log(&self) -> Result<Vec<u8>, Self::Error>;
-    /// Up to `max` bytes of the log from byte `offset`; fewer only where the log ends.
-    async fn read_log_at(&self, offset: u64, max: usize) -> Result<Vec<u8>, Self::Error> {
+    /// Up to `max` bytes of the log from byte `offset`, where record `seq` starts; fewer only
+    /// where the log ends. A store that keeps the log in pieces keyed by record (IndexedDB)
+    /// finds the piece by `seq`.
+    async fn read_log_at(&self, offset: u64, seq: u64, max: usize) -> Result<Vec<u8>, Self::Error> {
+        let _ = seq;
         let log = self.read_log().await?;
         let start = (offset as usize).min(log.len());
         Ok(log[start..log.len().min(start.saturating_add(max))].to_vec())

@@ -3,9 +3,12 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::frame::Frames;
+use super::digest::{Digest, JsonMap};
+use super::frame::{Corruption, Frames};
 use super::keys::KeyTable;
-use super::record::{decode, encode_key, encode_meta, encode_row, DecodeError, Meta, Record, RowKind};
+use super::record::{
+    decode, encode_key, encode_meta, encode_row, DecodeError, Meta, Record, RowKind, RunInfo,
+};
 use super::row::PendingRow;
 use super::value::Value;
 
@@ -82,6 +85,16 @@ pub struct RunLog {
     batch: Vec<u8>,
     records: u64,
     dropped: u64,
+    digest: Digest,
+}
+
+/// What replaying one window of a log found besides the state it rebuilt.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// End of the last intact record in the window: where the next window starts.
+    pub valid_len: usize,
+    /// Damaged stretches with intact records after them, at offsets within the window.
+    pub corruption: Vec<Corruption>,
 }
 
 fn short(key: &str) -> String {
@@ -89,31 +102,85 @@ fn short(key: &str) -> String {
 }
 
 impl RunLog {
+    /// The state after `records` records that named `keys` (in id order) and reached `step`:
+    /// a resume from a checkpoint whose prefix is no longer stored (IndexedDB drops the
+    /// chunks of a synced, ended run). The last values and digest of that prefix are not
+    /// known; the server has them.
+    pub fn seeded<'k>(keys: impl IntoIterator<Item = &'k str>, step: u64, records: u64) -> RunLog {
+        let mut me = RunLog {
+            step,
+            records,
+            ..RunLog::default()
+        };
+        for name in keys {
+            me.keys.intern(name);
+            me.last.push(None);
+            me.pending.add_key();
+        }
+        me
+    }
+
     /// Rebuilds the state of an existing log so appends continue it (resume).
     pub fn restore(log: &[u8]) -> Result<(RunLog, usize), DecodeError> {
         let mut me = RunLog::default();
-        let mut frames = Frames::new(log);
+        let replayed = me.replay(log, false, &mut None)?;
+        Ok((me, replayed.valid_len))
+    }
+
+    /// Replays the records of one window of a log into this state (a resume reads the log in
+    /// windows, so it needs memory for one window, not the log); `more` says the log goes on
+    /// past it (a frame cut by its end is left for the next window). `start` takes the run's
+    /// first start record.
+    pub fn replay(
+        &mut self,
+        window: &[u8],
+        more: bool,
+        start: &mut Option<RunInfo>,
+    ) -> Result<Replayed, DecodeError> {
+        let mut frames = Frames::window(window, more);
         for f in frames.by_ref() {
-            me.records += 1;
+            self.records += 1;
             match decode(f.payload)? {
                 Record::Key { name, .. } => {
-                    me.keys.intern(name);
-                    me.last.push(None);
-                    me.pending.add_key();
+                    self.keys.intern(name);
+                    self.last.push(None);
+                    self.pending.add_key();
                 }
                 Record::Row(row) if row.kind == RowKind::History => {
-                    me.step = me.step.max(row.step + 1);
+                    self.step = self.step.max(row.step + 1);
                     for v in row.values() {
                         let (id, v) = v?;
-                        if let Some(slot) = me.last.get_mut(id as usize) {
+                        if let Some(slot) = self.last.get_mut(id as usize) {
                             *slot = Some(v.to_owned());
                         }
                     }
                 }
-                _ => {}
+                Record::Meta(Meta::Start(info)) if start.is_none() => *start = Some(info),
+                Record::Meta(meta) => self.digest_meta(&meta),
+                Record::Row(_) => {}
             }
         }
-        Ok((me, frames.valid_len()))
+        Ok(Replayed {
+            valid_len: frames.valid_len(),
+            corruption: frames.corruption().to_vec(),
+        })
+    }
+
+    /// Folds a config or summary record into the digest; a summary value replaces the last
+    /// logged value of its key until the key is logged again.
+    fn digest_meta(&mut self, meta: &Meta) {
+        match meta {
+            Meta::Config { update } => self.digest.config_update(update),
+            Meta::Summary { update } => {
+                for name in update.keys() {
+                    if let Some(slot) = self.keys.get(name).and_then(|id| self.last.get_mut(id as usize)) {
+                        *slot = None;
+                    }
+                }
+                self.digest.summary_update(update);
+            }
+            _ => {}
+        }
     }
 
     /// Logs one call's values with `wandb.log` step semantics.
@@ -312,6 +379,7 @@ impl RunLog {
         if matches!(meta, Meta::Finish { .. }) {
             self.write_pending(RowKind::History);
         }
+        self.digest_meta(meta);
         encode_meta(&mut self.batch, meta);
         self.records += 1;
     }
@@ -360,6 +428,18 @@ impl RunLog {
     /// How many calls were dropped for a decreasing step.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// The merged config of every config record: `files/config.json` at finish.
+    pub fn config(&self) -> &JsonMap {
+        self.digest.config()
+    }
+
+    /// The run's summary: `summary.set()` values, each replaced by the key's value when it is
+    /// logged later, and the last committed value of every other history key:
+    /// `files/summary.json` at finish, without reading the log back.
+    pub fn summary(&self) -> JsonMap {
+        self.digest.summary(self.last_values())
     }
 
     /// The last committed value of every history key: the default summary.

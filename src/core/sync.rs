@@ -153,7 +153,12 @@ pub async fn sync_run<S: RunStore, T: Transport>(
         .unwrap_or_default();
     if cp.records > 0 {
         let (at, len) = cp.last_record();
-        if !is_one_frame(&store.read_log_at(at, len).await.map_err(store_err)?) {
+        if !is_one_frame(
+            &store
+                .read_log_at(at, cp.records - 1, len)
+                .await
+                .map_err(store_err)?,
+        ) {
             // The checkpoint's last record is not where it says: another log's; start over.
             cp = Checkpoint::default();
         }
@@ -165,7 +170,10 @@ pub async fn sync_run<S: RunStore, T: Transport>(
     let mut report = SyncReport::default();
     let mut rewound = false;
     loop {
-        let bytes = store.read_log_at(cp.offset, window).await.map_err(store_err)?;
+        let bytes = store
+            .read_log_at(cp.offset, cp.records, window)
+            .await
+            .map_err(store_err)?;
         let more = bytes.len() == window;
         let index = LogIndex::after(&bytes, more, &cp)?;
         let end = index.len();

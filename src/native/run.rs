@@ -24,6 +24,7 @@ use super::writer::{writer_loop, Shared, EARLY_FLUSH_BYTES};
 use crate::core::init::{open, InitError, NewRun, RunHome};
 use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::media::Media;
+use crate::core::restore::{resume_state, ResumeError, Resumed};
 
 pub use super::writer::FLUSH_INTERVAL;
 
@@ -164,15 +165,14 @@ pub struct Run {
     info: RunInfo,
     settings: Settings,
     config: Map<String, Json>,
-    summary: Map<String, Json>,
     _lock: File,
 }
 
 /// A `tidelog/` folder as `init` sees it: the core decides, this finds, creates and locks.
 struct Folder {
     root: PathBuf,
-    /// The folder of the run found and the length its log had when it was read.
-    found: Option<(PathBuf, u64)>,
+    /// The folder of the run found.
+    found: Option<PathBuf>,
     /// The run's folder and writer lock, once created or reopened.
     run: Option<(PathBuf, File)>,
 }
@@ -184,16 +184,16 @@ impl RunHome for Folder {
         self.root.display().to_string()
     }
 
-    async fn find(&mut self, id: &str) -> Result<Option<Vec<u8>>, RunError> {
+    async fn find(&mut self, id: &str) -> Result<Option<Result<Resumed, ResumeError>>, RunError> {
         if !self.root.is_dir() {
             return Ok(None);
         }
         let Some(dir) = find_run(&self.root, id).map_err(io_at(&self.root))? else {
             return Ok(None);
         };
-        let log = RunDir::new(&dir).log_bytes().map_err(io_at(&dir))?;
-        self.found = Some((dir, log.len() as u64));
-        Ok(Some(log))
+        let resumed = resume_state(&RunDir::new(&dir), None).await;
+        self.found = Some(dir);
+        Ok(Some(resumed))
     }
 
     async fn create(&mut self, info: &RunInfo) -> Result<(), RunError> {
@@ -207,8 +207,8 @@ impl RunHome for Folder {
     /// Takes the writer lock and checks the log is still the one that was read; the log is
     /// cut when it is opened for appending, and `run.spec` says running once the run's files
     /// are written.
-    async fn reopen(&mut self, info: &RunInfo, _: u64) -> Result<(), RunError> {
-        let (dir, read) = self.found.take().expect("reopen follows find");
+    async fn reopen(&mut self, info: &RunInfo, _: u64, read: u64) -> Result<(), RunError> {
+        let dir = self.found.take().expect("reopen follows find");
         let lock = take_lock(&dir, &info.id)?;
         let records = dir.join(RECORDS);
         if fs::metadata(&records).map_err(io_at(&records))?.len() != read {
@@ -272,7 +272,6 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
         sampler: None,
         dir,
         config: Map::new(),
-        summary: Map::new(),
         info,
         settings,
         _lock: lock,
@@ -426,11 +425,9 @@ impl Run {
 
     /// Sets a summary key, overriding the default "last logged value".
     pub fn summary_set(&mut self, key: &str, value: impl Into<Value>) {
-        let v = value.into().to_json();
         let mut update = Map::new();
-        update.insert(key.to_owned(), v.clone());
+        update.insert(key.to_owned(), value.into().to_json());
         self.shared.lock().meta(&Meta::Summary { update });
-        self.summary.insert(key.to_owned(), v);
     }
 
     /// Saves a file (a checkpoint, an artifact) with the run; it is uploaded on sync.
@@ -522,7 +519,7 @@ impl Run {
                 Some((exit_code, ts_ms)) => log.meta(&Meta::Finish { exit_code, ts_ms }),
                 None => log.commit_open_row(),
             }
-            log.last_values()
+            log.summary()
         };
         self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.notify_one();
@@ -533,10 +530,8 @@ impl Run {
                 source: io::Error::other(e),
             });
         }
-        let mut summary = last;
-        summary.extend(self.summary.clone());
         let path = self.dir.join(FILES).join("summary.json");
-        write_json_atomic(&path, &summary).map_err(io_at(&path))?;
+        write_json_atomic(&path, &last).map_err(io_at(&path))?;
         self.write_specs(match finish {
             Some((0, _)) => RunState::Finished,
             Some(_) => RunState::Failed,

@@ -1,6 +1,8 @@
 //! One interface over the three places a wasm run can live: IndexedDB, a Node folder, memory.
 
+use crate::core::digest::JsonMap;
 use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::restore::Seed;
 use crate::core::sync::SyncProgress;
 
 use super::fs_host::FsStore;
@@ -48,21 +50,31 @@ macro_rules! each {
 }
 
 impl Backend {
-    /// The log of run `id`, if it exists (for resume).
-    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        each!(self, s => s.existing_log(id).await)
+    /// Where a resume of run `id` starts when the log before it is no longer stored.
+    pub async fn resume_seed(&self, id: &str) -> Result<Option<Seed>, StoreError> {
+        match self {
+            Backend::Idb(s) => s.resume_seed(id).await,
+            Backend::Fs(_) | Backend::Memory(_) => Ok(None),
+        }
+    }
+
+    /// Whether run `id` is stored here (a resume then replays its log).
+    pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.exists(id).await)
     }
 
     /// Creates the run's home (folder, row, entry) and records it as the latest run. In
     /// IndexedDB the row keeps `credentials` (server URL, API key), so the package's Service
     /// Worker can sync the run with no page open; no Service Worker reads a folder or memory.
+    /// `keep_synced` keeps its acknowledged chunks in IndexedDB once it has ended and synced.
     pub async fn create(
         &self,
         info: &RunInfo,
         credentials: Option<&(String, String)>,
+        keep_synced: bool,
     ) -> Result<(), StoreError> {
         match self {
-            Backend::Idb(s) => s.create(info, credentials).await,
+            Backend::Idb(s) => s.create(info, credentials, keep_synced).await,
             Backend::Fs(s) => s.create(info).await,
             Backend::Memory(s) => s.create(info).await,
         }
@@ -90,7 +102,32 @@ impl Backend {
 
     /// The whole log of a run.
     pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        each!(self, s => s.read_log(id).await)
+        self.read_log_at(id, 0, 0, usize::MAX).await
+    }
+
+    /// Up to `max` bytes of a run's log from byte `offset`, where record `seq` starts.
+    pub async fn read_log_at(
+        &self,
+        id: &str,
+        offset: u64,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        each!(self, s => s.read_log_at(id, offset, seq, max).await)
+    }
+
+    /// The length of a run's log in bytes.
+    pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
+        each!(self, s => s.log_len(id).await)
+    }
+
+    /// Bytes of log a sync or a resume reads at once.
+    pub fn read_window(&self) -> usize {
+        match self {
+            Backend::Fs(s) => s.read_window(),
+            Backend::Idb(_) => super::idb::READ_WINDOW,
+            Backend::Memory(_) => usize::MAX,
+        }
     }
 
     /// A saved file's content.
@@ -116,6 +153,24 @@ impl Backend {
     /// Records the run's state where people look (run.spec, latest.spec, the runs row).
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
         each!(self, s => s.set_state(info, state).await)
+    }
+
+    /// Records the end of a run with its digest (the merged config and the summary, kept in
+    /// memory as it was logged): a folder writes them as `files/config.json` and
+    /// `files/summary.json`, so finishing never reads the log back. IndexedDB keeps `step`,
+    /// which a resume needs once the synced chunks are dropped.
+    pub async fn finish(
+        &self,
+        info: &RunInfo,
+        state: RunState,
+        (config, summary): (&JsonMap, &JsonMap),
+        step: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Backend::Fs(s) => s.finish(info, state, config, summary).await,
+            Backend::Idb(s) => s.finish(info, state, step).await,
+            Backend::Memory(s) => s.set_state(info, state).await,
+        }
     }
 
     /// Ids of the runs whose log is not fully acknowledged, or that the server last heard of

@@ -9,11 +9,14 @@ use rustc_hash::FxHashMap;
 use wasm_bindgen::prelude::*;
 
 use super::backend::StoreError;
-use crate::core::digest::config_and_summary;
+use crate::core::digest::JsonMap;
 use crate::core::folder::{find_run, run_id_of_path, runs_in, Dir, FolderRun};
 use crate::core::layout::{LOCK, RECORDS};
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::sync::{RunStore, SyncProgress};
+
+/// Bytes of log a sync or a resume reads at once through `readAt`.
+const READ_WINDOW: usize = 8 << 20;
 use crate::core::time::rfc3339;
 
 #[wasm_bindgen]
@@ -24,6 +27,8 @@ extern "C" {
 
     #[wasm_bindgen(method, catch)]
     fn read(this: &FsHost, path: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = readAt)]
+    fn read_at(this: &FsHost, path: &str, offset: f64, max: f64) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, catch, js_name = writeAtomic)]
     fn write_atomic(this: &FsHost, path: &str, data: &[u8]) -> Result<(), JsValue>;
     #[wasm_bindgen(method, catch)]
@@ -75,6 +80,22 @@ impl Dir for NodeDir {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         let v = self.0.read(&p(path)).map_err(io_err)?;
         Ok((!v.is_null() && !v.is_undefined()).then(|| js_sys::Uint8Array::new(&v).to_vec()))
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let v = self
+            .0
+            .read_at(&p(path), offset as f64, max as f64)
+            .map_err(io_err)?;
+        Ok(if v.is_null() || v.is_undefined() {
+            Vec::new()
+        } else {
+            js_sys::Uint8Array::new(&v).to_vec()
+        })
+    }
+
+    fn read_window(&self) -> usize {
+        READ_WINDOW
     }
 
     fn write_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
@@ -130,6 +151,8 @@ pub struct FsStore {
     /// Log length each resumed run was read at, checked once its lock is held: a writer that
     /// appended in between would leave the resumed state stale.
     read_at: RefCell<FxHashMap<String, u64>>,
+    /// Each run's folder once found, so a flush does not list `tidelog/` again.
+    paths: RefCell<FxHashMap<String, PathBuf>>,
 }
 
 impl FsStore {
@@ -139,28 +162,63 @@ impl FsStore {
             dir: NodeDir(host),
             root: PathBuf::from(root),
             read_at: RefCell::default(),
+            paths: RefCell::default(),
         }
     }
 
+    /// Run `id`'s folder: looked up once under `tidelog/` (a listing), then remembered.
+    fn find(&self, id: &str) -> Result<Option<PathBuf>, StoreError> {
+        if let Some(path) = self.paths.borrow().get(id) {
+            return Ok(Some(path.clone()));
+        }
+        let found = find_run(&self.dir, &self.root, id).map_err(store_err)?;
+        if let Some(path) = &found {
+            self.paths.borrow_mut().insert(id.to_owned(), path.clone());
+        }
+        Ok(found)
+    }
+
     fn run(&self, id: &str) -> Result<FolderRun<NodeDir>, StoreError> {
-        let path = find_run(&self.dir, &self.root, id)
-            .map_err(store_err)?
-            .ok_or_else(|| {
-                StoreError::new(format!("run {id} has no folder under {}", self.root.display()))
-            })?;
+        let path = self.find(id)?.ok_or_else(|| {
+            StoreError::new(format!("run {id} has no folder under {}", self.root.display()))
+        })?;
         Ok(FolderRun::open(self.dir.clone(), path))
     }
 
-    /// The log of run `id` to resume, refused when it is corrupt.
-    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(path) = find_run(&self.dir, &self.root, id).map_err(store_err)? else {
-            return Ok(None);
+    /// Whether run `id` has a folder; its log's length now is checked again once its lock is
+    /// held, after the resume has replayed it.
+    pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(path) = self.find(id)? else {
+            return Ok(false);
         };
-        let log = FolderRun::open(self.dir.clone(), path)
-            .resumable_log()
-            .map_err(store_err)?;
-        self.read_at.borrow_mut().insert(id.to_owned(), log.len() as u64);
-        Ok(Some(log))
+        let len = self
+            .dir
+            .size(&path.join(RECORDS))
+            .map_err(store_err)?
+            .unwrap_or(0);
+        self.read_at.borrow_mut().insert(id.to_owned(), len);
+        Ok(true)
+    }
+
+    pub async fn read_log_at(
+        &self,
+        id: &str,
+        offset: u64,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.run(id)?
+            .read_log_at(offset, seq, max)
+            .await
+            .map_err(store_err)
+    }
+
+    pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
+        self.run(id)?.log_len().await.map_err(store_err)
+    }
+
+    pub fn read_window(&self) -> usize {
+        READ_WINDOW
     }
 
     /// Takes run `id`'s writer lock for this process (atomic in the adapter: `O_EXCL`, or a
@@ -184,6 +242,9 @@ impl FsStore {
 
     pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
         let run = FolderRun::create(self.dir.clone(), &self.root, info).map_err(store_err)?;
+        self.paths
+            .borrow_mut()
+            .insert(info.id.clone(), run.path().to_path_buf());
         let metadata = self
             .dir
             .0
@@ -221,10 +282,6 @@ impl FsStore {
         Ok(())
     }
 
-    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        self.run(id)?.log_bytes().map_err(store_err)
-    }
-
     pub async fn read_file(&self, id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
         self.run(id)?.file_bytes(file).map_err(store_err)
     }
@@ -245,21 +302,31 @@ impl FsStore {
             .map_err(store_err)
     }
 
-    /// Also claims the run's lock file while it runs (Node has no OS file locks), and writes
-    /// `files/config.json` and `files/summary.json` once it has ended.
+    /// Also claims the run's lock file while it runs (Node has no OS file locks) and gives it
+    /// up once it has ended.
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
         let run = self.run(&info.id)?;
-        let lock = run.path().join(LOCK);
         if state == RunState::Running {
             self.take_lock(&run, &info.id)?;
         } else {
-            self.dir.remove(&lock).map_err(store_err)?;
-            let log = run.log_bytes().map_err(store_err)?;
-            let (config, summary) = config_and_summary(&log).map_err(|e| StoreError::new(e.to_string()))?;
-            run.put_json("config.json", &config).map_err(store_err)?;
-            run.put_json("summary.json", &summary).map_err(store_err)?;
+            self.dir.remove(&run.path().join(LOCK)).map_err(store_err)?;
         }
         run.write_specs(info, state).map_err(store_err)
+    }
+
+    /// Writes the digest kept while logging as `files/config.json` and `files/summary.json`,
+    /// then records the run's end.
+    pub async fn finish(
+        &self,
+        info: &RunInfo,
+        state: RunState,
+        config: &JsonMap,
+        summary: &JsonMap,
+    ) -> Result<(), StoreError> {
+        let run = self.run(&info.id)?;
+        run.put_json("config.json", config).map_err(store_err)?;
+        run.put_json("summary.json", summary).map_err(store_err)?;
+        self.set_state(info, state).await
     }
 
     /// Whether another process is writing run `id`.

@@ -9,7 +9,9 @@ use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode};
 use wasm_bindgen::JsValue;
 
 use super::backend::StoreError;
+use crate::core::frame::HEADER;
 use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::restore::Seed;
 use crate::core::sync::SyncProgress;
 
 const DB: &str = "tidelog";
@@ -20,6 +22,11 @@ const BLOBS: &str = "blobs";
 /// needs a read an unloading page cannot wait for): `log_bytes` of the log it left behind.
 /// Written by `storeNow` in `js/tidelog.js`.
 const LATE: &str = "~late:";
+/// Bytes of log a sync or a resume asks for at once: chunks are read by key range from the
+/// one holding the first record wanted until this much is in hand.
+pub const READ_WINDOW: usize = 8 << 20;
+/// Chunks fetched per request while a window fills.
+const CHUNK_BATCH: u32 = 16;
 
 /// An open `tidelog` database.
 pub struct IdbStore {
@@ -52,6 +59,39 @@ async fn done(tx: Transaction) -> Result<(), StoreError> {
     }
 }
 
+/// The last acknowledged record of a run whose chunks before the one holding it may be
+/// dropped: acknowledged whole (`synced`), ended (finished or failed, with the step it
+/// reached) and acknowledged as ended, and not started with `keepSynced`.
+fn prunable(row: &JsValue, progress: &SyncProgress, synced: Option<u64>) -> Option<u64> {
+    let ended = matches!(
+        get(row, "state").as_string().as_deref(),
+        Some("finished" | "failed")
+    );
+    let acked_ended = progress.acked_state.is_some_and(|s| s != RunState::Running);
+    let ok = synced.is_some()
+        && ended
+        && acked_ended
+        && progress.checkpoint.is_some()
+        && get(row, "step").as_f64().is_some()
+        && !get(row, "keep_synced").is_truthy();
+    progress.acked_records.checked_sub(1).filter(|_| ok)
+}
+
+/// Where the `n`th frame of a chunk starts (the chunk's end when it holds fewer): chunks
+/// hold whole frames, written in one transaction, so the headers' lengths lead from one to
+/// the next.
+fn skip_frames(chunk: &[u8], n: u64) -> usize {
+    let mut at = 0usize;
+    for _ in 0..n {
+        let Some(len) = chunk.get(at..at + 4) else {
+            return chunk.len();
+        };
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        at = at.saturating_add(HEADER + len).min(chunk.len());
+    }
+    at
+}
+
 fn js_err(e: JsValue) -> StoreError {
     StoreError::new(format!("{e:?}"))
 }
@@ -75,7 +115,12 @@ fn json<T: serde::Serialize>(v: &T) -> JsValue {
 /// A run row's sync progress (none yet: the default). Read as bytes, the same way the folder
 /// store reads `.sync-progress`, so the wasm module holds one copy of its decoder.
 fn progress_of(row: &JsValue) -> SyncProgress {
-    let text = get(row, "progress").as_string().unwrap_or_default();
+    progress_of_field(row, "progress")
+}
+
+/// A sync progress kept as JSON in a row's `field` (the default when absent).
+fn progress_of_field(row: &JsValue, field: &str) -> SyncProgress {
+    let text = get(row, field).as_string().unwrap_or_default();
     serde_json::from_slice(text.as_bytes()).unwrap_or_default()
 }
 
@@ -124,18 +169,80 @@ impl IdbStore {
         Ok(())
     }
 
-    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if self.row(id).await?.is_none() {
-            return Ok(None);
-        }
-        self.read_log(id).await.map(Some)
+    pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.row(id).await?.is_some())
     }
 
-    /// Writes a new run's row; `credentials` (server URL, API key) are kept on it.
+    /// The log's length: the row's, or a late row's when a page going away wrote more.
+    pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
+        let mut len = 0f64;
+        for key in [id.to_owned(), format!("{LATE}{id}")] {
+            if let Some(row) = self.row(&key).await? {
+                len = len.max(get(&row, "log_bytes").as_f64().unwrap_or(0.0));
+            }
+        }
+        Ok(len as u64)
+    }
+
+    /// Up to `max` bytes of the log from record `seq` on (at byte `_offset`): only the chunks
+    /// from the one holding `seq` are read, by key range on `[run, seq]`, so a sync after one
+    /// new record reads the chunk that holds it, not the run's history.
+    pub async fn read_log_at(
+        &self,
+        id: &str,
+        _offset: u64,
+        seq: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
+        let tx = self
+            .db
+            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let chunks = tx.store(CHUNKS).map_err(err)?;
+        let upto = KeyRange::bound(&key(0.0), &key(seq as f64), None, None).map_err(err)?;
+        let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
+        let mut out = Vec::new();
+        if let Some(first) = starts.last() {
+            let mut from = Reflect::get(first, &1.into())
+                .map_err(js_err)?
+                .as_f64()
+                .unwrap_or(0.0);
+            let mut skip = seq.saturating_sub(from as u64);
+            // The chunk holding `seq` alone first: often all that is wanted.
+            let mut limit = 1;
+            'read: loop {
+                let open = limit > 1;
+                let range =
+                    KeyRange::bound(&key(from), &key(f64::INFINITY), Some(open), None).map_err(err)?;
+                let batch = chunks.get_all(Some(range), Some(limit)).await.map_err(err)?;
+                for c in &batch {
+                    let bytes = Uint8Array::new(&get(c, "bytes")).to_vec();
+                    let start = skip_frames(&bytes, std::mem::take(&mut skip));
+                    out.extend_from_slice(&bytes[start..]);
+                    from = get(c, "seq").as_f64().unwrap_or(from);
+                    if out.len() >= max {
+                        break 'read;
+                    }
+                }
+                if batch.len() < limit as usize {
+                    break;
+                }
+                limit = CHUNK_BATCH;
+            }
+        }
+        done(tx).await?;
+        out.truncate(max);
+        Ok(out)
+    }
+
+    /// Writes a new run's row; `credentials` (server URL, API key) are kept on it, and
+    /// `keep_synced` keeps its chunks once it has ended and synced.
     pub async fn create(
         &self,
         info: &RunInfo,
         credentials: Option<&(String, String)>,
+        keep_synced: bool,
     ) -> Result<(), StoreError> {
         let row = object(&[
             ("id", info.id.as_str().into()),
@@ -146,6 +253,7 @@ impl IdbStore {
             ("log_bytes", 0.into()),
             ("server", credentials.map(|c| c.0.as_str()).into()),
             ("api_key", credentials.map(|c| c.1.as_str()).into()),
+            ("keep_synced", keep_synced.into()),
         ])?;
         let tx = self
             .db
@@ -197,28 +305,6 @@ impl IdbStore {
         Ok(())
     }
 
-    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        let lower: JsValue = Array::of2(&id.into(), &0.into()).into();
-        let upper: JsValue = Array::of2(&id.into(), &f64::INFINITY.into()).into();
-        let range = KeyRange::bound(&lower, &upper, None, None).map_err(err)?;
-        let tx = self
-            .db
-            .transaction(&[CHUNKS], TransactionMode::ReadOnly)
-            .map_err(err)?;
-        let chunks = tx
-            .store(CHUNKS)
-            .map_err(err)?
-            .get_all(Some(range), None)
-            .await
-            .map_err(err)?;
-        done(tx).await?;
-        let mut out = Vec::new();
-        for c in chunks {
-            out.extend_from_slice(&Uint8Array::new(&get(&c, "bytes")).to_vec());
-        }
-        Ok(out)
-    }
-
     pub async fn read_file(&self, _id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {
         let tx = self
             .db
@@ -248,20 +334,86 @@ impl IdbStore {
         Ok(progress_of(&row))
     }
 
+    /// Saves the progress; once an ended run is acknowledged whole, also drops its chunks
+    /// (see [`prunable`]) in the same transaction, keeping on the row the progress and step a
+    /// resume starts from instead ([`IdbStore::resume_seed`]), so no later sync, resume or
+    /// finish reads a dropped chunk.
     pub async fn save_progress(
         &self,
         id: &str,
         progress: &SyncProgress,
         synced: Option<u64>,
     ) -> Result<(), StoreError> {
-        let synced = synced.map_or(JsValue::NULL, |b| (b as f64).into());
-        self.update_row(id, &[("progress", json(progress)), ("synced_bytes", synced)])
+        let tx = self
+            .db
+            .transaction(&[RUNS, CHUNKS], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let runs = tx.store(RUNS).map_err(err)?;
+        let row = runs
+            .get(id.into())
             .await
+            .map_err(err)?
+            .ok_or_else(|| StoreError::new(format!("run {id} is not in IndexedDB")))?;
+        let set = |k: &str, v: &JsValue| Reflect::set(&row, &k.into(), v).map_err(js_err);
+        set("progress", &json(progress))?;
+        set(
+            "synced_bytes",
+            &synced.map_or(JsValue::NULL, |b| (b as f64).into()),
+        )?;
+        if let Some(last) = prunable(&row, progress, synced) {
+            let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
+            let chunks = tx.store(CHUNKS).map_err(err)?;
+            let upto = KeyRange::bound(&key(0.0), &key(last as f64), None, None).map_err(err)?;
+            let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
+            let keep = starts
+                .last()
+                .and_then(|k| Reflect::get(k, &1.into()).ok())
+                .and_then(|s| s.as_f64())
+                .unwrap_or(0.0);
+            if keep > 0.0 {
+                let before = KeyRange::bound(&key(0.0), &key(keep), None, Some(true)).map_err(err)?;
+                chunks.delete(before.into()).await.map_err(err)?;
+            }
+            // The progress (its checkpoint) and the step: the module already holds the
+            // progress's JSON code, so the seed needs no decoder of its own.
+            set("seed", &json(progress))?;
+            set("seed_step", &get(&row, "step"))?;
+        }
+        runs.put(&row, None).await.map_err(err)?;
+        done(tx).await
+    }
+
+    /// Where a resume starts once the chunks before it were dropped: the checkpoint and step
+    /// kept on the row when they were ([`IdbStore::prune`]); `None` while every chunk is there.
+    pub async fn resume_seed(&self, id: &str) -> Result<Option<Seed>, StoreError> {
+        let Some(row) = self.row(id).await? else {
+            return Ok(None);
+        };
+        if get(&row, "seed").is_undefined() {
+            return Ok(None);
+        }
+        let checkpoint = progress_of_field(&row, "seed").checkpoint.ok_or_else(|| {
+            StoreError::new(format!(
+                "run {id}: its synced chunks were dropped but its seed does not read"
+            ))
+        })?;
+        let step = get(&row, "seed_step").as_f64().unwrap_or(0.0) as u64;
+        Ok(Some(Seed { checkpoint, step }))
     }
 
     pub async fn set_state(&self, info: &RunInfo, state: RunState) -> Result<(), StoreError> {
         self.update_row(&info.id, &[("state", state.as_str().into())])
             .await
+    }
+
+    /// Records the run's end and the step it reached (what a resume needs once its synced
+    /// chunks are dropped).
+    pub async fn finish(&self, info: &RunInfo, state: RunState, step: u64) -> Result<(), StoreError> {
+        self.update_row(
+            &info.id,
+            &[("state", state.as_str().into()), ("step", (step as f64).into())],
+        )
+        .await
     }
 
     /// The server URL and API key kept with run `id`, if it has them.

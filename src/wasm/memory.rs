@@ -31,8 +31,8 @@ impl MemoryStore {
         Ok(f(run))
     }
 
-    pub async fn existing_log(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.runs.borrow().get(id).map(|r| r.log.clone()))
+    pub async fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.runs.borrow().contains_key(id))
     }
 
     pub async fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
@@ -55,8 +55,21 @@ impl MemoryStore {
         })
     }
 
-    pub async fn read_log(&self, id: &str) -> Result<Vec<u8>, StoreError> {
-        self.with(id, |r| r.log.clone())
+    pub async fn read_log_at(
+        &self,
+        id: &str,
+        offset: u64,
+        _seq: u64,
+        max: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.with(id, |r| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(r.log.len());
+            r.log[start..r.log.len().min(start.saturating_add(max))].to_vec()
+        })
+    }
+
+    pub async fn log_len(&self, id: &str) -> Result<u64, StoreError> {
+        self.with(id, |r| r.log.len() as u64)
     }
 
     pub async fn read_file(&self, id: &str, file: &FileRef) -> Result<Vec<u8>, StoreError> {

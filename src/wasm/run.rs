@@ -9,13 +9,14 @@ use serde_json::{Map, Value as Json};
 use wasm_bindgen::prelude::*;
 
 use super::backend::{Backend, StoreError};
-use super::store::Store;
+use super::store::{Store, StoredRun};
 use super::value::{to_object, to_value};
 use super::{js_error, now_ms};
 use crate::core::bundle::sha256_hex;
 use crate::core::init::{check, open, InitError, NewRun, Resume, RunHome};
 use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
+use crate::core::restore::{resume_state, ResumeError, Resumed};
 use crate::core::run_log::{LogOptions, Logged, RunLog};
 use crate::core::value::Value;
 
@@ -48,6 +49,10 @@ pub struct InitOptions {
     /// The API key kept with `server`.
     #[serde(skip)]
     pub api_key: Option<String>,
+    /// Keep the chunks of the run in IndexedDB once it has ended and the server acknowledged
+    /// them (by default they are dropped, so IndexedDB holds what is unsynced, not history).
+    #[serde(skip)]
+    pub keep_synced: bool,
 }
 
 /// `logStaged`: the values were logged.
@@ -140,8 +145,8 @@ struct Home<'a> {
     store: &'a Store,
     /// The server and key a new run is kept with (IndexedDB, for the Service Worker).
     credentials: Option<(String, String)>,
-    /// The length of the log `find` read.
-    found_len: u64,
+    /// Whether a new run keeps its chunks once synced (`keepSynced`).
+    keep_synced: bool,
 }
 
 impl RunHome for Home<'_> {
@@ -156,18 +161,28 @@ impl RunHome for Home<'_> {
         .into()
     }
 
-    async fn find(&mut self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let log = self.store.backend.existing_log(id).await?;
-        self.found_len = log.as_ref().map_or(0, |l| l.len() as u64);
-        Ok(log)
+    async fn find(&mut self, id: &str) -> Result<Option<Result<Resumed, ResumeError>>, StoreError> {
+        if !self.store.backend.exists(id).await? {
+            return Ok(None);
+        }
+        let stored = StoredRun {
+            backend: &self.store.backend,
+            id: id.to_owned(),
+            live: false,
+        };
+        let seed = self.store.backend.resume_seed(id).await?;
+        Ok(Some(resume_state(&stored, seed).await))
     }
 
     async fn create(&mut self, info: &RunInfo) -> Result<(), StoreError> {
-        self.store.backend.create(info, self.credentials.as_ref()).await
+        self.store
+            .backend
+            .create(info, self.credentials.as_ref(), self.keep_synced)
+            .await
     }
 
-    async fn reopen(&mut self, info: &RunInfo, valid_len: u64) -> Result<(), StoreError> {
-        if valid_len < self.found_len {
+    async fn reopen(&mut self, info: &RunInfo, valid_len: u64, log_len: u64) -> Result<(), StoreError> {
+        if valid_len < log_len {
             self.store.backend.truncate(&info.id, valid_len).await?;
         }
         self.store.backend.set_state(info, RunState::Running).await
@@ -189,7 +204,7 @@ impl Store {
         let mut home = Home {
             store: self,
             credentials: opts.server.zip(opts.api_key),
-            found_len: 0,
+            keep_synced: opts.keep_synced,
         };
         let new = NewRun {
             project: opts.project,
@@ -225,7 +240,7 @@ impl Store {
 #[wasm_bindgen]
 impl Store {
     /// Starts (or resumes) a run: `opts` = `{ project, name, entity, id, config, tags, notes,
-    /// resume }`; with `checkOnly` it only checks them (and resolves to nothing).
+    /// resume, keepSynced }`; with `checkOnly` it only checks them (and resolves to nothing).
     #[wasm_bindgen(js_name = openRun)]
     pub fn open_run(&self, opts: JsValue) -> js_sys::Promise {
         let store = self.clone();
@@ -239,6 +254,10 @@ impl Store {
             let text = |k: &str| js_sys::Reflect::get(&raw, &k.into()).ok()?.as_string();
             opts.server = text("server");
             opts.api_key = text("apiKey");
+            opts.keep_synced = js_sys::Reflect::get(&raw, &"keepSynced".into())
+                .ok()
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
             if js_sys::Reflect::get(&raw, &"checkOnly".into()).is_ok_and(|v| v.is_truthy()) {
                 // `init`'s rules, checked before the module's current run is ended for this one.
                 return Resume::parse(opts.resume.as_deref())
@@ -507,7 +526,7 @@ impl WasmRun {
     pub fn finish(&self, exit_code: i32) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         wasm_bindgen_futures::future_to_promise(async move {
-            let (store, info) = {
+            let (store, info, config, summary, step) = {
                 let mut me = inner.borrow_mut();
                 if !me.finished {
                     me.finished = true;
@@ -516,7 +535,9 @@ impl WasmRun {
                         ts_ms: now_ms(),
                     });
                 }
-                (me.store.clone(), me.info.clone())
+                let config = me.log.config().clone();
+                let step = me.log.step();
+                (me.store.clone(), me.info.clone(), config, me.log.summary(), step)
             };
             flush(Rc::clone(&inner)).await?;
             let state = if exit_code == 0 {
@@ -524,7 +545,11 @@ impl WasmRun {
             } else {
                 RunState::Failed
             };
-            store.backend.set_state(&info, state).await.map_err(js_error)?;
+            store
+                .backend
+                .finish(&info, state, (&config, &summary), step)
+                .await
+                .map_err(js_error)?;
             Ok(JsValue::UNDEFINED)
         })
     }

@@ -34,18 +34,30 @@ pub(crate) async fn sleep(ms: u64) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
-/// One run's share of a [`Store`], as the sync engine sees it.
-struct StoredRun {
-    backend: Rc<Backend>,
-    id: String,
-    live: bool,
+/// One run's share of a [`Store`], as the sync engine and a resume see it.
+pub(crate) struct StoredRun<'a> {
+    pub(crate) backend: &'a Backend,
+    pub(crate) id: String,
+    pub(crate) live: bool,
 }
 
-impl RunStore for StoredRun {
+impl RunStore for StoredRun<'_> {
     type Error = StoreError;
 
     async fn read_log(&self) -> Result<Vec<u8>, StoreError> {
         self.backend.read_log(&self.id).await
+    }
+
+    async fn read_log_at(&self, offset: u64, seq: u64, max: usize) -> Result<Vec<u8>, StoreError> {
+        self.backend.read_log_at(&self.id, offset, seq, max).await
+    }
+
+    fn read_window(&self) -> usize {
+        self.backend.read_window()
+    }
+
+    async fn log_len(&self) -> Result<u64, StoreError> {
+        self.backend.log_len(&self.id).await
     }
 
     async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -155,7 +167,7 @@ impl Store {
                 },
             };
             let mut run = StoredRun {
-                backend: Rc::clone(&self.backend),
+                backend: &self.backend,
                 live: live.contains(&id) || self.backend.is_live(&id),
                 id: id.clone(),
             };

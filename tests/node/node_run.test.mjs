@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as tidelog from "../../pkg/node.js";
@@ -233,4 +233,26 @@ test("a Node script that ends without finish() keeps its open row: the explicit 
   } finally {
     server.stop();
   }
+});
+
+test("finish writes config.json and summary.json from memory: a resumed run's digest carries the first session's keys, without the log", async () => {
+  const dir = tempDir();
+  const base = { project: "digest", id: "dig01", dir, mode: "offline", systemIntervalMs: 0 };
+  const first = await tidelog.init({ ...base, config: { lr: 0.1 } });
+  tidelog.log({ loss: 3, acc: 0.5 });
+  first.summary.set("best", 1);
+  first.summary.set("loss", 9);
+  await tidelog.finish();
+  assert.deepEqual(runFile(dir, "dig01", "files/summary.json"), { loss: 9, acc: 0.5, best: 1 });
+
+  const second = await tidelog.init({ ...base, resume: "must", config: { batch: 8 } });
+  assert.equal(second.step, 1);
+  tidelog.log({ loss: 2 });
+  await second.flush();
+  // The log is gone from under the run: whatever finish writes now comes from memory.
+  const records = join(dir, "tidelog", latest(dir).dir, "records.tlog");
+  rmSync(records);
+  await tidelog.finish();
+  assert.deepEqual(runFile(dir, "dig01", "files/config.json"), { lr: 0.1, batch: 8 });
+  assert.deepEqual(runFile(dir, "dig01", "files/summary.json"), { loss: 2, acc: 0.5, best: 1 }, "a later log of loss replaces its summary.set");
 });
