@@ -24,6 +24,14 @@ pub enum ServerError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The database's migrations could not be applied (a password in the URL is masked).
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate {
+        /// The database URL.
+        url: String,
+        /// The migrator's error: a failed statement, or a database changed by another version.
+        source: sqlx::migrate::MigrateError,
+    },
     /// A file under the data folder could not be read or written.
     #[error("{what}: {source}")]
     Io {
@@ -90,20 +98,19 @@ impl ServerError {
         match self {
             ServerError::Io { source, .. } | ServerError::Bind { source, .. } => io_full(source),
             ServerError::Db(e) | ServerError::Open { source: e, .. } => db_full(e),
+            ServerError::Migrate {
+                source: sqlx::migrate::MigrateError::Execute(e),
+                ..
+            } => db_full(e),
             _ => false,
         }
     }
 
-    /// True when the database stayed locked or its pool exhausted: overload, worth a retry.
+    /// True when the database is overloaded, locked, unreachable for a moment or asked this
+    /// transaction to retry: worth a retry, so the client is told 503 with `Retry-After`.
     fn is_busy(&self) -> bool {
         match self {
-            ServerError::Db(sqlx::Error::PoolTimedOut) => true,
-            ServerError::Db(sqlx::Error::Database(e)) => {
-                // SQLITE_BUSY and its extended codes end in 5 in their low byte.
-                e.code()
-                    .and_then(|c| c.parse::<u32>().ok())
-                    .is_some_and(|c| c & 0xff == 5)
-            }
+            ServerError::Db(e) => db_busy(e),
             _ => false,
         }
     }
@@ -117,16 +124,62 @@ fn io_full(e: &std::io::Error) -> bool {
     )
 }
 
-/// SQLITE_FULL ("database or disk is full"), or an I/O error that is [`io_full`].
+/// A database's own error code, by backend: SQLite's result code, PostgreSQL's SQLSTATE.
+enum Code<'a> {
+    Sqlite(u32),
+    Postgres(&'a str),
+    Other,
+}
+
+fn code(e: &dyn sqlx::error::DatabaseError) -> Code<'_> {
+    if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Code::Postgres(pg.code());
+    }
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        if let Some(c) = e.code().and_then(|c| c.parse::<u32>().ok()) {
+            return Code::Sqlite(c);
+        }
+    }
+    Code::Other
+}
+
+/// SQLITE_FULL ("database or disk is full"), PostgreSQL's `disk_full` (53100), or an I/O
+/// error that is [`io_full`].
 fn db_full(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(e) => io_full(e),
-        sqlx::Error::Database(e) => {
-            e.code()
-                .and_then(|c| c.parse::<u32>().ok())
-                .is_some_and(|c| c & 0xff == 13)
-                || e.message().contains("database or disk is full")
-        }
+        sqlx::Error::Database(e) => match code(e.as_ref()) {
+            // SQLITE_FULL and its extended codes end in 13 in their low byte.
+            Code::Sqlite(c) => c & 0xff == 13,
+            Code::Postgres(c) => c == "53100",
+            Code::Other => e.message().contains("database or disk is full"),
+        },
+        _ => false,
+    }
+}
+
+/// SQLITE_BUSY; on PostgreSQL a serialization failure or deadlock (class 40), lock timeout
+/// (55P03), lack of memory or connections (53200, 53300, 53400), a server starting or stopping
+/// (57P01..57P03) or a lost connection (class 08); an exhausted pool; a refused or reset
+/// connection to the database.
+fn db_busy(e: &sqlx::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut};
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Io(e) => matches!(
+            e.kind(),
+            ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut
+        ),
+        sqlx::Error::Database(e) => match code(e.as_ref()) {
+            // SQLITE_BUSY and its extended codes end in 5 in their low byte.
+            Code::Sqlite(c) => c & 0xff == 5,
+            Code::Postgres(c) => {
+                c.starts_with("40")
+                    || c.starts_with("08")
+                    || ["55P03", "53200", "53300", "53400", "57P01", "57P02", "57P03"].contains(&c)
+            }
+            Code::Other => false,
+        },
         _ => false,
     }
 }
@@ -302,5 +355,49 @@ mod tests {
             .unwrap_err();
         let e = ApiError::from(ServerError::io("writing a blob", err));
         assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
+    }
+
+    /// PostgreSQL's SQLSTATEs, raised by a real server, get the statuses their class calls for.
+    #[tokio::test]
+    async fn postgres_errors_are_507_503_or_500_by_their_code() {
+        let url = crate::server::db::fresh_postgres().await;
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        for (code, status) in [
+            ("53100", 507),
+            ("40001", 503),
+            ("40P01", 503),
+            ("53300", 503),
+            ("55P03", 503),
+            ("57P03", 503),
+            ("23505", 500),
+            ("22023", 500),
+        ] {
+            let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$");
+            let e = ApiError::from(sqlx::query(&sql).execute(&db).await.unwrap_err());
+            assert_eq!(e.status().as_u16(), status, "{code}: {e}");
+        }
+    }
+
+    /// A database that refuses connections is a moment's outage: 503, not 500.
+    #[tokio::test]
+    async fn an_unreachable_database_is_503() {
+        sqlx::any::install_default_drivers();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(1))
+            .connect(&format!("postgres://nobody@127.0.0.1:{port}/none"))
+            .await
+            .unwrap_err();
+        let e = ApiError::from(refused);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e:?}");
     }
 }
