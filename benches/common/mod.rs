@@ -50,18 +50,30 @@ impl Drop for Server {
     }
 }
 
+/// A database URL (`postgres://...`, created and empty) for the benched server instead of
+/// SQLite under its data folder.
+pub const BENCH_DATABASE: &str = "TIDELOG_BENCH_DATABASE";
+
 /// Starts `tidelog serve` on `data` with a fresh key: the server, its URL and the key.
+
 pub fn start_server(data: &Path) -> (Server, String, String) {
     let bin = env!("CARGO_BIN_EXE_tidelog");
+    let database: Vec<String> = std::env::var(BENCH_DATABASE)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| vec!["--database".into(), u])
+        .unwrap_or_default();
     let key = Command::new(bin)
         .args(["admin", "create-key", "--account", "bench", "--data"])
         .arg(data)
+        .args(&database)
         .output()
         .expect("create-key");
     let key = String::from_utf8(key.stdout).expect("utf8").trim().to_owned();
     let mut child = Command::new(bin)
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(&database)
         .stdout(Stdio::piped())
         .spawn()
         .expect("serve");

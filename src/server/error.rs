@@ -106,6 +106,17 @@ impl ServerError {
         }
     }
 
+    /// True when the database refused text it cannot store: on PostgreSQL a NUL character
+    /// (22021) or one outside the database's encoding (22P05). The input's fault: 400.
+    fn is_unstorable_text(&self) -> bool {
+        match self {
+            ServerError::Db(sqlx::Error::Database(e)) => {
+                matches!(code(e.as_ref()), Code::Postgres("22021" | "22P05"))
+            }
+            _ => false,
+        }
+    }
+
     /// True when the database is overloaded, locked, unreachable for a moment or asked this
     /// transaction to retry: worth a retry, so the client is told 503 with `Retry-After`.
     fn is_busy(&self) -> bool {
@@ -268,6 +279,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(e) if e.is_full() => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(e) if e.is_unstorable_text() => StatusCode::BAD_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -283,7 +295,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(e) if e.is_busy() => {
                 log::warn!("tidelog server: overloaded: {e}");
-                json!({ "error": "server busy: the database is locked by other writers; retry shortly" })
+                json!({ "error": "server busy: the database is locked, overloaded or briefly unreachable; retry shortly" })
+            }
+            ApiError::Internal(e) if e.is_unstorable_text() => {
+                json!({ "error": format!("text the database cannot store, such as a NUL character: {e}") })
             }
             ApiError::Internal(e) => {
                 log::error!("tidelog server: {e}");
@@ -373,6 +388,8 @@ mod tests {
             ("53300", 503),
             ("55P03", 503),
             ("57P03", 503),
+            ("22021", 400),
+            ("22P05", 400),
             ("23505", 500),
             ("22023", 500),
         ] {
