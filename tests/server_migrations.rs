@@ -3,6 +3,8 @@
 //! `tidelog serve` opens it, with its runs, keys and files intact, and opens again unchanged.
 //! Only SQLite databases predate versioned migrations, so this suite is SQLite's alone.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 mod common;
 
 use std::path::Path;

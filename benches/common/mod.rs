@@ -55,7 +55,6 @@ impl Drop for Server {
 pub const BENCH_DATABASE: &str = "TIDELOG_BENCH_DATABASE";
 
 /// Starts `tidelog serve` on `data` with a fresh key: the server, its URL and the key.
-
 pub fn start_server(data: &Path) -> (Server, String, String) {
     let bin = env!("CARGO_BIN_EXE_tidelog");
     let database: Vec<String> = std::env::var(BENCH_DATABASE)
