@@ -18,17 +18,8 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::{Meta, RunInfo, RunState};
 
 use common::{
-    agent, bundle, create_key, post_bundle as post, proc_kib, reply, run_log, table, Reply, Server,
+    agent, bundle, create_key, get_reply as get, post_bundle as post, proc_kib, reply, run_log, table, Server,
 };
-
-fn get(server: &Server, key: &str, path: &str) -> Reply {
-    reply(
-        agent()
-            .get(format!("{}{path}", server.url))
-            .header("Authorization", format!("Bearer {key}"))
-            .call(),
-    )
-}
 
 /// Creates a tus upload of `len` bytes; returns its id.
 fn create_upload(server: &Server, key: &str, len: usize) -> String {

@@ -12,7 +12,7 @@ use std::path::Path;
 use sqlx::{Connection, Row, SqliteConnection};
 use tidelog::core::bundle::sha256_hex;
 
-use common::{agent, bundle, post_bundle, reply, run_log, Reply, Server};
+use common::{bundle, get_reply as get, post_bundle, run_log, Server};
 
 /// The schema as the code before versioned migrations created it, verbatim.
 const OLD_SCHEMA: &[&str] = &[
@@ -122,15 +122,6 @@ fn tables_and_versions(data: &Path) -> (Vec<String>, Vec<i64>) {
         db.close().await.unwrap();
         (tables, versions)
     })
-}
-
-fn get(server: &Server, key: &str, path: &str) -> Reply {
-    reply(
-        agent()
-            .get(format!("{}{path}", server.url))
-            .header("Authorization", format!("Bearer {key}"))
-            .call(),
-    )
 }
 
 #[test]

@@ -480,6 +480,16 @@ pub fn bundle(log: &[u8], carried: &[&[u8]]) -> tidelog::core::bundle::Bundle {
     write_bundle(&index, &run, index.state(false), 0..index.len(), &files).unwrap()
 }
 
+/// `GET path` with `key`, as a [`Reply`].
+pub fn get_reply(server: &Server, key: &str, path: &str) -> Reply {
+    reply(
+        agent()
+            .get(format!("{}{path}", server.url))
+            .header("Authorization", format!("Bearer {key}"))
+            .call(),
+    )
+}
+
 /// `POST /api/v1/bundles` of `bytes` with `key`.
 pub fn post_bundle(server: &Server, key: &str, bytes: &[u8]) -> Reply {
     reply(
