@@ -2,68 +2,23 @@
 //! versioned migrations per backend, and the run row. Queries use `$n` placeholders and
 //! `ON CONFLICT`, which both dialects share; where they differ, the SQL is chosen by backend.
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value as Json};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 
 use super::error::ServerError;
 use crate::core::time::rfc3339;
 
-/// A migration: its version, its file's name (`NNNN_what`), and its SQL for SQLite and for
-/// PostgreSQL, from `migrations/sqlite/` and `migrations/postgres/`.
-macro_rules! migration {
-    ($file:literal) => {
-        (
-            version($file),
-            $file,
-            include_str!(concat!("../../migrations/sqlite/", $file, ".sql")),
-            include_str!(concat!("../../migrations/postgres/", $file, ".sql")),
-        )
-    };
-}
+mod migrate;
+#[cfg(test)]
+mod pg_tests;
 
-/// The versioned migrations, in order. To change the schema, add `NNNN_what.sql` with the next
-/// number to both `migrations/sqlite/` and `migrations/postgres/`, each in its own dialect, and
-/// list it here; never edit a released one (migrations/README.md).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[migration!("0001_schema"), migration!("0002_blob_owners")];
-
-/// The version a migration's file name starts with (`0002_blob_owners` is 2), checked as the
-/// crate compiles.
-const fn version(file: &str) -> i64 {
-    let b = file.as_bytes();
-    assert!(b.len() > 5 && b[4] == b'_', "a migration file is named NNNN_what");
-    let (mut v, mut i) = (0, 0);
-    while i < 4 {
-        assert!(b[i].is_ascii_digit(), "a migration file is named NNNN_what");
-        v = v * 10 + (b[i] - b'0') as i64;
-        i += 1;
-    }
-    v
-}
-
-/// sqlx's migrator over the backend's [`MIGRATIONS`]: each runs once, in its own transaction,
-/// recorded with its checksum in `_sqlx_migrations`; on PostgreSQL an advisory lock keeps
-/// replicas that start together from running one twice.
-fn migrator(sqlite: bool) -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|&(version, file, lite, pg)| {
-            let sql = if sqlite { lite } else { pg };
-            let name = &file[5..];
-            Migration::new(version, name.into(), MigrationType::Simple, sql.into(), false)
-        })
-        .collect();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
-    }
-}
+#[cfg(test)]
+pub use pg_tests::fresh_postgres;
 
 /// Opens the database (default: SQLite `<data>/tidelog.db`, WAL; or the `sqlite:` or
 /// `postgres:` URL given) and brings its schema up to date.
@@ -109,7 +64,7 @@ pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError
             url: redact(&url),
             source,
         })?;
-    migrator(is_sqlite(&pool))
+    migrate::migrator(is_sqlite(&pool))
         .run(&pool)
         .await
         .map_err(|source| ServerError::Migrate {
@@ -334,145 +289,5 @@ impl RunRow {
             "created_ms": self.created_ms,
             "updated_ms": self.updated_ms,
         })
-    }
-}
-
-/// A new, empty PostgreSQL database for a test: on the server `TIDELOG_TEST_DATABASE` names
-/// (`postgres://USER@HOST:PORT/`), or else on a throwaway cluster `scripts/postgres` starts
-/// for this test process, which stops when the process exits and so closes the script's stdin.
-#[cfg(test)]
-pub async fn fresh_postgres() -> String {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    static SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let base = SERVER.get_or_init(|| {
-        if let Some(url) = std::env::var("TIDELOG_TEST_DATABASE")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
-            return url;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres");
-        let mut child = Command::new(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("postgres://"),
-            "scripts/postgres printed {line:?}"
-        );
-        // Its stdin stays open, and the cluster up, until this process exits.
-        std::mem::forget(child);
-        line.trim().to_owned()
-    });
-    let root = base.trim_end_matches('/');
-    let name = format!("tidelog_unit_{}", super::auth::random_hex(8).unwrap());
-    sqlx::any::install_default_drivers();
-    let admin = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&format!("{root}/postgres"))
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    format!("{root}/{name}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each backend's folder holds exactly the listed migrations, numbered 1, 2, 3, … in order.
-    #[test]
-    fn every_migration_file_is_listed_once_for_both_backends() {
-        let listed: Vec<String> = MIGRATIONS.iter().map(|m| format!("{}.sql", m.1)).collect();
-        for backend in ["sqlite", "postgres"] {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("migrations")
-                .join(backend);
-            let mut files: Vec<String> = std::fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            files.sort();
-            assert_eq!(files, listed, "{}", dir.display());
-        }
-        let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
-        assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
-    }
-}
-
-#[cfg(test)]
-mod postgres_tests {
-    use super::*;
-
-    /// Replicas that start at once on a new database: both open it, each migration ran once.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn replicas_starting_together_migrate_a_new_postgres_database_once() {
-        let url = fresh_postgres().await;
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = tokio::join!(open(dir.path(), Some(&url)), open(dir.path(), Some(&url)));
-        let (a, b) = (a.unwrap(), b.unwrap());
-        assert!(!is_sqlite(&a));
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(&b)
-            .await
-            .unwrap();
-        assert_eq!(versions, [1, 2]);
-        super::super::auth::insert_key(&a, "alice").await.unwrap();
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&b)
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
-    }
-
-    /// A run row round-trips through PostgreSQL's types, and the high-water mark guards it.
-    #[tokio::test]
-    async fn a_run_row_round_trips_and_its_guard_holds_on_postgres() {
-        let url = fresh_postgres().await;
-        let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path(), Some(&url)).await.unwrap();
-        let mut run = RunRow {
-            id: "r".into(),
-            account: "alice".into(),
-            project: "p".into(),
-            entity: None,
-            name: Some("ünïcode ✓".into()),
-            tags: vec!["a".into()],
-            notes: None,
-            state: "running".into(),
-            exit_code: Some(-3),
-            config: Map::new(),
-            summary: Map::new(),
-            created_ms: 1,
-            updated_ms: i64::MAX,
-            next_seq: u64::try_from(i64::MAX).unwrap(),
-        };
-        assert!(run.save_if(&db, None).await.unwrap());
-        assert!(
-            !run.save_if(&db, None).await.unwrap(),
-            "a second insert of the run"
-        );
-        let back = RunRow::load(&db, "r").await.unwrap().unwrap();
-        assert_eq!(
-            (back.name.as_deref(), back.exit_code, back.next_seq),
-            (run.name.as_deref(), Some(-3), run.next_seq)
-        );
-        run.next_seq = 5;
-        assert!(
-            !run.save_if(&db, Some(4)).await.unwrap(),
-            "moved from a stale mark"
-        );
-        assert!(run.save_if(&db, Some(back.next_seq)).await.unwrap());
-        assert_eq!(RunRow::list(&db, "alice", Some("p")).await.unwrap().len(), 1);
     }
 }
