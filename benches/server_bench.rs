@@ -2,6 +2,7 @@
 //! holding one run of STEPS (default 1M) steps × 10 keys: ingest rows/s, history reads (one key
 //! `samples=1000` p50/p99 over REPS requests (default 20), all keys `samples=2000`, one key at
 //! full resolution), the Parquet export, the server's peak RSS and its bytes per scalar on disk.
+//! `TIDELOG_BENCH_DATABASE=postgres://...` benches it on that (empty) database instead of SQLite.
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -99,7 +100,12 @@ mod native {
             run.log(values).expect("log");
         }
         let run_dir = run.finish(0).expect("finish");
-        println!("server bench: one run of {steps} steps x 10 keys, loopback\n");
+        let on = std::env::var(super::common::BENCH_DATABASE)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .and_then(|u| u.split_once("://").map(|(scheme, _)| scheme.to_owned()))
+            .unwrap_or_else(|| "sqlite".into());
+        println!("server bench: one run of {steps} steps x 10 keys, loopback, on {on}\n");
 
         let data = tmp.path().join("server");
         let (server, url, key) = start_server(&data);
@@ -162,7 +168,7 @@ mod native {
         );
         let scalars = steps as f64 * 10.0;
         println!(
-            "server peak RSS: {:.0} MiB; on disk under --data: {:.2} bytes/scalar",
+            "server peak RSS: {:.0} MiB; on disk under --data (with the database on sqlite): {:.2} bytes/scalar",
             status_kib(pid, "VmHWM:") as f64 / 1024.0,
             dir_bytes(&data) as f64 / scalars
         );

@@ -15,28 +15,12 @@ use tidelog::core::bundle::{sha256_hex, write_bundle, Bundle, Entry, Manifest, F
 use tidelog::core::bundle::{Budget, Columns, Limits, TableError};
 use tidelog::core::log_index::LogIndex;
 use tidelog::core::run_log::{LogOptions, RunLog};
-use tidelog::{FileRef, Meta, RunInfo, RunState};
+use tidelog::{Meta, RunInfo, RunState};
 
-use common::{agent, create_key, proc_kib, reply, store, table, Reply, Server};
-
-fn get(server: &Server, key: &str, path: &str) -> Reply {
-    reply(
-        agent()
-            .get(format!("{}{path}", server.url))
-            .header("Authorization", format!("Bearer {key}"))
-            .call(),
-    )
-}
-
-fn post(server: &Server, key: &str, bytes: &[u8]) -> Reply {
-    reply(
-        agent()
-            .post(format!("{}/api/v1/bundles", server.url))
-            .header("Authorization", format!("Bearer {key}"))
-            .header("Content-Type", "application/gzip")
-            .send(bytes),
-    )
-}
+use common::{
+    agent, bundle, create_key, get_reply as get, post_bundle as post, proc_kib, reply, run_log, store, table,
+    Server,
+};
 
 /// Creates a tus upload of `len` bytes; returns its id.
 fn create_upload(server: &Server, key: &str, len: usize) -> String {
@@ -95,40 +79,6 @@ fn amplifiers() -> [Vec<u8>; 2] {
         hand_bundle("wide", &table(100_000, 100_000, "", 0)),
         hand_bundle("long", &table(30_000, 1, &"k".repeat(50_000), 30_000)),
     ]
-}
-
-/// A finished run `id` with one row and the saved files `files` (path, bytes).
-fn run_log(id: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut log = RunLog::default();
-    log.meta(&Meta::Start(RunInfo {
-        id: id.into(),
-        project: "p".into(),
-        ..RunInfo::default()
-    }));
-    log.log(1_000, [("loss", 0.5)], LogOptions::default()).unwrap();
-    for (path, data) in files {
-        log.meta(&Meta::File(FileRef {
-            path: (*path).into(),
-            sha256: sha256_hex(data),
-            size: data.len() as u64,
-        }));
-    }
-    log.meta(&Meta::Finish {
-        exit_code: 0,
-        ts_ms: 2_000,
-    });
-    let mut out = Vec::new();
-    log.take_batch(&mut out);
-    out
-}
-
-/// The bundle of a whole log carrying `carried` blobs (the rest left out, as a client does
-/// for blobs the server acknowledged before).
-fn bundle(log: &[u8], carried: &[&[u8]]) -> Bundle {
-    let index = LogIndex::new(log).unwrap();
-    let run = index.run().unwrap().clone();
-    let files: Vec<_> = carried.iter().map(|d| (sha256_hex(d), d.to_vec())).collect();
-    write_bundle(&index, &run, index.state(false), 0..index.len(), &files).unwrap()
 }
 
 /// Starts a bundle `POST` of `len` bytes and waits for the server's `100 Continue`: the server
@@ -567,36 +517,6 @@ fn concurrent_ingests_of_one_run_and_of_others_all_complete() {
     // Run A completes after all of that.
     let answer = send_held(slow, &a.bytes);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-}
-
-#[test]
-fn blobs_of_a_database_from_before_ownership_belong_to_their_runs_accounts() {
-    let dir = tempfile::tempdir().unwrap();
-    let alice = create_key(dir.path(), "alice");
-    let bob = create_key(dir.path(), "bob");
-    let secret: &[u8] = b"alice's older weights";
-    let server = Server::start(dir.path());
-    let a1 = run_log("a1", &[("model.bin", secret)]);
-    assert_eq!(post(&server, &alice, &bundle(&a1, &[secret]).bytes).status, 201);
-    drop(server);
-    // As a database written before blob ownership existed: no owners, its migration unrecorded.
-    let db = format!("sqlite://{}", dir.path().join("tidelog.db").display());
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&db).await.unwrap();
-        for sql in [
-            "DELETE FROM blob_owners",
-            "DELETE FROM migrations WHERE name = 'blob_owners'",
-        ] {
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-    });
-    let server = Server::start(dir.path());
-    let a2 = run_log("a2", &[("again.bin", secret)]);
-    assert_eq!(post(&server, &alice, &bundle(&a2, &[]).bytes).status, 201);
-    let b1 = run_log("b1", &[("stolen.bin", secret)]);
-    assert_eq!(post(&server, &bob, &bundle(&b1, &[]).bytes).status, 400);
 }
 
 #[test]

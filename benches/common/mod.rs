@@ -50,12 +50,22 @@ impl Drop for Server {
     }
 }
 
+/// A database URL (`postgres://...`, created and empty) for the benched server instead of
+/// SQLite under its data folder.
+pub const BENCH_DATABASE: &str = "TIDELOG_BENCH_DATABASE";
+
 /// Starts `tidelog serve` on `data` with a fresh key: the server, its URL and the key.
 pub fn start_server(data: &Path) -> (Server, String, String) {
     let bin = env!("CARGO_BIN_EXE_tidelog");
+    let database: Vec<String> = std::env::var(BENCH_DATABASE)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(|u| vec!["--database".into(), u])
+        .unwrap_or_default();
     let key = Command::new(bin)
         .args(["admin", "create-key", "--account", "bench", "--data"])
         .arg(data)
+        .args(&database)
         .output()
         .expect("create-key");
     let key = String::from_utf8(key.stdout).expect("utf8").trim().to_owned();
@@ -64,6 +74,7 @@ pub fn start_server(data: &Path) -> (Server, String, String) {
         .arg(data)
         // Warnings only: a line per request would bury the figures.
         .env("RUST_LOG", "warn")
+        .args(&database)
         .stdout(Stdio::piped())
         .spawn()
         .expect("serve");

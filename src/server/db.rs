@@ -1,5 +1,6 @@
-//! The SQL store through `sqlx::Any`: connection, schema, and the run row. Portable SQL only
-//! (`$n` placeholders, `ON CONFLICT`), so another backend is a driver feature away.
+//! The SQL store through `sqlx::Any`, on SQLite (the default) or PostgreSQL: connection,
+//! versioned migrations per backend, and the run row. Queries use `$n` placeholders and
+//! `ON CONFLICT`, which both dialects share; where they differ, the SQL is chosen by backend.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,84 +13,15 @@ use tokio::sync::Notify;
 use super::error::ServerError;
 use crate::core::time::rfc3339;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS api_keys (hash TEXT PRIMARY KEY, account TEXT NOT NULL, \
-     created BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
-     project TEXT NOT NULL, entity TEXT, name TEXT, tags TEXT NOT NULL, notes TEXT, \
-     state TEXT NOT NULL, exit_code BIGINT, config TEXT NOT NULL, summary TEXT NOT NULL, \
-     created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL, next_seq BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS runs_account ON runs (account, created_ms)",
-    "CREATE TABLE IF NOT EXISTS history (run_id TEXT NOT NULL, seq BIGINT NOT NULL, \
-     step BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
-    "CREATE INDEX IF NOT EXISTS history_step ON history (run_id, step)",
-    "CREATE TABLE IF NOT EXISTS system (run_id TEXT NOT NULL, seq BIGINT NOT NULL, \
-     step BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
-    "CREATE INDEX IF NOT EXISTS system_step ON system (run_id, step)",
-    "CREATE TABLE IF NOT EXISTS files (run_id TEXT NOT NULL, path TEXT NOT NULL, \
-     sha256 TEXT NOT NULL, size BIGINT NOT NULL, PRIMARY KEY (run_id, path))",
-    "CREATE TABLE IF NOT EXISTS bundles (sha256 TEXT PRIMARY KEY, run_id TEXT NOT NULL, \
-     rows_added BIGINT NOT NULL, created BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
-     length BIGINT NOT NULL, sha256 TEXT, metadata TEXT, created BIGINT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS upload_parts (upload TEXT NOT NULL, start BIGINT NOT NULL, \
-     size BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (upload, start))",
-    "CREATE TABLE IF NOT EXISTS blob_owners (account TEXT NOT NULL, sha256 TEXT NOT NULL, \
-     PRIMARY KEY (account, sha256))",
-    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, \
-     until_ms BIGINT NOT NULL)",
-    // Keys that stopped working, so a revoked key is told so rather than "invalid".
-    "CREATE TABLE IF NOT EXISTS revoked_keys (hash TEXT PRIMARY KEY, account TEXT NOT NULL, \
-     created BIGINT NOT NULL, revoked BIGINT NOT NULL)",
-    // Deleted runs, so a client syncing one again is refused (410) instead of recreating it.
-    "CREATE TABLE IF NOT EXISTS deleted_runs (id TEXT PRIMARY KEY, account TEXT NOT NULL, \
-     deleted BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS files_sha ON files (sha256)",
-    "CREATE INDEX IF NOT EXISTS blob_owners_sha ON blob_owners (sha256)",
-    "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied BIGINT NOT NULL)",
-];
+mod migrate;
+#[cfg(test)]
+mod pg_tests;
 
-/// One-off changes to existing data, each applied once and recorded in `migrations`.
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        // Blobs stored before ownership was tracked belong to the accounts whose runs refer to them.
-        "blob_owners",
-        "INSERT INTO blob_owners (account, sha256) SELECT DISTINCT runs.account, files.sha256 \
-         FROM files JOIN runs ON runs.id = files.run_id WHERE true ON CONFLICT DO NOTHING",
-    ),
-    // A tus upload's state lives in its row, so any replica can continue it: bytes received
-    // (its parts are in `upload_parts` and the object store), the replica that received the
-    // last byte and ingests it, and when that ingest began.
-    (
-        "uploads_received",
-        "ALTER TABLE uploads ADD COLUMN received BIGINT NOT NULL DEFAULT 0",
-    ),
-    ("uploads_holder", "ALTER TABLE uploads ADD COLUMN holder TEXT"),
-    ("uploads_started", "ALTER TABLE uploads ADD COLUMN started BIGINT"),
-];
+#[cfg(test)]
+pub use pg_tests::fresh_postgres;
 
-/// Applies the [`MIGRATIONS`] not yet recorded, each in one transaction with its record.
-async fn migrate(pool: &AnyPool) -> Result<(), ServerError> {
-    for (name, sql) in MIGRATIONS {
-        let mut tx = pool.begin().await?;
-        let done: Option<String> = sqlx::query_scalar("SELECT name FROM migrations WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if done.is_none() {
-            sqlx::query(sql).execute(&mut *tx).await?;
-            sqlx::query("INSERT INTO migrations (name, applied) VALUES ($1, $2)")
-                .bind(name)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
-}
-
-/// Opens the database (default: SQLite `<data>/tidelog.db`, WAL) and creates the schema.
+/// Opens the database (default: SQLite `<data>/tidelog.db`, WAL; or the `sqlite:` or
+/// `postgres:` URL given) and brings its schema up to date.
 pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError> {
     sqlx::any::install_default_drivers();
     let url = match url {
@@ -132,10 +64,13 @@ pub async fn open(data: &Path, url: Option<&str>) -> Result<AnyPool, ServerError
             url: redact(&url),
             source,
         })?;
-    for stmt in SCHEMA {
-        sqlx::query(stmt).execute(&pool).await?;
-    }
-    migrate(&pool).await?;
+    migrate::migrator(is_sqlite(&pool))
+        .run(&pool)
+        .await
+        .map_err(|source| ServerError::Migrate {
+            url: redact(&url),
+            source,
+        })?;
     Ok(pool)
 }
 

@@ -24,6 +24,14 @@ pub enum ServerError {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The database's migrations could not be applied (a password in the URL is masked).
+    #[error("cannot migrate database {url}: {source}")]
+    Migrate {
+        /// The database URL.
+        url: String,
+        /// The migrator's error: a failed statement, or a database changed by another version.
+        source: sqlx::migrate::MigrateError,
+    },
     /// A file under the data folder could not be read or written.
     #[error("{what}: {source}")]
     Io {
@@ -94,20 +102,30 @@ impl ServerError {
             ServerError::Io { source, .. } | ServerError::Bind { source, .. } => any_full(source),
             ServerError::Db(e) | ServerError::Open { source: e, .. } => db_full(e),
             ServerError::Store { source, .. } => any_full(source),
+            ServerError::Migrate {
+                source: sqlx::migrate::MigrateError::Execute(e),
+                ..
+            } => db_full(e),
             _ => false,
         }
     }
 
-    /// True when the database stayed locked or its pool exhausted: overload, worth a retry.
+    /// True when the database refused text it cannot store: on PostgreSQL a NUL character
+    /// (22021) or one outside the database's encoding (22P05). The input's fault: 400.
+    fn is_unstorable_text(&self) -> bool {
+        match self {
+            ServerError::Db(sqlx::Error::Database(e)) => {
+                matches!(code(e.as_ref()), Code::Postgres("22021" | "22P05"))
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the database is overloaded, locked, unreachable for a moment or asked this
+    /// transaction to retry: worth a retry, so the client is told 503 with `Retry-After`.
     fn is_busy(&self) -> bool {
         match self {
-            ServerError::Db(sqlx::Error::PoolTimedOut) => true,
-            ServerError::Db(sqlx::Error::Database(e)) => {
-                // SQLITE_BUSY and its extended codes end in 5 in their low byte.
-                e.code()
-                    .and_then(|c| c.parse::<u32>().ok())
-                    .is_some_and(|c| c & 0xff == 5)
-            }
+            ServerError::Db(e) => db_busy(e),
             _ => false,
         }
     }
@@ -142,16 +160,62 @@ fn any_full(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// SQLITE_FULL ("database or disk is full"), or an I/O error that is [`io_full`].
+/// A database's own error code, by backend: SQLite's result code, PostgreSQL's SQLSTATE.
+enum Code<'a> {
+    Sqlite(u32),
+    Postgres(&'a str),
+    Other,
+}
+
+fn code(e: &dyn sqlx::error::DatabaseError) -> Code<'_> {
+    if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Code::Postgres(pg.code());
+    }
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        if let Some(c) = e.code().and_then(|c| c.parse::<u32>().ok()) {
+            return Code::Sqlite(c);
+        }
+    }
+    Code::Other
+}
+
+/// SQLITE_FULL ("database or disk is full"), PostgreSQL's `disk_full` (53100), or an I/O
+/// error that is [`io_full`].
 fn db_full(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(e) => io_full(e),
-        sqlx::Error::Database(e) => {
-            e.code()
-                .and_then(|c| c.parse::<u32>().ok())
-                .is_some_and(|c| c & 0xff == 13)
-                || e.message().contains("database or disk is full")
-        }
+        sqlx::Error::Database(e) => match code(e.as_ref()) {
+            // SQLITE_FULL and its extended codes end in 13 in their low byte.
+            Code::Sqlite(c) => c & 0xff == 13,
+            Code::Postgres(c) => c == "53100",
+            Code::Other => e.message().contains("database or disk is full"),
+        },
+        _ => false,
+    }
+}
+
+/// SQLITE_BUSY; on PostgreSQL a serialization failure or deadlock (class 40), lock timeout
+/// (55P03), lack of memory or connections (53200, 53300, 53400), a server starting or stopping
+/// (57P01..57P03) or a lost connection (class 08); an exhausted pool; a refused or reset
+/// connection to the database.
+fn db_busy(e: &sqlx::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, TimedOut};
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Io(e) => matches!(
+            e.kind(),
+            ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut
+        ),
+        sqlx::Error::Database(e) => match code(e.as_ref()) {
+            // SQLITE_BUSY and its extended codes end in 5 in their low byte.
+            Code::Sqlite(c) => c & 0xff == 5,
+            Code::Postgres(c) => {
+                c.starts_with("40")
+                    || c.starts_with("08")
+                    || ["55P03", "53200", "53300", "53400", "57P01", "57P02", "57P03"].contains(&c)
+            }
+            Code::Other => false,
+        },
         _ => false,
     }
 }
@@ -244,6 +308,7 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(e) if e.is_full() => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(e) if e.is_unstorable_text() => StatusCode::BAD_REQUEST,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -259,7 +324,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(e) if e.is_busy() => {
                 log::warn!("tidelog server: overloaded: {e}");
-                json!({ "error": "server busy: the database is locked by other writers; retry shortly" })
+                json!({ "error": "server busy: the database is locked, overloaded or briefly unreachable; retry shortly" })
+            }
+            ApiError::Internal(e) if e.is_unstorable_text() => {
+                json!({ "error": format!("text the database cannot store, such as a NUL character: {e}") })
             }
             ApiError::Internal(e) => {
                 log::error!("tidelog server: {e}");
@@ -282,54 +350,4 @@ impl IntoResponse for ApiError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A real SQLite database that runs out of pages answers 507 with the reason, not 500.
-    #[tokio::test]
-    async fn a_full_database_is_507() {
-        sqlx::any::install_default_drivers();
-        let db = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect("sqlite::memory:")
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (v TEXT)").execute(&db).await.unwrap();
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        sqlx::query(&format!("PRAGMA max_page_count = {}", pages + 2))
-            .execute(&db)
-            .await
-            .unwrap();
-        let full = sqlx::query("INSERT INTO t (v) VALUES ($1)")
-            .bind("x".repeat(1 << 20))
-            .execute(&db)
-            .await
-            .unwrap_err();
-        let e = ApiError::from(full);
-        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
-        let resp = e.into_response();
-        assert_eq!(resp.status(), StatusCode::INSUFFICIENT_STORAGE);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
-        let text = String::from_utf8_lossy(&body);
-        assert!(
-            text.contains("insufficient storage") && text.contains("full"),
-            "{text}"
-        );
-    }
-
-    /// ENOSPC from a write, as `/dev/full` gives it, is 507 too.
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_full_disk_is_507() {
-        let err = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
-            .unwrap_err();
-        let e = ApiError::from(ServerError::io("writing a blob", err));
-        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE, "{e}");
-    }
-}
+mod tests;

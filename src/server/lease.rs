@@ -72,34 +72,46 @@ fn alive(holder: &str) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn one_holder_at_a_time_and_an_expired_lease_passes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = super::super::db::open(dir.path(), None).await.unwrap();
+    async fn one_holder_at_a_time_and_an_expired_lease_passes_on(db: &AnyPool) {
         let (a, b) = (Leases::new().unwrap(), Leases::new().unwrap());
-        assert!(a.hold(&db, "sweep", 60_000).await.unwrap());
+        assert!(a.hold(db, "sweep", 60_000).await.unwrap());
         assert!(
-            !b.hold(&db, "sweep", 60_000).await.unwrap(),
+            !b.hold(db, "sweep", 60_000).await.unwrap(),
             "b took a lease a holds"
         );
         assert!(
-            a.hold(&db, "sweep", 60_000).await.unwrap(),
+            a.hold(db, "sweep", 60_000).await.unwrap(),
             "a could not renew its own lease"
         );
-        assert!(b.hold(&db, "other", 60_000).await.unwrap(), "leases are by name");
-        assert!(a.hold(&db, "sweep", -1).await.unwrap());
+        assert!(b.hold(db, "other", 60_000).await.unwrap(), "leases are by name");
+        assert!(a.hold(db, "sweep", -1).await.unwrap());
         assert!(
-            b.hold(&db, "sweep", 60_000).await.unwrap(),
+            b.hold(db, "sweep", 60_000).await.unwrap(),
             "an expired lease did not pass on"
         );
-        assert!(!a.hold(&db, "sweep", 60_000).await.unwrap());
-        assert!(!Leases::is_alive(&db, a.holder()).await.unwrap());
-        a.beat(&db, 60_000).await.unwrap();
-        assert!(Leases::is_alive(&db, a.holder()).await.unwrap());
-        a.beat(&db, -1).await.unwrap();
+        assert!(!a.hold(db, "sweep", 60_000).await.unwrap());
+        assert!(!Leases::is_alive(db, a.holder()).await.unwrap());
+        a.beat(db, 60_000).await.unwrap();
+        assert!(Leases::is_alive(db, a.holder()).await.unwrap());
+        a.beat(db, -1).await.unwrap();
         assert!(
-            !Leases::is_alive(&db, a.holder()).await.unwrap(),
+            !Leases::is_alive(db, a.holder()).await.unwrap(),
             "a lapsed beat is alive"
         );
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::db::open(dir.path(), None).await.unwrap();
+        one_holder_at_a_time_and_an_expired_lease_passes_on(&db).await;
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_on_postgres() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = super::super::db::fresh_postgres().await;
+        let db = super::super::db::open(dir.path(), Some(&url)).await.unwrap();
+        one_holder_at_a_time_and_an_expired_lease_passes_on(&db).await;
     }
 }

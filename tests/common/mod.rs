@@ -87,6 +87,7 @@ impl Server {
         };
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(database_args(data, extra))
             .args(extra)
             .args(store_args)
             .envs(env)
@@ -135,6 +136,7 @@ pub fn create_key(data: &Path, account: &str) -> String {
     let out = Command::new(BIN)
         .args(["admin", "create-key", "--account", account, "--data"])
         .arg(data)
+        .args(database_args(data, &[]))
         .output()
         .expect("create-key");
     assert!(
@@ -143,6 +145,69 @@ pub fn create_key(data: &Path, account: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+/// The variable naming the PostgreSQL server the server tests run against instead of SQLite,
+/// as `postgres://USER@HOST:PORT/` (`scripts/test` sets it for its second pass, through
+/// `scripts/postgres`).
+pub const TEST_DATABASE: &str = "TIDELOG_TEST_DATABASE";
+
+/// `--database URL` for a server or `admin` command on data folder `data`, unless `extra`
+/// names a database itself: with [`TEST_DATABASE`] set, a PostgreSQL database of the data
+/// folder's own (so tests stay isolated, and a restart on the same folder finds its data, as
+/// with SQLite); without it, nothing (SQLite under the folder).
+pub fn database_args(data: &Path, extra: &[&str]) -> Vec<String> {
+    match std::env::var(TEST_DATABASE) {
+        Ok(base) if !base.is_empty() && !extra.contains(&"--database") => {
+            vec!["--database".into(), postgres_database(&base, data)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The URL of database `tidelog_test_<hash of data's path>` on the server `base` names,
+/// created when it does not exist yet.
+pub fn postgres_database(base: &str, data: &Path) -> String {
+    let path = std::path::absolute(data).expect("absolute data path");
+    let digest = tidelog::core::bundle::sha256_hex(path.as_os_str().as_encoded_bytes());
+    let name = format!("tidelog_test_{}", &digest[..16]);
+    let root = base
+        .find("://")
+        .and_then(|s| base[s + 3..].find('/').map(|i| &base[..s + 3 + i]))
+        .unwrap_or(base.trim_end_matches('/'));
+    let url = format!("{root}/{name}");
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !made.contains(&name) {
+        create_database(&format!("{root}/postgres"), &name);
+        made.push(name);
+    }
+    url
+}
+
+/// `CREATE DATABASE name` through the maintenance database at `admin`; one that exists
+/// (SQLSTATE 42P04) is fine.
+fn create_database(admin: &str, name: &str) {
+    use sqlx::Connection;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {admin} ({TEST_DATABASE}): {e}"));
+        match sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            other => {
+                other.unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+            }
+        }
+        conn.close().await.expect("close");
+    });
 }
 
 /// Runs the CLI in `cwd` with a clean credential environment plus `env`.
@@ -452,3 +517,61 @@ pub fn table(rows: u64, keys: u64, name: &str, vals: u64) -> Vec<u8> {
 
 /// The test servers' object store: files by default, moto's S3 with `TIDELOG_TEST_STORE=s3`.
 pub mod store;
+/// A finished run `id` with one row and the saved files `files` (path, bytes).
+pub fn run_log(id: &str, files: &[(&str, &[u8])]) -> Vec<u8> {
+    use tidelog::core::bundle::sha256_hex;
+    use tidelog::core::run_log::{LogOptions, RunLog};
+    use tidelog::{FileRef, Meta, RunInfo};
+    let mut log = RunLog::default();
+    log.meta(&Meta::Start(RunInfo {
+        id: id.into(),
+        project: "p".into(),
+        ..RunInfo::default()
+    }));
+    log.log(1_000, [("loss", 0.5)], LogOptions::default()).unwrap();
+    for (path, data) in files {
+        log.meta(&Meta::File(FileRef {
+            path: (*path).into(),
+            sha256: sha256_hex(data),
+            size: data.len() as u64,
+        }));
+    }
+    log.meta(&Meta::Finish {
+        exit_code: 0,
+        ts_ms: 2_000,
+    });
+    let mut out = Vec::new();
+    log.take_batch(&mut out);
+    out
+}
+
+/// The bundle of a whole log carrying `carried` blobs (the rest left out, as a client does
+/// for blobs the server acknowledged before).
+pub fn bundle(log: &[u8], carried: &[&[u8]]) -> tidelog::core::bundle::Bundle {
+    use tidelog::core::bundle::{sha256_hex, write_bundle};
+    let index = tidelog::core::log_index::LogIndex::new(log).unwrap();
+    let run = index.run().unwrap().clone();
+    let files: Vec<_> = carried.iter().map(|d| (sha256_hex(d), d.to_vec())).collect();
+    write_bundle(&index, &run, index.state(false), 0..index.len(), &files).unwrap()
+}
+
+/// `GET path` with `key`, as a [`Reply`].
+pub fn get_reply(server: &Server, key: &str, path: &str) -> Reply {
+    reply(
+        agent()
+            .get(format!("{}{path}", server.url))
+            .header("Authorization", format!("Bearer {key}"))
+            .call(),
+    )
+}
+
+/// `POST /api/v1/bundles` of `bytes` with `key`.
+pub fn post_bundle(server: &Server, key: &str, bytes: &[u8]) -> Reply {
+    reply(
+        agent()
+            .post(format!("{}/api/v1/bundles", server.url))
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Content-Type", "application/gzip")
+            .send(bytes),
+    )
+}
