@@ -23,6 +23,13 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS history (run_id TEXT NOT NULL, seq BIGINT NOT NULL, \
      step BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
     "CREATE INDEX IF NOT EXISTS history_step ON history (run_id, step)",
+    // The catalog of history and system segments (objects in the store); `history` and
+    // `system` above only hold rows of earlier versions until they are migrated at start.
+    "CREATE TABLE IF NOT EXISTS segments (object TEXT PRIMARY KEY, agg TEXT, run_id TEXT NOT NULL, \
+     kind TEXT NOT NULL, first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, \
+     min_step BIGINT NOT NULL, max_step BIGINT NOT NULL, row_count BIGINT NOT NULL, \
+     size_bytes BIGINT NOT NULL, stats TEXT NOT NULL, created BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS segments_run ON segments (run_id, kind, min_step)",
     "CREATE TABLE IF NOT EXISTS system (run_id TEXT NOT NULL, seq BIGINT NOT NULL, \
      step BIGINT NOT NULL, ts_ms BIGINT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq))",
     "CREATE INDEX IF NOT EXISTS system_step ON system (run_id, step)",
@@ -148,6 +155,19 @@ fn redact(url: &str) -> String {
             format!("{scheme}://{name}:***@{host}")
         }
         _ => url.to_owned(),
+    }
+}
+
+/// A write transaction; on SQLite it takes the write lock at BEGIN, so it never fails to
+/// upgrade a read lock halfway.
+pub async fn begin_write(
+    db: &AnyPool,
+    sqlite: bool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if sqlite {
+        db.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        db.begin().await
     }
 }
 

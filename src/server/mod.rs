@@ -14,6 +14,7 @@ mod quarantine;
 mod routes;
 mod rows;
 mod runs;
+mod segments;
 mod staged;
 mod store;
 mod uploads;
@@ -78,8 +79,9 @@ pub struct Connections {
 struct Shared {
     db: AnyPool,
     /// Immutable objects: what a replica must find wherever it was written.
-    #[allow(dead_code, reason = "segments and blobs move onto it in the next commits")]
     store: Store,
+    /// Held by the compaction running in this process, so compactions take turns.
+    compacting: tokio::sync::Mutex<()>,
     /// Which background work this replica may do now.
     leases: lease::Leases,
     /// Unfinished uploads older than this are removed.
@@ -148,6 +150,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     let state = AppState(Arc::new(Shared {
         db: pool,
         store,
+        compacting: tokio::sync::Mutex::new(()),
         leases: lease::Leases::new()?,
         sqlite,
         written,
@@ -161,6 +164,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         busy: std::sync::Mutex::new(HashSet::new()),
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
+    segments::migrate::migrate(segments::Ctx::of(&state)).await?;
     staged::recover(&state).await?;
     tokio::spawn(staged::sweeper(state.clone()));
     let app = routes::router(state, cors);
