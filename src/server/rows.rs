@@ -10,14 +10,21 @@ use super::error::ApiError;
 use super::m4;
 use super::segments::read::{tables, Query};
 use super::segments::table::Table;
+use super::segments::write::FINE;
 use super::segments::Ctx;
 use super::AppState;
 
 /// Keys the API adds to every row; a bundle's own values under them are dropped.
 pub const RESERVED: [&str; 2] = ["_step", "_timestamp"];
 
-/// Rows a key may span before `samples=N` reads segments' pre-aggregates instead of their rows.
+/// Rows a read may span before `samples=N` reads segments' pre-aggregates instead of their rows.
 pub const EXACT_ROWS: u64 = 1 << 18;
+
+/// Rows past which `samples=n` reads pre-aggregates: [`EXACT_ROWS`], and at least [`FINE`]
+/// rows per sample, so that each M4 bucket spans several pre-aggregate buckets.
+fn coarse_over(n: u64) -> u64 {
+    EXACT_ROWS.max(n.saturating_mul(FINE as u64))
+}
 
 /// A stored value as a number: a JSON number, or one of the strings `num_to_json` writes for
 /// NaN and the infinities; `None` for anything else.
@@ -176,7 +183,7 @@ fn select(
 /// `{"rows": [...]}` of a run's `kind` in step order; with `keys`, only those keys and only
 /// rows that have one of them (an empty `keys=` means all keys, like no `keys`); `min_step` /
 /// `max_step` bound the steps (inclusive) and `samples=N` thins each key to at most N rows by
-/// M4, over the segments' pre-aggregates when the range spans more than [`EXACT_ROWS`] rows.
+/// M4, over the segments' pre-aggregates when the range spans more rows than [`coarse_over`].
 pub async fn rows(
     state: &AppState,
     kind: &'static str,
@@ -198,7 +205,7 @@ pub async fn rows(
         keys: keys.as_ref(),
         min_step,
         max_step,
-        coarse_over: samples.map(|_| EXACT_ROWS),
+        coarse_over: samples.map(coarse_over),
     };
     let tables = tables(Ctx::of(state), &query).await?;
     let filtered = keys.is_some();
@@ -218,4 +225,106 @@ pub async fn rows(
     .await
     .map_err(super::error::ServerError::from)?;
     Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::segments::write::build;
+    use super::super::segments::HISTORY_KIND;
+    use super::*;
+    use crate::server::store::Store;
+
+    /// `(step, key, chart value)` of every value `samples=n` sends of `tables`.
+    fn sampled(tables: &[Table], n: u64) -> Vec<(u64, String, f64)> {
+        let order = order(tables, 0, u64::MAX);
+        let (_, picked) = select(tables, &order, false, Some(n));
+        let mut out = Vec::new();
+        for ((t, r), members) in picked {
+            let table = &tables[t as usize];
+            for (c, i) in members {
+                let col = &table.cols[c];
+                out.push((table.steps[r as usize], col.name.clone(), col.cells.chart(i)));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn coarse_samples_read_pre_aggregates_and_keep_every_spike_in_n_real_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::server::db::open(dir.path(), None).await.unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        let ctx = Ctx {
+            db: &db,
+            store: &store,
+            sqlite: true,
+        };
+        let value = |i: u64| match i {
+            12_345 => 1000.0,
+            17_777 => -5.0,
+            _ => 1.0 / (i + 1) as f64,
+        };
+        for s in 0..4u64 {
+            let rows: Vec<(u64, u64, i64, String)> = (s * 5000..(s + 1) * 5000)
+                .map(|i| {
+                    (
+                        i,
+                        i,
+                        i as i64,
+                        format!(r#"{{"loss":{},"acc":{}}}"#, value(i), i as f64),
+                    )
+                })
+                .collect();
+            let t = Table::from_json_rows(&rows).unwrap();
+            let b = build("r", HISTORY_KIND, &t).unwrap().unwrap();
+            assert!(b.segment.agg.is_some(), "a long segment has a pre-aggregate");
+            b.put(&store).await.unwrap();
+            let mut tx = crate::server::db::begin_write(&db, true).await.unwrap();
+            b.segment.insert(&mut tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let keys: HashSet<&str> = ["loss"].into();
+        let mut q = Query {
+            kind: HISTORY_KIND,
+            run_id: "r",
+            keys: Some(&keys),
+            min_step: 0,
+            max_step: i64::MAX as u64,
+            coarse_over: Some(coarse_over(40)),
+        };
+        let exact = tables(ctx, &q).await.unwrap();
+        assert_eq!(
+            exact.iter().map(Table::len).sum::<usize>(),
+            20_000,
+            "under the threshold: every row"
+        );
+        q.coarse_over = Some(0);
+        let coarse = tables(ctx, &q).await.unwrap();
+        let read: usize = coarse.iter().map(Table::len).sum();
+        assert!(
+            read <= 20_000 * 4 / 256 + 16,
+            "the pre-aggregates hold {read} rows"
+        );
+        assert!(coarse.iter().all(|t| t.cols.iter().all(|c| c.name == "loss")));
+        assert!(
+            40 * FINE < 20_000 && 400 * FINE > 20_000,
+            "40 samples can be coarse, 400 not"
+        );
+        let picks = sampled(&coarse, 40);
+        assert!((20..=40).contains(&picks.len()), "{} samples", picks.len());
+        assert!(
+            picks.iter().all(|(step, _, v)| *v == value(*step)),
+            "a sample is not a real row"
+        );
+        let steps: Vec<u64> = picks.iter().map(|p| p.0).collect();
+        for must in [0, 12_345, 17_777, 19_999] {
+            assert!(steps.contains(&must), "step {must} is missing");
+        }
+        assert!(steps.windows(2).all(|w| w[0] < w[1]));
+        // Inside a range that cuts segments, the cut ones are read whole, so its ends are exact.
+        q.min_step = 7_000;
+        q.max_step = 13_000;
+        let cut = tables(ctx, &q).await.unwrap();
+        assert_eq!(cut.iter().map(Table::len).sum::<usize>(), 10_000);
+    }
 }
