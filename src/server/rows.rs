@@ -229,10 +229,8 @@ pub async fn rows(
 
 #[cfg(test)]
 mod tests {
-    use super::super::segments::write::build;
-    use super::super::segments::HISTORY_KIND;
+    use super::super::segments::{testing, HISTORY_KIND};
     use super::*;
-    use crate::server::store::Store;
 
     /// `(step, key, chart value)` of every value `samples=n` sends of `tables`.
     fn sampled(tables: &[Table], n: u64) -> Vec<(u64, String, f64)> {
@@ -252,13 +250,8 @@ mod tests {
     #[tokio::test]
     async fn coarse_samples_read_pre_aggregates_and_keep_every_spike_in_n_real_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::server::db::open(dir.path(), None).await.unwrap();
-        let store = Store::open(None, dir.path()).await.unwrap();
-        let ctx = Ctx {
-            db: &db,
-            store: &store,
-            sqlite: true,
-        };
+        let (db, store) = testing::open(dir.path()).await;
+        let ctx = testing::ctx(&db, &store);
         let value = |i: u64| match i {
             12_345 => 1000.0,
             17_777 => -5.0,
@@ -275,13 +268,8 @@ mod tests {
                     )
                 })
                 .collect();
-            let t = Table::from_json_rows(&rows).unwrap();
-            let b = build("r", HISTORY_KIND, &t).unwrap().unwrap();
-            assert!(b.segment.agg.is_some(), "a long segment has a pre-aggregate");
-            b.put(&store).await.unwrap();
-            let mut tx = crate::server::db::begin_write(&db, true).await.unwrap();
-            b.segment.insert(&mut tx).await.unwrap();
-            tx.commit().await.unwrap();
+            let segment = testing::add(ctx, &Table::from_json_rows(&rows).unwrap()).await;
+            assert!(segment.agg.is_some(), "a long segment has a pre-aggregate");
         }
         let keys: HashSet<&str> = ["loss"].into();
         let mut q = Query {

@@ -103,9 +103,8 @@ async fn swap(ctx: Ctx<'_>, group: &[Segment], built: &Built) -> Result<bool, Se
 #[cfg(test)]
 mod tests {
     use super::super::read::{tables, Query};
-    use super::super::HISTORY_KIND;
+    use super::super::{testing, HISTORY_KIND};
     use super::*;
-    use crate::server::store::Store;
 
     /// Rows `range` with a number and, every third row, a string.
     fn rows(range: std::ops::Range<u64>) -> Table {
@@ -125,21 +124,10 @@ mod tests {
     #[tokio::test]
     async fn readers_see_the_old_set_or_the_new_one_and_a_stale_listing_reads_again() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::server::db::open(dir.path(), None).await.unwrap();
-        let store = Store::open(None, dir.path()).await.unwrap();
-        let ctx = Ctx {
-            db: &db,
-            store: &store,
-            sqlite: true,
-        };
+        let (db, store) = testing::open(dir.path()).await;
+        let ctx = testing::ctx(&db, &store);
         for i in 0..10 {
-            let b = build("r", HISTORY_KIND, &rows(i * 50..(i + 1) * 50))
-                .unwrap()
-                .unwrap();
-            b.put(&store).await.unwrap();
-            let mut tx = begin_write(&db, true).await.unwrap();
-            b.segment.insert(&mut tx).await.unwrap();
-            tx.commit().await.unwrap();
+            testing::add(ctx, &rows(i * 50..(i + 1) * 50)).await;
         }
         let q = Query {
             kind: HISTORY_KIND,
@@ -184,13 +172,7 @@ mod tests {
         assert_eq!(Table::concat(tables(ctx, &q).await.unwrap()), whole);
         let other = Leases::new().unwrap();
         for i in 10..20 {
-            let b = build("r", HISTORY_KIND, &rows(i * 50..(i + 1) * 50))
-                .unwrap()
-                .unwrap();
-            b.put(&store).await.unwrap();
-            let mut tx = begin_write(&db, true).await.unwrap();
-            b.segment.insert(&mut tx).await.unwrap();
-            tx.commit().await.unwrap();
+            testing::add(ctx, &rows(i * 50..(i + 1) * 50)).await;
         }
         assert_eq!(
             compact_run(ctx, &other, "r").await.unwrap(),

@@ -61,3 +61,34 @@ pub async fn delete_run(ctx: Ctx<'_>, run_id: &str) -> Result<(), ServerError> {
     write::delete(ctx.store, segments.iter().flat_map(catalog::Segment::objects)).await;
     Ok(())
 }
+
+/// What the segment tests share: a database and store as a server opens them.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// The database and store a server opens in `dir`.
+    pub async fn open(dir: &std::path::Path) -> (AnyPool, Store) {
+        let db = crate::server::db::open(dir, None).await.unwrap();
+        (db, Store::open(None, dir).await.unwrap())
+    }
+
+    /// Segment work over them (SQLite).
+    pub fn ctx<'a>(db: &'a AnyPool, store: &'a Store) -> Ctx<'a> {
+        Ctx {
+            db,
+            store,
+            sqlite: true,
+        }
+    }
+
+    /// Stores `t` as one segment of run `r`'s history, object first, as ingest does.
+    pub async fn add(ctx: Ctx<'_>, t: &table::Table) -> catalog::Segment {
+        let b = write::build("r", HISTORY_KIND, t).unwrap().unwrap();
+        b.put(ctx.store).await.unwrap();
+        let mut tx = crate::server::db::begin_write(ctx.db, true).await.unwrap();
+        b.segment.insert(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        b.segment
+    }
+}
