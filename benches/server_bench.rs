@@ -1,7 +1,8 @@
 //! `cargo bench --bench server_bench [-- STEPS [REPS]]`: a real `tidelog serve` over loopback
 //! holding one run of STEPS (default 1M) steps × 10 keys: ingest rows/s, history reads (one key
 //! `samples=1000` p50/p99 over REPS requests (default 20), all keys `samples=2000`, one key at
-//! full resolution), the Parquet export, the server's peak RSS and its bytes per scalar on disk.
+//! full resolution), the Parquet export, the server's peak RSS and its bytes per scalar on disk
+//! (all of `--data`, and the history segments alone).
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -133,7 +134,7 @@ mod native {
             &url,
             &key,
             &format!("{history}?keys=train/loss&samples=1000"),
-            20,
+            reps,
         );
         let spiked = String::from_utf8_lossy(&body).contains(&format!("\"_step\":{spike},"));
         println!("history?keys=train/loss&samples=1000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes; spike kept: {spiked})", body.len());
@@ -162,9 +163,11 @@ mod native {
         );
         let scalars = steps as f64 * 10.0;
         println!(
-            "server peak RSS: {:.0} MiB; on disk under --data: {:.2} bytes/scalar",
+            "server peak RSS: {:.0} MiB; on disk under --data: {:.2} bytes/scalar \
+             (history segments and their M4 pre-aggregates: {:.2})",
             status_kib(pid, "VmHWM:") as f64 / 1024.0,
-            dir_bytes(&data) as f64 / scalars
+            dir_bytes(&data) as f64 / scalars,
+            dir_bytes(&data.join("store/segments")) as f64 / scalars
         );
     }
 }

@@ -65,7 +65,7 @@ fn old_data(i: u64) -> String {
         13 => drop(row.insert("big".into(), json!(1e300))),
         _ => {}
     }
-    if i % 100 == 0 {
+    if i.is_multiple_of(100) {
         row.insert("val/acc".into(), json!(i as f64 / 7.0));
     }
     serde_json::to_string(&row).unwrap()
@@ -102,7 +102,7 @@ fn old_folder(data: &Path, rows: u64) {
                 .execute(&mut *tx)
                 .await
                 .unwrap();
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 sqlx::query("INSERT INTO system VALUES ('old', $1, $2, $3, $4)")
                     .bind((i + 1) as i64)
                     .bind(i as i64)
@@ -209,7 +209,7 @@ fn small_steps_log(id: &str, steps: u64) -> Vec<u8> {
     for i in 0..steps {
         let ts = T0 + i as i64;
         let mut items = vec![("loss", Value::Num(1.0 / (i + 1) as f64))];
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             items.push(("phase", Value::from("warm")));
         }
         log.log(ts, items, LogOptions::default()).unwrap();

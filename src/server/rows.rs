@@ -55,6 +55,12 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiErr
 /// A row of the merged view: table and row index.
 type At = (u32, u32);
 
+/// A row to send and its members: (column, value index) in its table.
+type Picked = (At, Vec<(usize, usize)>);
+
+/// A key's values: (position in the merged view, column, value index) and (step, chart value).
+type KeyPoints = (Vec<(u32, usize, usize)>, Vec<(u64, f64)>);
+
 /// The rows of `tables` with a step in `lo..=hi`, in step order (then sequence order).
 fn order(tables: &[Table], lo: u64, hi: u64) -> Vec<At> {
     let mut all: Vec<(u64, u64, At)> = Vec::new();
@@ -131,12 +137,7 @@ fn write_row(
 /// The rows to send with the members each keeps: every row (with `keys`, every row that has
 /// one of them), or with `samples` the M4 picks of each key, a row keeping only the keys it
 /// was picked for.
-fn select(
-    tables: &[Table],
-    rows: &[At],
-    filtered: bool,
-    samples: Option<u64>,
-) -> (Cursors, Vec<(At, Vec<(usize, usize)>)>) {
+fn select(tables: &[Table], rows: &[At], filtered: bool, samples: Option<u64>) -> (Cursors, Vec<Picked>) {
     let mut cur = Cursors::new(tables);
     let Some(samples) = samples else {
         let mut out = Vec::with_capacity(rows.len());
@@ -149,7 +150,7 @@ fn select(
         return (cur, out);
     };
     // Per key: where each of its values is, and its (step, chart value).
-    let mut points: HashMap<&str, (Vec<(u32, usize, usize)>, Vec<(u64, f64)>)> = HashMap::new();
+    let mut points: HashMap<&str, KeyPoints> = HashMap::new();
     for (n, &at) in rows.iter().enumerate() {
         let table = &tables[at.0 as usize];
         for (c, i) in cur.values(tables, at) {
@@ -294,10 +295,12 @@ mod tests {
             "the pre-aggregates hold {read} rows"
         );
         assert!(coarse.iter().all(|t| t.cols.iter().all(|c| c.name == "loss")));
-        assert!(
-            40 * FINE < 20_000 && 400 * FINE > 20_000,
-            "40 samples can be coarse, 400 not"
-        );
+        const {
+            assert!(
+                40 * FINE < 20_000 && 400 * FINE > 20_000,
+                "40 samples can be coarse, 400 not"
+            )
+        };
         let picks = sampled(&coarse, 40);
         assert!((20..=40).contains(&picks.len()), "{} samples", picks.len());
         assert!(
