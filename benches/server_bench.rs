@@ -121,6 +121,7 @@ mod native {
             secs,
             report.rows_added as f64 / secs
         );
+        let after_ingest = status_kib(pid, "VmHWM:") as f64 / 1024.0;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(600)))
             .build()
@@ -149,6 +150,8 @@ mod native {
             "history?samples=2000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes)",
             body.len()
         );
+        let after_samples = status_kib(pid, "VmHWM:") as f64 / 1024.0;
+        println!("server peak RSS after ingest: {after_ingest:.0} MiB; after the sampled reads: {after_samples:.0} MiB");
         let (full, body) = get(&agent, &format!("{url}{history}?keys=train/loss"), &key);
         println!(
             "history?keys=train/loss (full): {:.0} ms ({} bytes)",
@@ -163,7 +166,7 @@ mod native {
         );
         let scalars = steps as f64 * 10.0;
         println!(
-            "server peak RSS: {:.0} MiB; on disk under --data: {:.2} bytes/scalar \
+            "server peak RSS (after the full-resolution read and the export too): {:.0} MiB; on disk under --data: {:.2} bytes/scalar \
              (history segments and their M4 pre-aggregates: {:.2})",
             status_kib(pid, "VmHWM:") as f64 / 1024.0,
             dir_bytes(&data) as f64 / scalars,
