@@ -1,7 +1,8 @@
 //! `cargo bench --bench server_bench [-- STEPS [REPS]]`: a real `tidelog serve` over loopback
 //! holding one run of STEPS (default 1M) steps × 10 keys: ingest rows/s, history reads (one key
 //! `samples=1000` p50/p99 over REPS requests (default 20), all keys `samples=2000`, one key at
-//! full resolution), the Parquet export, the server's peak RSS and its bytes per scalar on disk.
+//! full resolution), the Parquet export, the server's peak RSS and its bytes per scalar on disk
+//! (all of `--data`, and the history segments alone).
 //! `TIDELOG_BENCH_DATABASE=postgres://...` benches it on that (empty) database instead of SQLite.
 
 #[cfg(target_arch = "wasm32")]
@@ -126,6 +127,7 @@ mod native {
             secs,
             report.rows_added as f64 / secs
         );
+        let after_ingest = status_kib(pid, "VmHWM:") as f64 / 1024.0;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(600)))
             .build()
@@ -139,7 +141,7 @@ mod native {
             &url,
             &key,
             &format!("{history}?keys=train/loss&samples=1000"),
-            20,
+            reps,
         );
         let spiked = String::from_utf8_lossy(&body).contains(&format!("\"_step\":{spike},"));
         println!("history?keys=train/loss&samples=1000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes; spike kept: {spiked})", body.len());
@@ -154,6 +156,8 @@ mod native {
             "history?samples=2000: p50 {p50:.1} ms, p99 {p99:.1} ms ({} bytes)",
             body.len()
         );
+        let after_samples = status_kib(pid, "VmHWM:") as f64 / 1024.0;
+        println!("server peak RSS after ingest: {after_ingest:.0} MiB; after the sampled reads: {after_samples:.0} MiB");
         let (full, body) = get(&agent, &format!("{url}{history}?keys=train/loss"), &key);
         println!(
             "history?keys=train/loss (full): {:.0} ms ({} bytes)",
@@ -168,9 +172,11 @@ mod native {
         );
         let scalars = steps as f64 * 10.0;
         println!(
-            "server peak RSS: {:.0} MiB; on disk under --data (with the database on sqlite): {:.2} bytes/scalar",
+            "server peak RSS (after the full-resolution read and the export too): {:.0} MiB; on disk under --data: {:.2} bytes/scalar \
+             (history segments and their M4 pre-aggregates: {:.2})",
             status_kib(pid, "VmHWM:") as f64 / 1024.0,
-            dir_bytes(&data) as f64 / scalars
+            dir_bytes(&data) as f64 / scalars,
+            dir_bytes(&data.join("store/segments")) as f64 / scalars
         );
     }
 }

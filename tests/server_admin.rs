@@ -102,6 +102,22 @@ fn keys_are_listed_by_id_and_a_revoked_key_is_refused_at_once() {
 }
 
 /// True when a file named `name` is anywhere under `dir`: wherever the server keeps objects.
+/// Files anywhere under `dir`.
+fn files_under(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .map(|e| e.unwrap())
+            .map(|e| {
+                if e.file_type().unwrap().is_dir() {
+                    files_under(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
 fn has_file(dir: &Path, name: &str) -> bool {
     std::fs::read_dir(dir).unwrap().any(|e| {
         let e = e.unwrap();
@@ -183,7 +199,16 @@ fn deleting_a_run_removes_its_rows_and_the_blobs_no_other_run_needs() {
         has_file(&data, &shared_sha),
         "a blob another run uses was removed"
     );
-    for table in ["history", "system", "files", "bundles"] {
+    let segments = data.join("store/segments/del-a");
+    assert!(
+        !segments.exists() || files_under(&segments) == 0,
+        "segment objects of the deleted run remain"
+    );
+    assert!(
+        files_under(&data.join("store/segments/del-b")) > 0,
+        "the other run's segments went too"
+    );
+    for table in ["history", "system", "segments", "files", "bundles"] {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE run_id = $1");
         assert_eq!(
             count(&data, &sql, &["del-a"]),

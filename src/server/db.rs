@@ -107,6 +107,19 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// A write transaction; on SQLite it takes the write lock at BEGIN, so it never fails to
+/// upgrade a read lock halfway.
+pub async fn begin_write(
+    db: &AnyPool,
+    sqlite: bool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if sqlite {
+        db.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        db.begin().await
+    }
+}
+
 /// True when the pool talks to SQLite, whose WAL and placeholders need special care.
 pub fn is_sqlite(pool: &AnyPool) -> bool {
     pool.connect_options().database_url.scheme() == "sqlite"

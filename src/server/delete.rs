@@ -13,6 +13,7 @@ use super::db::{self, now_ms, RunRow};
 use object_store::ObjectStoreExt;
 
 use super::error::{ApiError, ServerError};
+use super::segments::{self, Ctx, HISTORY_KIND, SYSTEM_KIND};
 use super::store::{blob_key, Store};
 use super::AppState;
 use crate::core::time::rfc3339;
@@ -70,12 +71,24 @@ pub async fn delete_run(
         .fetch_all(&mut *tx)
         .await?;
     let mut removed = [0u64; 3];
+    for (n, kind) in removed.iter_mut().zip([HISTORY_KIND, SYSTEM_KIND]) {
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(row_count), 0) AS BIGINT) FROM segments WHERE run_id = $1 AND kind = $2",
+        )
+        .bind(run_id)
+        .bind(kind)
+        .fetch_one(&mut *tx)
+        .await?;
+        *n = u64::try_from(rows).unwrap_or(0);
+    }
+    // Rows of the tables before segments, if a migration at start has not moved them yet.
     for (n, table) in removed.iter_mut().zip(["history", "system", "files"]) {
         *n = sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
             .bind(run_id)
             .execute(&mut *tx)
             .await?
-            .rows_affected();
+            .rows_affected()
+            + *n;
     }
     for sql in [
         "DELETE FROM bundles WHERE run_id = $1",
@@ -113,6 +126,14 @@ pub async fn delete_run(
         }
     }
     tx.commit().await?;
+    // The run is gone and its id refused, so no ingest adds segments now; a crash before this
+    // leaves catalog rows of no run, which nothing reads.
+    let ctx = Ctx {
+        db,
+        store,
+        sqlite: db::is_sqlite(db),
+    };
+    segments::delete_run(ctx, run_id).await?;
     // Asked again under the write lock: an ingest that committed a reference since keeps it.
     let mut tx = begin_write(db).await?;
     let mut blobs_removed = 0;

@@ -9,20 +9,18 @@ use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
-use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
-use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
-use parquet::file::properties::WriterProperties;
+use parquet::data_type::ByteArray;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::Type;
-use serde_json::{Map, Value as JsonValue};
-use sqlx::{Any, AnyConnection, Row, Transaction};
 use tokio::sync::mpsc;
 
 use super::auth::Account;
 use super::error::{ApiError, ServerError};
-use super::rows::stored_number;
 use super::runs::owned_run;
+use super::segments::catalog::{self, Segment};
+use super::segments::format::{self, Data, Kind};
+use super::segments::read::{decode_all, fetch};
+use super::segments::table::{Cells, Table};
+use super::segments::HISTORY_KIND;
 use super::AppState;
 
 /// Cells (rows × columns) of one row group: what the export holds in memory at a time.
@@ -31,17 +29,8 @@ const GROUP_CELLS: usize = 1 << 20;
 /// Row groups written ahead of a slow client.
 const AHEAD: usize = 2;
 
-fn corrupt(e: serde_json::Error) -> ServerError {
-    ServerError::Corrupt(format!("a stored history row: {e}"))
-}
-
-/// How a key is written: a DOUBLE column when every value of it is a number (NaN and the
-/// infinities included), otherwise a UTF8 column of each value's JSON text.
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Number,
-    Json,
-}
+/// Times the segments are listed again when compaction replaced one being read.
+const ATTEMPTS: usize = 5;
 
 /// One column's values of the row group being built; `defs` is 1 where a row has the key.
 enum Column {
@@ -63,67 +52,52 @@ impl Column {
         }
     }
 
-    fn push(&mut self, v: Option<&JsonValue>) {
+    /// Adds value `i` of `cells` for the row being added.
+    fn push(&mut self, cells: &Cells, i: usize) {
         match self {
             Column::Number { values, defs } => {
-                let n = v.and_then(stored_number);
-                defs.push(i16::from(n.is_some()));
-                values.extend(n);
+                defs.push(1);
+                values.push(cells.chart(i));
             }
             Column::Json { values, defs } => {
-                defs.push(i16::from(v.is_some()));
-                values.extend(v.map(|v| ByteArray::from(v.to_string().into_bytes())));
+                defs.push(1);
+                let mut text = Vec::new();
+                cells.write_json(i, &mut text);
+                values.push(ByteArray::from(text));
             }
         }
     }
-}
 
-/// The first pass: every key of the run's history and its [`Kind`].
-async fn kinds(db: &mut AnyConnection, run_id: &str) -> Result<BTreeMap<String, Kind>, ServerError> {
-    let mut kinds = BTreeMap::new();
-    let mut rows = sqlx::query("SELECT data FROM history WHERE run_id = $1")
-        .bind(run_id)
-        .fetch(db);
-    while let Some(r) = rows.try_next().await? {
-        let data: String = r.try_get(0)?;
-        let row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(corrupt)?;
-        for (k, v) in row {
-            let kind = if stored_number(&v).is_some() {
-                Kind::Number
-            } else {
-                Kind::Json
-            };
-            let known = kinds.entry(k).or_insert(kind);
-            if kind == Kind::Json {
-                *known = Kind::Json;
-            }
-        }
-    }
-    Ok(kinds)
-}
-
-fn schema(kinds: &BTreeMap<String, Kind>) -> parquet::errors::Result<Type> {
-    let step = Type::primitive_type_builder("_step", Physical::INT64)
-        .with_repetition(Repetition::REQUIRED)
-        .build()?;
-    let ts = Type::primitive_type_builder("_timestamp", Physical::INT64)
-        .with_repetition(Repetition::REQUIRED)
-        .with_logical_type(Some(LogicalType::Timestamp {
-            is_adjusted_to_u_t_c: true,
-            unit: TimeUnit::MILLIS,
-        }))
-        .build()?;
-    let mut fields = vec![Arc::new(step), Arc::new(ts)];
-    for (name, kind) in kinds {
-        let col = match kind {
-            Kind::Number => Type::primitive_type_builder(name, Physical::DOUBLE),
-            Kind::Json => Type::primitive_type_builder(name, Physical::BYTE_ARRAY)
-                .with_logical_type(Some(LogicalType::String)),
+    /// Marks the key absent in row `row` (1-based count of rows) unless it was just added.
+    fn pad(&mut self, row: usize) {
+        let defs = match self {
+            Column::Number { defs, .. } | Column::Json { defs, .. } => defs,
         };
-        fields.push(Arc::new(col.with_repetition(Repetition::OPTIONAL).build()?));
+        if defs.len() < row {
+            defs.push(0);
+        }
     }
-    Type::group_type_builder("history").with_fields(fields).build()
 }
+
+/// Every key of the segments and its [`Kind`]: a number column when all its values are
+/// numbers (NaN and the infinities included), from the catalog's stats alone.
+fn kinds(segments: &[Segment]) -> BTreeMap<String, Kind> {
+    let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for s in segments {
+        for (k, st) in &s.stats {
+            let c = counts.entry(k.clone()).or_default();
+            c.0 += st.count;
+            c.1 += st.num;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(k, (count, num))| (k, if count == num { Kind::Number } else { Kind::Json }))
+        .collect()
+}
+
+/// The export's Parquet schema: `_step`, `_timestamp`, then a column per key.
+const EXPORT_INTS: [(&str, bool); 2] = [("_step", false), ("_timestamp", true)];
 
 /// A row group being built.
 struct Group {
@@ -143,30 +117,14 @@ impl Group {
 
     /// Writes the group as one row group and returns the bytes it added to the file.
     fn write(&mut self, w: &mut SerializedFileWriter<Vec<u8>>) -> parquet::errors::Result<Vec<u8>> {
-        let mut rg = w.next_row_group()?;
-        for (i, data) in [&self.steps, &self.ts].into_iter().enumerate() {
-            let mut col = rg
-                .next_column()?
-                .ok_or_else(|| parquet::errors::ParquetError::General(format!("no column {i}")))?;
-            col.typed::<Int64Type>().write_batch(data, None, None)?;
-            col.close()?;
-        }
+        let mut data = vec![Data::Int64(&self.steps), Data::Int64(&self.ts)];
         for c in &self.cols {
-            let mut col = rg
-                .next_column()?
-                .ok_or_else(|| parquet::errors::ParquetError::General("too few columns".into()))?;
-            match c {
-                Column::Number { values, defs } => {
-                    col.typed::<DoubleType>().write_batch(values, Some(defs), None)?;
-                }
-                Column::Json { values, defs } => {
-                    col.typed::<ByteArrayType>()
-                        .write_batch(values, Some(defs), None)?;
-                }
-            }
-            col.close()?;
+            data.push(match c {
+                Column::Number { values, defs } => Data::Double(values, defs),
+                Column::Json { values, defs } => Data::Text(values, defs),
+            });
         }
-        rg.close()?;
+        format::write_group(w, &data)?;
         w.flush()?;
         self.steps.clear();
         self.ts.clear();
@@ -178,36 +136,91 @@ impl Group {
         }
         Ok(std::mem::take(w.inner_mut()))
     }
+
+    /// Adds row `r` of `t`, whose column `c` is the group's column `to[c]` (if any).
+    fn push(&mut self, t: &Table, r: usize, to: &[Option<usize>], cursors: &mut [usize]) {
+        self.steps.push(t.steps[r] as i64);
+        self.ts.push(t.ts[r]);
+        let row = self.steps.len();
+        for ((col, g), cur) in t.cols.iter().zip(to).zip(cursors.iter_mut()) {
+            if let (Some(g), Some(i)) = (g, col.find(r as u32, cur)) {
+                self.cols[*g].push(&col.cells, i);
+            }
+        }
+        for c in &mut self.cols {
+            c.pad(row);
+        }
+    }
 }
 
-/// The second pass, in the first one's transaction: the rows in step order, a row group at a time, each sent as it is written.
+/// Whether a store error is an object that is gone.
+fn gone(e: &ServerError) -> bool {
+    matches!(
+        e,
+        ServerError::Store {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }
+    )
+}
+
+/// The rows of the run's segments (as listed when the export began: nothing past their last
+/// sequence number) in step order, a row group at a time, each sent as it is written. A
+/// segment compacted away meanwhile is found again in the new listing, after the last row sent.
 async fn write_file(
-    mut db: Transaction<'static, Any>,
+    state: AppState,
     run_id: String,
+    segments: Vec<Segment>,
     kinds: BTreeMap<String, Kind>,
     out: &mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), ServerError> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let mut w = SerializedFileWriter::new(Vec::new(), Arc::new(schema(&kinds)?), Arc::new(props))?;
-    let names: Vec<&String> = kinds.keys().collect();
-    let rows_per_group = (GROUP_CELLS / (names.len() + 2)).max(1);
+    let keys: Vec<(&str, Kind)> = kinds.iter().map(|(k, &v)| (k.as_str(), v)).collect();
+    let schema = Arc::new(format::schema("history", &EXPORT_INTS, &keys)?);
+    let props = Arc::new(format::properties(&EXPORT_INTS, &keys));
+    let mut w = SerializedFileWriter::new(Vec::new(), schema, props)?;
+    let position: BTreeMap<&str, usize> = kinds.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let rows_per_group = (GROUP_CELLS / (kinds.len() + 2)).max(1);
     let mut group = Group::new(&kinds);
-    let mut rows = sqlx::query("SELECT step, ts_ms, data FROM history WHERE run_id = $1 ORDER BY step, seq")
-        .bind(&run_id)
-        .fetch(&mut *db);
-    while let Some(r) = rows.try_next().await? {
-        let data: String = r.try_get(2)?;
-        let row: Map<String, JsonValue> = serde_json::from_str(&data).map_err(corrupt)?;
-        group.steps.push(r.try_get(0)?);
-        group.ts.push(r.try_get(1)?);
-        for (name, col) in names.iter().zip(&mut group.cols) {
-            col.push(row.get(name.as_str()));
+    let last_seq = segments.iter().map(|s| s.last_seq).max().unwrap_or(0);
+    let mut after: Option<(u64, u64)> = None;
+    let mut todo = segments;
+    let mut attempts = 0;
+    'list: loop {
+        for s in &todo {
+            if after.is_some_and(|(step, _)| s.max_step < step) || s.first_seq > last_seq {
+                continue;
+            }
+            let bytes = match fetch(&state.store, &[s.object.as_str()]).await {
+                Err(e) if gone(&e) && attempts < ATTEMPTS => {
+                    attempts += 1;
+                    todo = catalog::list(&state.db, &run_id, HISTORY_KIND, 0, i64::MAX as u64).await?;
+                    continue 'list;
+                }
+                got => got?,
+            };
+            let Some(t) = decode_all(bytes, None).await?.pop() else {
+                continue;
+            };
+            let mut order: Vec<(u64, u64, usize)> = (0..t.len())
+                .map(|r| (t.steps[r], t.seqs[r], r))
+                .filter(|&(step, seq, _)| seq <= last_seq && after.is_none_or(|a| (step, seq) > a))
+                .collect();
+            order.sort_unstable();
+            let to: Vec<Option<usize>> = t
+                .cols
+                .iter()
+                .map(|c| position.get(c.name.as_str()).copied())
+                .collect();
+            let mut cursors = vec![0; t.cols.len()];
+            for &(step, seq, r) in &order {
+                group.push(&t, r, &to, &mut cursors);
+                after = Some((step, seq));
+                if group.steps.len() == rows_per_group && !send(out, group.write(&mut w)?).await {
+                    return Ok(());
+                }
+            }
         }
-        if group.steps.len() == rows_per_group && !send(out, group.write(&mut w)?).await {
-            return Ok(());
-        }
+        break;
     }
     if !group.steps.is_empty() && !send(out, group.write(&mut w)?).await {
         return Ok(());
@@ -230,16 +243,15 @@ pub async fn history_parquet(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     owned_run(&state, &account, &id).await?;
-    // One read transaction for both passes: they see the same rows however ingest goes on.
-    let mut db = state.db.begin().await?;
-    let kinds = kinds(&mut db, &id).await?;
+    let segments = catalog::list(&state.db, &id, HISTORY_KIND, 0, i64::MAX as u64).await?;
+    let kinds = kinds(&segments);
     let (tx, rx) = mpsc::channel(AHEAD);
     let name = format!(
         "attachment; filename=\"{}.parquet\"",
         id.replace(['"', '\\'], "_")
     );
     tokio::spawn(async move {
-        if let Err(e) = write_file(db, id, kinds, &tx).await {
+        if let Err(e) = write_file(state, id, segments, kinds, &tx).await {
             log::error!("{e}");
             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
         }

@@ -2,9 +2,13 @@
 //! skipped, a bundle that starts past it is refused, and everything lands in one transaction.
 //! The unit of exclusion is the run: the transaction advances its high-water mark only from
 //! the value it read (a conditional UPDATE), and starts over when another ingest moved it.
+//! History and system rows become segment objects first, written under fresh keys; the same
+//! transaction adds their catalog rows, and objects of a transaction that did not commit are
+//! deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Read};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -14,11 +18,15 @@ use sha2::{Digest, Sha256};
 use super::db::{now_ms, RunRow};
 use super::error::{ApiError, ServerError};
 use super::parts::PartsReader;
-use super::rows::{encode_rows, insert_rows, Rows, RESERVED};
+use super::rows::RESERVED;
+use super::segments::table::Table;
+use super::segments::write::{build, Built};
+use super::segments::{compact, HISTORY_KIND, SYSTEM_KIND};
 use super::store::is_sha256;
 use super::AppState;
 use crate::core::bundle::{
-    read_bundle, read_bundle_from, sha256_hex, Columns, Limits, Manifest, HISTORY, SYSTEM,
+    read_bundle, read_bundle_from, sha256_hex, Budget, BundleError, Columns, Limits, Manifest, HISTORY,
+    SYSTEM,
 };
 use crate::core::record::{Meta, RunState};
 use crate::core::sync::Ack;
@@ -27,7 +35,7 @@ use crate::core::sync::Ack;
 const SHA_HEADER: &str = "tidelog-bundle-sha256";
 
 /// Transactions tried before a bundle whose run keeps moving is answered 503.
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 5;
 
 /// What an ingest did.
 #[derive(Debug)]
@@ -45,8 +53,10 @@ struct Prepared {
     sha: String,
     manifest: Manifest,
     records: Vec<(u64, Meta)>,
-    history: Rows,
-    system: Rows,
+    history: Arc<Columns>,
+    system: Arc<Columns>,
+    /// What is left of the decode budget, for the segments.
+    budget: Budget,
     last_values: Vec<(u64, String, Json)>,
     /// Contents of the saved files the records refer to, by sha256 (checked by the reader).
     blobs: BTreeMap<String, Vec<u8>>,
@@ -137,13 +147,13 @@ fn prepare(src: Source, expected: Option<&str>, limits: &Limits) -> Result<Prepa
             blobs.insert(f.sha256.clone(), data);
         }
     }
-    let mut budget = contents.budget;
     Ok(Prepared {
         sha,
         manifest: contents.manifest,
         records,
-        history: encode_rows(HISTORY, contents.history, &mut budget)?,
-        system: encode_rows(SYSTEM, contents.system, &mut budget)?,
+        history: Arc::new(contents.history),
+        system: Arc::new(contents.system),
+        budget: contents.budget,
         last_values,
         blobs,
         carried,
@@ -187,8 +197,38 @@ pub async fn ingest(
         state.store.put_blob(&sha, data).await?;
     }
     for _ in 0..ATTEMPTS {
-        if let Some(done) = commit(state, account, &p).await? {
-            state.written.notify_one();
+        let seen: Option<String> = sqlx::query_scalar("SELECT sha256 FROM bundles WHERE sha256 = $1")
+            .bind(&p.sha)
+            .fetch_optional(&state.db)
+            .await?;
+        let from = match RunRow::load(&state.db, &p.manifest.run.id).await? {
+            Some(run) => run.next_seq,
+            None => 0,
+        };
+        let built = if seen.is_some() {
+            Vec::new()
+        } else {
+            segments(&p, from).await?
+        };
+        for (i, b) in built.iter().enumerate() {
+            if let Err(e) = b.put(&state.store).await {
+                for done in &built[..i] {
+                    done.discard(&state.store).await;
+                }
+                return Err(e.into());
+            }
+        }
+        let res = commit(state, account, &p, from, &built).await;
+        if !matches!(res, Ok(Some(Ingested { new: true, .. }))) {
+            for b in &built {
+                b.discard(&state.store).await;
+            }
+        }
+        if let Some(done) = res? {
+            if done.new {
+                state.written.notify_one();
+                compact::after_ingest(state, &p.manifest.run.id);
+            }
             super::access_log::ingested(state, account, &p.manifest.run.id, &p.sha, &done);
             return Ok(done);
         }
@@ -210,15 +250,39 @@ async fn owns_blob(conn: &mut sqlx::AnyConnection, account: &str, sha: &str) -> 
     Ok(found.is_some())
 }
 
-/// One transaction of [`ingest`]; `None` when another ingest advanced the run meanwhile.
-async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<Ingested>, ApiError> {
+fn over(entry: &'static str) -> impl Fn(crate::core::bundle::OverBudget) -> ApiError {
+    move |over| ApiError::Bundle(BundleError::OverBudget { entry, over })
+}
+
+/// The segments of the bundle's history and system rows from sequence number `from` on,
+/// encoded off the async threads within what is left of the decode budget.
+async fn segments(p: &Prepared, from: u64) -> Result<Vec<Built>, ApiError> {
+    let (history, system, mut budget) = (p.history.clone(), p.system.clone(), p.budget.clone());
+    let run_id = p.manifest.run.id.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for (kind, entry, cols) in [(HISTORY_KIND, HISTORY, &history), (SYSTEM_KIND, SYSTEM, &system)] {
+            let table = Table::from_columns(cols, from, &mut budget).map_err(over(entry))?;
+            out.extend(build(&run_id, kind, &table)?);
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(ServerError::from)?
+}
+
+/// One transaction of [`ingest`], whose segments `built` hold the rows from `from` on; `None`
+/// when another ingest advanced the run past `from` meanwhile.
+async fn commit(
+    state: &AppState,
+    account: &str,
+    p: &Prepared,
+    from: u64,
+    built: &[Built],
+) -> Result<Option<Ingested>, ApiError> {
     let total_rows = (p.history.seqs.len() + p.system.seqs.len()) as u64;
     // SQLite: take the write lock at BEGIN, so a transaction never fails to upgrade its read.
-    let mut tx = if state.sqlite {
-        state.db.begin_with("BEGIN IMMEDIATE").await?
-    } else {
-        state.db.begin().await?
-    };
+    let mut tx = super::db::begin_write(&state.db, state.sqlite).await?;
     let existing = RunRow::load(&mut *tx, &p.manifest.run.id).await?;
     if existing.as_ref().is_some_and(|r| r.account != account) {
         return Err(ApiError::Forbidden(p.manifest.run.id.clone()));
@@ -243,7 +307,9 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
     let now = now_ms();
     let read_seq = existing.as_ref().map(|r| r.next_seq);
     let mut run = existing.unwrap_or_else(|| new_run(&p.manifest, account, now));
-    let from = run.next_seq;
+    if run.next_seq != from {
+        return Ok(None);
+    }
     if p.manifest.seq_start > from {
         return Err(ApiError::Gap { next_seq: from });
     }
@@ -322,8 +388,11 @@ async fn commit(state: &AppState, account: &str, p: &Prepared) -> Result<Option<
                 .await?;
         }
     }
-    let rows_added = insert_rows(&mut tx, state.sqlite, "history", &run.id, &p.history, from).await?
-        + insert_rows(&mut tx, state.sqlite, "system", &run.id, &p.system, from).await?;
+    let mut rows_added = 0;
+    for b in built {
+        b.segment.insert(&mut tx).await?;
+        rows_added += b.segment.rows;
+    }
     if !run.save_if(&mut *tx, read_seq).await? {
         return Ok(None);
     }

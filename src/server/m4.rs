@@ -1,16 +1,6 @@
 //! M4 thinning (`samples=N`): per bucket of a key's step range, its first, last, minimum and
 //! maximum point, so that a line chart of the samples keeps every extreme of the full data.
 
-use serde_json::Value as JsonValue;
-
-use super::rows::stored_number;
-
-/// The number a stored value charts as: [`stored_number`], NaN for anything else (a NaN is
-/// never a minimum or a maximum).
-pub fn chart_value(v: &JsonValue) -> f64 {
-    stored_number(v).unwrap_or(f64::NAN)
-}
-
 /// One bucket's picks: indices of its first, last, minimum and maximum point.
 struct Bucket {
     first: usize,
@@ -131,7 +121,5 @@ mod tests {
     fn non_numbers_are_only_first_or_last() {
         let points: Vec<(u64, f64)> = (0..40).map(|s| (s, f64::NAN)).collect();
         assert_eq!(m4(&points, 4), vec![0, 39]);
-        assert_eq!(chart_value(&JsonValue::from("Infinity")), f64::INFINITY);
-        assert!(chart_value(&JsonValue::from("x")).is_nan());
     }
 }

@@ -17,6 +17,7 @@ mod quarantine;
 mod routes;
 mod rows;
 mod runs;
+mod segments;
 mod staged;
 mod store;
 mod uploads;
@@ -81,9 +82,11 @@ pub struct Connections {
 /// What every handler shares.
 struct Shared {
     db: AnyPool,
-    /// Immutable objects (blobs, upload parts, quarantine): what a replica must find wherever
-    /// it was written.
+    /// Immutable objects (history segments, blobs, upload parts, quarantine): what a replica
+    /// must find wherever it was written.
     store: Store,
+    /// Held by the compaction running in this process, so compactions take turns.
+    compacting: tokio::sync::Mutex<()>,
     /// Which background work this replica may do now.
     leases: lease::Leases,
     /// Unfinished uploads older than this are removed.
@@ -149,6 +152,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     let state = AppState(Arc::new(Shared {
         db: pool,
         store,
+        compacting: tokio::sync::Mutex::new(()),
         leases: lease::Leases::new()?,
         sqlite,
         written,
@@ -161,6 +165,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
         upload_ttl_ms: i64::try_from(opts.upload_ttl.as_millis()).unwrap_or(i64::MAX),
     }));
     tokio::spawn(staged::heartbeat(state.clone()));
+    segments::migrate::migrate(segments::Ctx::of(&state)).await?;
     staged::recover(&state).await?;
     tokio::spawn(staged::sweeper(state.clone()));
     let metrics = Arc::clone(&state.metrics);

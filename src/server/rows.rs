@@ -1,34 +1,29 @@
-//! A bundle's rows as stored: one JSON object per row, built within the decode budget, and
-//! the batched INSERTs that store them.
+//! History and system rows as the API sends them: the segments of the step range merged in
+//! step order, only the keys asked, and `samples=N` thinned per key by M4.
 
-use sqlx::AnyConnection;
+use std::collections::{HashMap, HashSet};
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::core::bundle::{Budget, BundleError, Columns, OverBudget};
-use crate::core::value::{num_to_json, Value};
-
-/// Rows per INSERT statement; one SQL text per table, so the prepared statement is reused.
-const BATCH: usize = 500;
+use super::m4;
+use super::segments::read::{tables, Query};
+use super::segments::table::Table;
+use super::segments::write::FINE;
+use super::segments::Ctx;
+use super::AppState;
 
 /// Keys the API adds to every row; a bundle's own values under them are dropped.
 pub const RESERVED: [&str; 2] = ["_step", "_timestamp"];
 
-/// Rows of one table; the stored JSON of every row lives in one buffer, row `i` ending at
-/// `ends[i]`.
-pub struct Rows {
-    /// Record sequence number of each row.
-    pub seqs: Vec<u64>,
-    steps: Vec<u64>,
-    ts: Vec<i64>,
-    json: String,
-    ends: Vec<usize>,
-}
+/// Rows a read may span before `samples=N` reads segments' pre-aggregates instead of their rows.
+pub const EXACT_ROWS: u64 = 1 << 18;
 
-impl Rows {
-    fn data(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.json[start..self.ends[i]]
-    }
+/// Rows past which `samples=n` reads pre-aggregates: [`EXACT_ROWS`], and at least [`FINE`]
+/// rows per sample, so that each M4 bucket spans several pre-aggregate buckets.
+fn coarse_over(n: u64) -> u64 {
+    EXACT_ROWS.max(n.saturating_mul(FINE as u64))
 }
 
 /// A stored value as a number: a JSON number, or one of the strings `num_to_json` writes for
@@ -46,148 +41,281 @@ pub fn stored_number(v: &serde_json::Value) -> Option<f64> {
     }
 }
 
-fn bad(why: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(why.to_string())
+/// A non-negative integer query parameter, or a 400 that names it.
+fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    q.get(name)
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!("{name} must be a non-negative integer, not {v:?}"))
+            })
+        })
+        .transpose()
 }
 
-fn over(entry: &'static str, over: OverBudget) -> ApiError {
-    ApiError::Bundle(BundleError::OverBudget { entry, over })
+/// A row of the merged view: table and row index.
+type At = (u32, u32);
+
+/// A row to send and its members: (column, value index) in its table.
+type Picked = (At, Vec<(usize, usize)>);
+
+/// A key's values: (position in the merged view, column, value index) and (step, chart value).
+type KeyPoints = (Vec<(u32, usize, usize)>, Vec<(u64, f64)>);
+
+/// The rows of `tables` with a step in `lo..=hi`, in step order (then sequence order).
+fn order(tables: &[Table], lo: u64, hi: u64) -> Vec<At> {
+    let mut all: Vec<(u64, u64, At)> = Vec::new();
+    for (t, table) in tables.iter().enumerate() {
+        for (r, (&step, &seq)) in table.steps.iter().zip(&table.seqs).enumerate() {
+            if (lo..=hi).contains(&step) {
+                all.push((step, seq, (t as u32, r as u32)));
+            }
+        }
+    }
+    if !all.is_sorted_by_key(|&(step, seq, _)| (step, seq)) {
+        all.sort_unstable_by_key(|&(step, seq, _)| (step, seq));
+    }
+    all.into_iter().map(|(.., at)| at).collect()
 }
 
-fn write_value(buf: &mut Vec<u8>, v: &Value) -> serde_json::Result<()> {
-    match v {
-        Value::Num(x) if x.is_finite() => serde_json::to_writer(buf, x),
-        Value::Num(x) => serde_json::to_writer(buf, &num_to_json(*x)),
-        Value::Bool(b) => serde_json::to_writer(buf, b),
-        Value::Str(s) => serde_json::to_writer(buf, s),
-        Value::Json(j) => serde_json::to_writer(buf, j),
+/// Per table and column, its name as JSON text and a walk position.
+struct Cursors {
+    names: Vec<Vec<String>>,
+    at: Vec<Vec<usize>>,
+}
+
+impl Cursors {
+    fn new(tables: &[Table]) -> Cursors {
+        Cursors {
+            names: tables
+                .iter()
+                .map(|t| {
+                    t.cols
+                        .iter()
+                        .map(|c| serde_json::to_string(&c.name).unwrap_or_default())
+                        .collect()
+                })
+                .collect(),
+            at: tables.iter().map(|t| vec![0; t.cols.len()]).collect(),
+        }
+    }
+
+    /// The columns of table `t` with a value at row `r`: `(column, value index)`.
+    fn values(&mut self, tables: &[Table], (t, r): At) -> Vec<(usize, usize)> {
+        let table = &tables[t as usize];
+        let at = &mut self.at[t as usize];
+        table
+            .cols
+            .iter()
+            .zip(at.iter_mut())
+            .enumerate()
+            .filter_map(|(c, (col, cur))| col.find(r, cur).map(|i| (c, i)))
+            .collect()
     }
 }
 
-/// Encodes every row of table `entry` as a JSON object into one buffer, in time proportional
-/// to rows + values (never rows × keys): a counting sort lists each row's columns, in column
-/// order. The index and the JSON are charged to `budget`; the JSON stops where it runs out.
-pub fn encode_rows(entry: &'static str, cols: Columns, budget: &mut Budget) -> Result<Rows, ApiError> {
-    let n = cols.len();
-    let kept: Vec<_> = cols
-        .cols
-        .iter()
-        .filter(|c| !RESERVED.contains(&c.name.as_str()))
+/// Writes one row: `_step`, `_timestamp`, then `members` (column, value index) of table `t`.
+fn write_row(
+    out: &mut Vec<u8>,
+    tables: &[Table],
+    names: &[Vec<String>],
+    (t, r): At,
+    members: &[(usize, usize)],
+) {
+    let table = &tables[t as usize];
+    let ts = table.ts[r as usize] as f64 / 1000.0;
+    let ts = serde_json::to_string(&ts).unwrap_or_default();
+    out.extend_from_slice(format!("{{\"_step\":{},\"_timestamp\":{ts}", table.steps[r as usize]).as_bytes());
+    for &(c, i) in members {
+        out.push(b',');
+        out.extend_from_slice(names[t as usize][c].as_bytes());
+        out.push(b':');
+        table.cols[c].cells.write_json(i, out);
+    }
+    out.push(b'}');
+}
+
+/// The rows to send with the members each keeps: every row (with `keys`, every row that has
+/// one of them), or with `samples` the M4 picks of each key, a row keeping only the keys it
+/// was picked for.
+fn select(tables: &[Table], rows: &[At], filtered: bool, samples: Option<u64>) -> (Cursors, Vec<Picked>) {
+    let mut cur = Cursors::new(tables);
+    let Some(samples) = samples else {
+        let mut out = Vec::with_capacity(rows.len());
+        for &at in rows {
+            let members = cur.values(tables, at);
+            if !filtered || !members.is_empty() {
+                out.push((at, members));
+            }
+        }
+        return (cur, out);
+    };
+    // Per key: where each of its values is, and its (step, chart value).
+    let mut points: HashMap<&str, KeyPoints> = HashMap::new();
+    for (n, &at) in rows.iter().enumerate() {
+        let table = &tables[at.0 as usize];
+        for (c, i) in cur.values(tables, at) {
+            let col = &table.cols[c];
+            let (refs, pts) = points.entry(col.name.as_str()).or_default();
+            refs.push((n as u32, c, i));
+            pts.push((table.steps[at.1 as usize], col.cells.chart(i)));
+        }
+    }
+    let n = usize::try_from(samples).unwrap_or(usize::MAX);
+    let mut picks: Vec<(u32, &str, usize, usize)> = Vec::new();
+    for (key, (refs, pts)) in &points {
+        picks.extend(m4::m4(pts, n).into_iter().map(|p| {
+            let (row, c, i) = refs[p];
+            (row, *key, c, i)
+        }));
+    }
+    picks.sort_unstable();
+    let out = picks
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|group| {
+            (
+                rows[group[0].0 as usize],
+                group.iter().map(|&(_, _, c, i)| (c, i)).collect(),
+            )
+        })
         .collect();
-    let values: usize = kept.iter().map(|c| c.rows.len()).sum();
-    let index_bytes = (2 * (n + 1) + values) * 4 + n * 8;
-    budget.charge(index_bytes as u64).map_err(|o| over(entry, o))?;
-    let mut keys = Vec::with_capacity(kept.len());
-    for c in &kept {
-        keys.push(serde_json::to_string(&c.name).map_err(bad)?);
-    }
-    // Columns with a value in row r: order[start[r]..start[r + 1]].
-    let mut start = vec![0u32; n + 1];
-    for c in &kept {
-        for &r in &c.rows {
-            start[r as usize + 1] += 1;
-        }
-    }
-    for r in 0..n {
-        start[r + 1] += start[r];
-    }
-    let mut fill = start.clone();
-    let mut order = vec![0u32; values];
-    for (ci, c) in kept.iter().enumerate() {
-        for &r in &c.rows {
-            order[fill[r as usize] as usize] = ci as u32;
-            fill[r as usize] += 1;
-        }
-    }
-    drop(fill);
-    let cap = budget.left();
-    let mut cursor = vec![0usize; kept.len()];
-    let mut buf = Vec::with_capacity((n * 2 + values * 16).min(cap as usize));
-    let mut ends = Vec::with_capacity(n);
-    for r in 0..n {
-        buf.push(b'{');
-        for (k, &ci) in order[start[r] as usize..start[r + 1] as usize].iter().enumerate() {
-            let ci = ci as usize;
-            if k > 0 {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(keys[ci].as_bytes());
-            buf.push(b':');
-            write_value(&mut buf, &kept[ci].values[cursor[ci]]).map_err(bad)?;
-            cursor[ci] += 1;
-            if buf.len() as u64 > cap {
-                return Err(over(entry, budget.exhausted()));
-            }
-        }
-        buf.push(b'}');
-        ends.push(buf.len());
-    }
-    budget.charge(buf.len() as u64).map_err(|o| over(entry, o))?;
-    Ok(Rows {
-        seqs: cols.seqs,
-        steps: cols.steps,
-        ts: cols.ts,
-        json: String::from_utf8(buf).map_err(bad)?,
-        ends,
-    })
+    (cur, out)
 }
 
-fn int(v: u64) -> Result<i64, ApiError> {
-    i64::try_from(v).map_err(|_| bad("number out of range"))
-}
-
-/// A multi-row INSERT of `n` rows. SQLite gets anonymous `?` placeholders: it looks each
-/// `$n` up by name, linearly, which makes a 2,500-parameter statement quadratic.
-fn insert_sql(table: &str, n: usize, sqlite: bool) -> String {
-    let mut sql = format!("INSERT INTO {table} (run_id, seq, step, ts_ms, data) VALUES ");
-    for i in 0..n {
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for c in 0..5 {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            if sqlite {
-                sql.push('?');
-            } else {
-                sql.push_str(&format!("${}", i * 5 + c + 1));
-            }
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING");
-    sql
-}
-
-/// Inserts the rows with `seq >= from`; returns how many were new.
-pub async fn insert_rows(
-    conn: &mut AnyConnection,
-    sqlite: bool,
-    table: &str,
+/// `{"rows": [...]}` of a run's `kind` in step order; with `keys`, only those keys and only
+/// rows that have one of them (an empty `keys=` means all keys, like no `keys`); `min_step` /
+/// `max_step` bound the steps (inclusive) and `samples=N` thins each key to at most N rows by
+/// M4, over the segments' pre-aggregates when the range spans more rows than [`coarse_over`].
+pub async fn rows(
+    state: &AppState,
+    kind: &'static str,
     run_id: &str,
-    rows: &Rows,
-    from: u64,
-) -> Result<u64, ApiError> {
-    let todo: Vec<usize> = (0..rows.seqs.len()).filter(|&i| rows.seqs[i] >= from).collect();
-    let full = insert_sql(table, BATCH, sqlite);
-    let mut added = 0;
-    for chunk in todo.chunks(BATCH) {
-        let partial;
-        let sql = if chunk.len() == BATCH {
-            &full
-        } else {
-            partial = insert_sql(table, chunk.len(), sqlite);
-            &partial
-        };
-        let mut q = sqlx::query(sql);
-        for &i in chunk {
-            q = q
-                .bind(run_id)
-                .bind(int(rows.seqs[i])?)
-                .bind(int(rows.steps[i])?)
-                .bind(rows.ts[i])
-                .bind(rows.data(i));
+    q: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let keys: Option<HashSet<&str>> = q
+        .get("keys")
+        .map(|k| k.split(',').map(str::trim).filter(|k| !k.is_empty()).collect())
+        .filter(|k: &HashSet<&str>| !k.is_empty());
+    let min_step = number(q, "min_step")?.unwrap_or(0);
+    let max_step = number(q, "max_step")?
+        .unwrap_or(i64::MAX as u64)
+        .min(i64::MAX as u64);
+    let samples = number(q, "samples")?;
+    let query = Query {
+        kind,
+        run_id,
+        keys: keys.as_ref(),
+        min_step,
+        max_step,
+        coarse_over: samples.map(coarse_over),
+    };
+    let tables = tables(Ctx::of(state), &query).await?;
+    let filtered = keys.is_some();
+    let out = tokio::task::spawn_blocking(move || {
+        let order = order(&tables, min_step, max_step);
+        let (cur, picked) = select(&tables, &order, filtered, samples);
+        let mut out = b"{\"rows\":[".to_vec();
+        for (n, (at, members)) in picked.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write_row(&mut out, &tables, &cur.names, *at, members);
         }
-        added += q.execute(&mut *conn).await?.rows_affected();
+        out.extend_from_slice(b"]}");
+        out
+    })
+    .await
+    .map_err(super::error::ServerError::from)?;
+    Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::segments::{testing, HISTORY_KIND};
+    use super::*;
+
+    /// `(step, key, chart value)` of every value `samples=n` sends of `tables`.
+    fn sampled(tables: &[Table], n: u64) -> Vec<(u64, String, f64)> {
+        let order = order(tables, 0, u64::MAX);
+        let (_, picked) = select(tables, &order, false, Some(n));
+        let mut out = Vec::new();
+        for ((t, r), members) in picked {
+            let table = &tables[t as usize];
+            for (c, i) in members {
+                let col = &table.cols[c];
+                out.push((table.steps[r as usize], col.name.clone(), col.cells.chart(i)));
+            }
+        }
+        out
     }
-    Ok(added)
+
+    #[tokio::test]
+    async fn coarse_samples_read_pre_aggregates_and_keep_every_spike_in_n_real_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = testing::open(dir.path()).await;
+        let ctx = testing::ctx(&db, &store);
+        let value = |i: u64| match i {
+            12_345 => 1000.0,
+            17_777 => -5.0,
+            _ => 1.0 / (i + 1) as f64,
+        };
+        for s in 0..4u64 {
+            let rows: Vec<(u64, u64, i64, String)> = (s * 5000..(s + 1) * 5000)
+                .map(|i| {
+                    (
+                        i,
+                        i,
+                        i as i64,
+                        format!(r#"{{"loss":{},"acc":{}}}"#, value(i), i as f64),
+                    )
+                })
+                .collect();
+            let segment = testing::add(ctx, &Table::from_json_rows(&rows).unwrap()).await;
+            assert!(segment.agg.is_some(), "a long segment has a pre-aggregate");
+        }
+        let keys: HashSet<&str> = ["loss"].into();
+        let mut q = Query {
+            kind: HISTORY_KIND,
+            run_id: "r",
+            keys: Some(&keys),
+            min_step: 0,
+            max_step: i64::MAX as u64,
+            coarse_over: Some(coarse_over(40)),
+        };
+        let exact = tables(ctx, &q).await.unwrap();
+        assert_eq!(
+            exact.iter().map(Table::len).sum::<usize>(),
+            20_000,
+            "under the threshold: every row"
+        );
+        q.coarse_over = Some(0);
+        let coarse = tables(ctx, &q).await.unwrap();
+        let read: usize = coarse.iter().map(Table::len).sum();
+        assert!(
+            read <= 20_000 * 4 / 256 + 16,
+            "the pre-aggregates hold {read} rows"
+        );
+        assert!(coarse.iter().all(|t| t.cols.iter().all(|c| c.name == "loss")));
+        const {
+            assert!(
+                40 * FINE < 20_000 && 400 * FINE > 20_000,
+                "40 samples can be coarse, 400 not"
+            )
+        };
+        let picks = sampled(&coarse, 40);
+        assert!((20..=40).contains(&picks.len()), "{} samples", picks.len());
+        assert!(
+            picks.iter().all(|(step, _, v)| *v == value(*step)),
+            "a sample is not a real row"
+        );
+        let steps: Vec<u64> = picks.iter().map(|p| p.0).collect();
+        for must in [0, 12_345, 17_777, 19_999] {
+            assert!(steps.contains(&must), "step {must} is missing");
+        }
+        assert!(steps.windows(2).all(|w| w[0] < w[1]));
+        // Inside a range that cuts segments, the cut ones are read whole, so its ends are exact.
+        q.min_step = 7_000;
+        q.max_step = 13_000;
+        let cut = tables(ctx, &q).await.unwrap();
+        assert_eq!(cut.iter().map(Table::len).sum::<usize>(), 10_000);
+    }
 }

@@ -1,0 +1,185 @@
+//! Compaction: a live run synced every few seconds leaves many small segments; they are merged
+//! into large ones. The catalog swap is one transaction (old rows out, the merged row in), so a
+//! reader sees the old set or the new one, never a gap or a row twice; the old objects are
+//! deleted after it, and a reader that listed them reads the catalog again ([`super::read`]).
+//! Ingest never waits for it: new segments only add catalog rows, and the run's high-water
+//! mark is not touched. One replica compacts at a time, whichever holds the `compact` lease.
+
+use super::catalog::{self, Segment};
+use super::read::{decode_all, fetch};
+use super::table::Table;
+use super::write::{build, delete, Built};
+use super::{Ctx, KINDS};
+use crate::server::db::begin_write;
+use crate::server::error::ServerError;
+use crate::server::lease::Leases;
+use crate::server::AppState;
+
+/// A segment of fewer rows than this is small: merged once enough of them gather.
+pub const SMALL_ROWS: u64 = 1 << 16;
+/// Small segments of a run's kind that start a compaction.
+pub const MERGE_AT: u64 = 8;
+/// Most rows a merge puts into one segment.
+pub const TARGET_ROWS: u64 = 1 << 20;
+/// The database lease that makes one replica the compactor.
+const LEASE: &str = "compact";
+/// How long the lease holds without renewal.
+const LEASE_MS: i64 = 60_000;
+
+/// After an ingest committed: compacts the run in the background if it has gathered
+/// [`MERGE_AT`] small segments of a kind. Compactions of this process run one at a time.
+pub fn after_ingest(state: &AppState, run_id: &str) {
+    let (state, run_id) = (state.clone(), run_id.to_owned());
+    tokio::spawn(async move {
+        let _one = state.compacting.lock().await;
+        if let Err(e) = compact_run(Ctx::of(&state), &state.leases, &run_id).await {
+            log::warn!("tidelog server: compacting run {run_id:?}: {e}");
+        }
+    });
+}
+
+/// Merges the run's small segments of each kind while [`MERGE_AT`] of them remain and this
+/// process holds the lease; returns the merges done.
+pub async fn compact_run(ctx: Ctx<'_>, leases: &Leases, run_id: &str) -> Result<u64, ServerError> {
+    let mut merges = 0;
+    for kind in KINDS {
+        while catalog::count_small(ctx.db, run_id, kind, SMALL_ROWS).await? >= MERGE_AT {
+            if !leases.hold(ctx.db, LEASE, LEASE_MS).await? {
+                return Ok(merges);
+            }
+            let mut group = Vec::new();
+            let mut rows = 0;
+            for s in catalog::small(ctx.db, run_id, kind, SMALL_ROWS).await? {
+                if !group.is_empty() && rows + s.rows > TARGET_ROWS {
+                    break;
+                }
+                rows += s.rows;
+                group.push(s);
+            }
+            if group.len() < 2 || !merge(ctx, run_id, kind, &group).await? {
+                break;
+            }
+            merges += 1;
+        }
+    }
+    Ok(merges)
+}
+
+/// Replaces `group` (segments of the run's `kind`, by first sequence number) by one segment
+/// of all their rows; false when the catalog no longer held all of them (nothing changed).
+pub async fn merge(ctx: Ctx<'_>, run_id: &str, kind: &str, group: &[Segment]) -> Result<bool, ServerError> {
+    let objects: Vec<&str> = group.iter().map(|s| s.object.as_str()).collect();
+    let tables = decode_all(fetch(ctx.store, &objects).await?, None).await?;
+    let (run, k) = (run_id.to_owned(), kind.to_owned());
+    let built = tokio::task::spawn_blocking(move || build(&run, &k, &Table::concat(tables))).await??;
+    let Some(built) = built else {
+        return Ok(false);
+    };
+    built.put(ctx.store).await?;
+    match swap(ctx, group, &built).await {
+        Ok(true) => {
+            delete(ctx.store, group.iter().flat_map(Segment::objects)).await;
+            Ok(true)
+        }
+        other => {
+            built.discard(ctx.store).await;
+            other
+        }
+    }
+}
+
+/// The catalog swap: `group`'s rows out and `built`'s in, in one transaction.
+async fn swap(ctx: Ctx<'_>, group: &[Segment], built: &Built) -> Result<bool, ServerError> {
+    let mut tx = begin_write(ctx.db, ctx.sqlite).await?;
+    let old: Vec<&str> = group.iter().map(|s| s.object.as_str()).collect();
+    if !catalog::remove(&mut tx, &old).await? {
+        return Ok(false);
+    }
+    built.segment.insert(&mut tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read::{tables, Query};
+    use super::super::{testing, HISTORY_KIND};
+    use super::*;
+
+    /// Rows `range` with a number and, every third row, a string.
+    fn rows(range: std::ops::Range<u64>) -> Table {
+        let rows: Vec<(u64, u64, i64, String)> = range
+            .map(|i| {
+                let data = if i % 3 == 0 {
+                    format!(r#"{{"loss":{},"note":"n{i}"}}"#, 1.0 / (i + 1) as f64)
+                } else {
+                    format!(r#"{{"loss":{}}}"#, i as f64)
+                };
+                (i, i, 1_000 + i as i64, data)
+            })
+            .collect();
+        Table::from_json_rows(&rows).unwrap()
+    }
+
+    #[tokio::test]
+    async fn readers_see_the_old_set_or_the_new_one_and_a_stale_listing_reads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = testing::open(dir.path()).await;
+        let ctx = testing::ctx(&db, &store);
+        for i in 0..10 {
+            testing::add(ctx, &rows(i * 50..(i + 1) * 50)).await;
+        }
+        let q = Query {
+            kind: HISTORY_KIND,
+            run_id: "r",
+            keys: None,
+            min_step: 0,
+            max_step: i64::MAX as u64,
+            coarse_over: None,
+        };
+        let whole = rows(0..500);
+        assert_eq!(Table::concat(tables(ctx, &q).await.unwrap()), whole);
+        let stale = catalog::list(&db, "r", HISTORY_KIND, 0, i64::MAX as u64)
+            .await
+            .unwrap();
+        assert_eq!(stale.len(), 10);
+        let reader = async {
+            for _ in 0..40 {
+                let seen = Table::concat(tables(ctx, &q).await.unwrap());
+                assert_eq!(seen, whole, "a reader saw a gap or a row twice");
+                tokio::task::yield_now().await;
+            }
+        };
+        let leases = Leases::new().unwrap();
+        let ((), merges) = tokio::join!(reader, compact_run(ctx, &leases, "r"));
+        assert_eq!(merges.unwrap(), 1);
+        let now = catalog::list(&db, "r", HISTORY_KIND, 0, i64::MAX as u64)
+            .await
+            .unwrap();
+        assert_eq!(now.len(), 1);
+        assert_eq!((now[0].first_seq, now[0].last_seq, now[0].rows), (0, 499, 500));
+        let err = fetch(&store, &[stale[0].object.as_str()]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServerError::Store {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(Table::concat(tables(ctx, &q).await.unwrap()), whole);
+        let other = Leases::new().unwrap();
+        for i in 10..20 {
+            testing::add(ctx, &rows(i * 50..(i + 1) * 50)).await;
+        }
+        assert_eq!(
+            compact_run(ctx, &other, "r").await.unwrap(),
+            0,
+            "a replica without the lease compacted"
+        );
+        assert_eq!(compact_run(ctx, &leases, "r").await.unwrap(), 1);
+        assert_eq!(Table::concat(tables(ctx, &q).await.unwrap()), rows(0..1000));
+    }
+}

@@ -1,0 +1,148 @@
+//! Making segments: a table becomes a Parquet object under a key no other write uses, with its
+//! catalog row and, for a long one, a coarse M4 pre-aggregate beside it.
+
+use axum::body::Bytes;
+use object_store::path::Path as Key;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::catalog::{stats, Segment};
+use super::format;
+use super::table::Table;
+use crate::server::auth::random_hex;
+use crate::server::error::ServerError;
+use crate::server::store::Store;
+
+/// Values of a key per pre-aggregate bucket: its first, last, minimum and maximum are kept.
+pub const FINE: usize = 256;
+
+/// A segment made but not yet stored: its row, its bytes and its pre-aggregate's.
+pub struct Built {
+    /// The catalog row.
+    pub segment: Segment,
+    data: Bytes,
+    agg: Option<Bytes>,
+}
+
+/// The rows a coarse chart needs of `t`: per key and per [`FINE`] of its values, the rows of
+/// the first, last, smallest and largest one; each row keeps only the keys it was kept for.
+pub fn candidates(t: &Table) -> Table {
+    let mut keep: Vec<Vec<u32>> = Vec::with_capacity(t.cols.len());
+    for c in &t.cols {
+        let mut picked = Vec::new();
+        for start in (0..c.rows.len()).step_by(FINE) {
+            let end = (start + FINE).min(c.rows.len());
+            let (mut lo, mut hi) = (None::<usize>, None::<usize>);
+            for i in start..end {
+                let v = c.cells.chart(i);
+                if v.is_nan() {
+                    continue;
+                }
+                if lo.is_none_or(|m| v < c.cells.chart(m)) {
+                    lo = Some(i);
+                }
+                if hi.is_none_or(|m| v > c.cells.chart(m)) {
+                    hi = Some(i);
+                }
+            }
+            picked.extend(
+                [Some(start), Some(end - 1), lo, hi]
+                    .into_iter()
+                    .flatten()
+                    .map(|i| c.rows[i]),
+            );
+        }
+        picked.sort_unstable();
+        picked.dedup();
+        keep.push(picked);
+    }
+    let mut rows: Vec<u32> = keep.iter().flatten().copied().collect();
+    rows.sort_unstable();
+    rows.dedup();
+    t.subset(&rows, |ci, r| keep[ci].binary_search(&r).is_ok())
+}
+
+/// A fresh object key for rows `first..=last` of a run's `kind`, and its pre-aggregate's.
+fn keys(run_id: &str, kind: &str, first: u64, last: u64) -> Result<(Key, Key), ServerError> {
+    let name = format!("{first:020}-{last:020}-{}", random_hex(8)?);
+    let at = |file: String| Key::from_iter(["segments", run_id, kind, file.as_str()]);
+    Ok((at(format!("{name}.parquet")), at(format!("{name}.m4.parquet"))))
+}
+
+/// Encodes `t` (rows in sequence order) as a segment of the run's `kind`; `None` when it
+/// has no rows. Blocking: call it off the async threads.
+pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, ServerError> {
+    let (Some(&first_seq), Some(&last_seq)) = (t.seqs.first(), t.seqs.last()) else {
+        return Ok(None);
+    };
+    let (object, agg_key) = keys(run_id, kind, first_seq, last_seq)?;
+    let data = Bytes::from(format::encode(t)?);
+    let agg = if t.len() > 4 * FINE {
+        Some(Bytes::from(format::encode(&candidates(t))?))
+    } else {
+        None
+    };
+    let segment = Segment {
+        object: object.as_ref().to_owned(),
+        agg: agg.as_ref().map(|_| agg_key.as_ref().to_owned()),
+        run_id: run_id.to_owned(),
+        kind: kind.to_owned(),
+        first_seq,
+        last_seq,
+        min_step: t.steps.iter().copied().min().unwrap_or(0),
+        max_step: t.steps.iter().copied().max().unwrap_or(0),
+        rows: t.len() as u64,
+        bytes: (data.len() + agg.as_ref().map_or(0, Bytes::len)) as u64,
+        stats: stats(t),
+    };
+    Ok(Some(Built { segment, data, agg }))
+}
+
+/// A key as the catalog stores it, parsed back.
+pub fn parse_key(key: &str) -> Result<Key, ServerError> {
+    Key::parse(key).map_err(|e| ServerError::Corrupt(format!("segment key {key:?}: {e}")))
+}
+
+impl Built {
+    /// Writes the objects; on failure none is left behind.
+    pub async fn put(&self, store: &Store) -> Result<(), ServerError> {
+        let mut done = Vec::new();
+        let objects = std::iter::once((&self.segment.object, &self.data))
+            .chain(self.segment.agg.as_ref().zip(self.agg.as_ref()));
+        for (key, bytes) in objects {
+            let put = store.put(&parse_key(key)?, PutPayload::from(bytes.clone())).await;
+            if let Err(e) = put {
+                delete(store, done.into_iter()).await;
+                return Err(store.failed("writing a segment", e));
+            }
+            done.push(key.as_str());
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects of a segment that never made it into the catalog.
+    pub async fn discard(&self, store: &Store) {
+        delete(store, self.segment.objects()).await;
+    }
+}
+
+/// Deletes objects no catalog row names any more; a failure is logged (the object is only
+/// wasted space) rather than failing what already committed.
+pub async fn delete<'a>(store: &Store, objects: impl Iterator<Item = &'a str>) {
+    for key in objects {
+        let res = match parse_key(key) {
+            Ok(k) => store
+                .delete(&k)
+                .await
+                .map_err(|e| store.failed("deleting a segment", e)),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(())
+            | Err(ServerError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => {}
+            Err(e) => log::warn!("tidelog server: {e}"),
+        }
+    }
+}
