@@ -83,12 +83,11 @@ pub async fn delete_run(
     }
     // Rows of the tables before segments, if a migration at start has not moved them yet.
     for (n, table) in removed.iter_mut().zip(["history", "system", "files"]) {
-        *n = sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
+        *n += sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
             .bind(run_id)
             .execute(&mut *tx)
             .await?
-            .rows_affected()
-            + *n;
+            .rows_affected();
     }
     for sql in [
         "DELETE FROM bundles WHERE run_id = $1",
