@@ -33,8 +33,10 @@ impl Pair {
     fn start() -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let shared = dir.path().join("shared");
-        let database = std::env::var("TIDELOG_TEST_DATABASE")
-            .unwrap_or_else(|_| format!("sqlite://{}", shared.join("tidelog.db").display()));
+        let database = match std::env::var("TIDELOG_TEST_DATABASE") {
+            Ok(base) if !base.is_empty() => common::postgres_database(&base, &shared),
+            _ => format!("sqlite://{}", shared.join("tidelog.db").display()),
+        };
         let store = if store::is_s3() {
             store::server_args(&shared).0[1].clone()
         } else {
