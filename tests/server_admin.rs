@@ -12,13 +12,21 @@ use std::process::Output;
 use tidelog::core::bundle::sha256_hex;
 
 use common::ops::{call, post, run_bundle};
-use common::{tidelog, Server};
+use common::{store, tidelog, Server};
 
 fn admin(data: &Path, args: &[&str]) -> Output {
     let mut all = vec!["admin"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--data", data.to_str().unwrap()]);
-    tidelog(data.parent().unwrap(), &all, &[])
+    let database = common::database_args(data, &[]);
+    all.extend(database.iter().map(String::as_str));
+    // Deleting a run also deletes its objects: it needs the server's store.
+    let (store_args, env) = store::server_args(data);
+    if args.first() == Some(&"delete-run") {
+        all.extend(store_args.iter().map(String::as_str));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    tidelog(data.parent().unwrap(), &all, &env)
 }
 
 fn stdout(o: &Output) -> String {
@@ -102,43 +110,26 @@ fn keys_are_listed_by_id_and_a_revoked_key_is_refused_at_once() {
 }
 
 /// True when a file named `name` is anywhere under `dir`: wherever the server keeps objects.
-/// Files anywhere under `dir`.
-fn files_under(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .map(|e| e.unwrap())
-            .map(|e| {
-                if e.file_type().unwrap().is_dir() {
-                    files_under(&e.path())
-                } else {
-                    1
-                }
-            })
-            .sum()
-    })
+/// Objects in the test store of `data` under `prefix`.
+fn objects_under(data: &Path, prefix: &str) -> usize {
+    store::list(data, prefix).len()
 }
 
-fn has_file(dir: &Path, name: &str) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|e| {
-        let e = e.unwrap();
-        let p = e.path();
-        if e.file_type().unwrap().is_dir() {
-            has_file(&p, name)
-        } else {
-            e.file_name() == name
-        }
-    })
+/// Whether the test store of `data` holds blob `sha`.
+fn has_blob(data: &Path, sha: &str) -> bool {
+    store::get(data, &format!("blobs/{}/{sha}", &sha[..2])).is_some()
 }
 
-/// `SELECT COUNT(*) ...` with `args` bound, on the server's SQLite database.
+/// `SELECT COUNT(*) ...` with `args` bound, on the server's database.
 fn count(data: &Path, sql: &str, args: &[&str]) -> i64 {
-    let url = format!("sqlite://{}", data.join("tidelog.db").display());
+    let url = common::database_url(data);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(async {
-            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&url).await.unwrap();
             let mut q = sqlx::query_scalar(sql);
             for a in args {
                 q = q.bind(*a);
@@ -161,7 +152,7 @@ fn deleting_a_run_removes_its_rows_and_the_blobs_no_other_run_needs() {
     assert_eq!(post(&server, &alice, &a).status, 201);
     assert_eq!(post(&server, &alice, &b).status, 201);
     let (shared_sha, own_sha) = (sha256_hex(shared), sha256_hex(own));
-    assert!(has_file(&data, &shared_sha) && has_file(&data, &own_sha));
+    assert!(has_blob(&data, &shared_sha) && has_blob(&data, &own_sha));
 
     let other = call(&server, "DELETE", &bob, "/api/v1/runs/del-a");
     assert_eq!(
@@ -192,20 +183,19 @@ fn deleting_a_run_removes_its_rows_and_the_blobs_no_other_run_needs() {
     let file = call(&server, "GET", &alice, "/api/v1/runs/del-b/files/shared.txt");
     assert_eq!((file.status, file.body.as_slice()), (200, shared));
     assert!(
-        !has_file(&data, &own_sha),
+        !has_blob(&data, &own_sha),
         "a blob only the deleted run used is left"
     );
     assert!(
-        has_file(&data, &shared_sha),
+        has_blob(&data, &shared_sha),
         "a blob another run uses was removed"
     );
-    let segments = data.join("store/segments/del-a");
     assert!(
-        !segments.exists() || files_under(&segments) == 0,
+        objects_under(&data, "segments/del-a") == 0,
         "segment objects of the deleted run remain"
     );
     assert!(
-        files_under(&data.join("store/segments/del-b")) > 0,
+        objects_under(&data, "segments/del-b") > 0,
         "the other run's segments went too"
     );
     for table in ["history", "system", "segments", "files", "bundles"] {
@@ -238,7 +228,7 @@ fn deleting_a_run_removes_its_rows_and_the_blobs_no_other_run_needs() {
     );
     assert_eq!(call(&server, "GET", &alice, "/api/v1/runs/del-b").status, 404);
     assert!(
-        !has_file(&data, &shared_sha),
+        !has_blob(&data, &shared_sha),
         "the blob outlived the last run that used it"
     );
     let missing = admin(&data, &["delete-run", "del-b"]);

@@ -16,7 +16,7 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::core::value::Value;
 use tidelog::{Meta, RunInfo};
 
-use common::{create_key, get, Server};
+use common::{create_key, create_key_in, get, store, Server};
 
 const T0: i64 = 1_795_713_600_000;
 
@@ -134,14 +134,7 @@ fn rows(server: &Server, key: &str, path: &str) -> Vec<Json> {
 
 /// The segment objects of a run's kind in the default store under `data`.
 fn objects(data: &Path, run: &str, kind: &str) -> Vec<String> {
-    let dir = data.join("store/segments").join(run).join(kind);
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = store::list(data, &format!("segments/{run}/{kind}"));
     names.retain(|n| n.ends_with(".parquet") && !n.ends_with(".m4.parquet"));
     names.sort();
     names
@@ -152,8 +145,10 @@ fn an_old_data_folder_is_migrated_at_start_and_reads_back_identically() {
     let dir = tempfile::tempdir().unwrap();
     let rows_n = 140_000;
     old_folder(dir.path(), rows_n);
-    let key = create_key(dir.path(), "alice");
-    let server = Server::start(dir.path());
+    // Earlier versions ran on SQLite only, so only SQLite folders hold old rows.
+    let sqlite = format!("sqlite://{}", dir.path().join("tidelog.db").display());
+    let key = create_key_in(dir.path(), &sqlite, "alice");
+    let server = Server::start_with(dir.path(), &["--database", &sqlite]);
     let expected: Vec<Json> = (0..rows_n).map(old_row).collect();
     let full = rows(&server, &key, "/api/v1/runs/old/history");
     assert_eq!(full.len(), expected.len());
@@ -192,7 +187,7 @@ fn an_old_data_folder_is_migrated_at_start_and_reads_back_identically() {
 
     // A second start migrates nothing again and reads the same.
     server.kill();
-    let server = Server::start(dir.path());
+    let server = Server::start_with(dir.path(), &["--database", &sqlite]);
     assert_eq!(rows(&server, &key, "/api/v1/runs/old/history"), full);
     assert_eq!(objects(dir.path(), "old", "history"), segments);
 }

@@ -133,12 +133,27 @@ impl Drop for Server {
 }
 
 pub fn create_key(data: &Path, account: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["admin", "create-key", "--account", account, "--data"])
-        .arg(data)
-        .args(database_args(data, &[]))
-        .output()
-        .expect("create-key");
+    key_from(
+        Command::new(BIN)
+            .args(["admin", "create-key", "--account", account, "--data"])
+            .arg(data)
+            .args(database_args(data, &[])),
+    )
+}
+
+/// [`create_key`] in the database `url` names.
+pub fn create_key_in(data: &Path, url: &str, account: &str) -> String {
+    key_from(
+        Command::new(BIN)
+            .args(["admin", "create-key", "--account", account, "--data"])
+            .arg(data)
+            .args(["--database", url]),
+    )
+}
+
+/// Runs an `admin create-key` command; returns the key it printed.
+fn key_from(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("create-key");
     assert!(
         out.status.success(),
         "create-key: {}",
@@ -162,6 +177,15 @@ pub fn database_args(data: &Path, extra: &[&str]) -> Vec<String> {
             vec!["--database".into(), postgres_database(&base, data)]
         }
         _ => Vec::new(),
+    }
+}
+
+/// The database the test servers over `data` use: its own PostgreSQL database with
+/// `TIDELOG_TEST_DATABASE`, else the SQLite file under `data`; for tests that look inside.
+pub fn database_url(data: &Path) -> String {
+    match std::env::var(TEST_DATABASE) {
+        Ok(base) if !base.is_empty() => postgres_database(&base, data),
+        _ => format!("sqlite://{}?mode=rwc", data.join("tidelog.db").display()),
     }
 }
 

@@ -164,12 +164,12 @@ pub fn list(data: &Path, prefix: &str) -> Vec<String> {
 }
 
 /// Simulates a replica that received upload `id` (created through the API) in full as
-/// `bytes`, then died: its ingest had begun when `started`. The database is the SQLite file
-/// of `data`.
+/// `bytes`, then died: its ingest had begun when `started`. The database is the one the test
+/// servers over `data` use.
 pub fn stage_received(data: &Path, id: &str, bytes: &[u8], started: bool) {
     let key = format!("uploads/{id}/{:020}-dead", 0);
     put(data, &key, bytes);
-    let db = format!("sqlite://{}", data.join("tidelog.db").display());
+    let db = super::database_url(data);
     let len = i64::try_from(bytes.len()).expect("length");
     block_on(async {
         sqlx::any::install_default_drivers();
