@@ -22,7 +22,7 @@ const data = mkdtempSync(join(tmpdir(), "tidelog-dash-data-"));
 const work = mkdtempSync(join(tmpdir(), "tidelog-dash-work-"));
 const liveDir = mkdtempSync(join(tmpdir(), "tidelog-dash-live-"));
 const key = execFileSync(BIN, ["admin", "create-key", "--account", "demo", "--data", data]).toString().trim();
-const server = spawn(BIN, ["serve", "--addr", "127.0.0.1:0", "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
+const server = spawn(BIN, ["serve", "--addr", "127.0.0.1:0", "--data", data], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
 process.on("exit", () => server.kill());
 const url = await new Promise((resolve, reject) => {
   const timer = setTimeout(() => reject(new Error("tidelog serve did not start in 20 s")), 20_000);
@@ -156,6 +156,7 @@ try {
     const loss = await chart("loss");
     assert(same(loss.series[0], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]), JSON.stringify(loss));
     assert(same(loss.x, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), "x is the step");
+    assert(loss.series.length === 1, "a short run's line has no min/max band");
     assert(same((await chart("metric")).series[0], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), "metric values");
     assert(await page.$('[data-key="metric"][data-points="10"]'), "metric chart");
     const header = await page.textContent("#run-header");
@@ -297,6 +298,10 @@ try {
     const n = points.x.length;
     assert(n > 500 && n <= 2000 && points.x[0] === 0, `${n} points from ${points.x[0]}`);
     assert(points.series[0][points.x.indexOf(5_555)] === 1e6, "the spike survives thinning");
+    const [line, lo, hi] = points.series;
+    assert(points.series.length === 3, `a sampled line gets its min/max band: ${points.series.length} series`);
+    assert(line.every((v, i) => lo[i] <= v && v <= hi[i]), "the band holds the line");
+    assert(hi[points.x.indexOf(5_555)] === 1e6 && lo[0] === 0, "the band reaches the spike and the first value");
     await page.waitForSelector('[data-media-key="spread"][data-step="7778"]');
     await page.$eval('[data-media-slider="spread"]', (el) => { el.value = "0"; el.dispatchEvent(new Event("input")); });
     await page.waitForSelector('[data-media-key="spread"][data-step="7777"]');

@@ -251,13 +251,14 @@ class Chart {
   // `x`: numbers; `series`: [{ label, data, color? }] aligned with x, where null is a gap in a
   // line and undefined a missing point the line passes over.
   set(x, series, { time = false, categories = null } = {}) {
+    const lines = series.filter((s) => !s.band).length;
     this.el.dataset.points = String(x.length);
-    this.el.dataset.series = String(series.length);
+    this.el.dataset.series = String(lines);
     // A single series needs no key: its legend only shows the values under the cursor.
-    this.el.classList.toggle("single", series.length === 1);
+    this.el.classList.toggle("single", lines === 1);
     charts.set(this.id, { x, series: series.map((s) => s.data) });
     const data = [x, ...series.map((s) => s.data)];
-    const shape = JSON.stringify([time, categories, series.map((s) => [s.label, s.color])]);
+    const shape = JSON.stringify([time, categories, series.map((s) => [s.label, s.color, s.band])]);
     if (this.plot && shape === this.shape) {
       this.plot.setData(data);
       return;
@@ -276,8 +277,14 @@ class Chart {
       xAxis.splits = () => categories.map((_, i) => i);
       xAxis.values = (u, splits) => splits.map((i) => categories[i] ?? "");
     }
+    // A line's min/max envelope: the band between its two band series (uPlot counts x as 0).
+    const bands = [];
+    series.forEach((s, i) => {
+      if (s.band === "lo") bands.push({ series: [i + 2, i + 1], fill: `${series[s.of].color ?? PALETTE[s.of % PALETTE.length]}33` });
+    });
     return {
       ...this.size(),
+      bands,
       cursor: sync ? { sync: { key: sync } } : {},
       legend: { live: true },
       // Bars need room for the first and last bar's halves.
@@ -294,6 +301,7 @@ class Chart {
           value: (u, v) => (v === null || v === undefined ? "—" : time ? fmtDate(v * 1000) : categories ? categories[v] : fmtNum(v)),
         },
         ...series.map((s, i) => {
+          if (s.band) return { label: s.label, stroke: "transparent", width: 0, points: { show: false }, value: (u, v) => fmtUnit(v, unit) };
           const color = s.color ?? PALETTE[i % PALETTE.length];
           const common = { label: s.label, stroke: color, width: 1.5, value: (u, v) => fmtUnit(v, unit) };
           if (kind === "bar") return { ...common, fill: `${color}88`, paths: uPlot.paths.bars({ size: [0.85, 64] }), points: { show: false } };
@@ -331,6 +339,34 @@ class ChartGrid {
 }
 
 // One key of history rows as points over `_step` or `_timestamp`.
+// Buckets of a chart's x range for its min/max band: as many as M4 samples `CHART_POINTS` rows
+// into, at up to 4 rows (first, last, min, max) each.
+const BAND_BUCKETS = CHART_POINTS / 4;
+
+// The lowest and highest value of each bucket, given for every point of it, or null where the
+// line has no more points than buckets (no bucket then holds rows a line could hide).
+function envelope(x, y) {
+  if (x.length <= BAND_BUCKETS) return null;
+  const [x0, span] = [x[0], x[x.length - 1] - x[0] || 1];
+  const bucket = (v) => Math.min(BAND_BUCKETS - 1, Math.floor(((v - x0) / span) * BAND_BUCKETS));
+  const lo = new Map();
+  const hi = new Map();
+  x.forEach((v, i) => {
+    const b = bucket(v);
+    lo.set(b, Math.min(lo.get(b) ?? Infinity, y[i]));
+    hi.set(b, Math.max(hi.get(b) ?? -Infinity, y[i]));
+  });
+  return { lo: x.map((v) => lo.get(bucket(v))), hi: x.map((v) => hi.get(bucket(v))) };
+}
+
+// One key's line, and its min/max band where the chart shows M4 samples.
+function lineWithBand(x, y, key, color) {
+  const line = { label: key, data: y, color };
+  const band = envelope(x, y);
+  if (!band) return [line];
+  return [line, { label: `${key} (min)`, data: band.lo, band: "lo", of: 0 }, { label: `${key} (max)`, data: band.hi, band: "hi", of: 0 }];
+}
+
 function keySeries(rows, key, time) {
   const x = [];
   const y = [];
@@ -558,7 +594,7 @@ async function runPage(page, id) {
     const keys = numericKeys(rows);
     historyCharts.update(keys, (key) => {
       const { x, y } = keySeries(rows, key, time);
-      return { x, series: [{ label: key, data: y }], time };
+      return { x, series: lineWithBand(x, y, key), time };
     });
     history.head.querySelector("h2").textContent = `Charts (${keys.length})`;
     noHistory.hidden = keys.length > 0;

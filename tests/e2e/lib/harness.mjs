@@ -44,7 +44,7 @@ async function tidelogServer(origin) {
   const srv = { data, key, url: null, child: null };
   srv.start = async () => {
     const addr = srv.url ? srv.url.replace(/^http:\/\//, "") : "127.0.0.1:0";
-    const child = spawn(BIN, ["serve", "--addr", addr, "--data", data, "--allow-origin", origin], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(BIN, ["serve", "--addr", addr, "--data", data, "--allow-origin", origin], { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } });
     srv.url = await new Promise((resolve, reject) => {
       createInterface({ input: child.stdout }).once("line", (l) => resolve(l.replace("tidelog server listening on ", "").trim()));
       child.once("exit", (c) => reject(new Error(`tidelog serve exited ${c}`)));
