@@ -148,7 +148,8 @@ fn ctrl_c_stops_the_command_and_the_run_is_still_recorded() {
     use std::time::{Duration, Instant};
 
     let work = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .current_dir(work.path())
         .args([
             "run",
@@ -166,9 +167,17 @@ fn ctrl_c_stops_the_command_and_the_run_is_still_recorded() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+        .process_group(0);
+    // A test runner started as a background job has SIGINT ignored, and an ignored signal
+    // stays ignored across exec, down to `sleep`: give tidelog the default a terminal gives.
+    // SAFETY: signal() is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
     let started = Instant::now();
     // Interrupted between its fork and its exec, `sleep` would never see the signal and the
     // shell would carry on: wait until the group runs `sleep` itself.
