@@ -343,17 +343,105 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, DecodeError> {
             let name = std::str::from_utf8(&rest[pos..]).map_err(|_| DecodeError("invalid utf-8"))?;
             Ok(Record::Key { id, name })
         }
-        TAG_META => serde_json::from_slice(rest)
+        TAG_META => meta_from_json(rest)
             .map(Record::Meta)
             .map_err(|_| DecodeError("invalid JSON record")),
         _ => Err(DecodeError("unknown record tag")),
     }
 }
 
+/// A meta record from its JSON, as `Meta`'s derived `Deserialize` reads it: the `type` tag
+/// first, then the same bytes as that variant's fields (an unknown `type` key is ignored).
+/// Two passes instead of serde's tagged-enum buffering, which costs the wasm module ~20 KB.
+fn meta_from_json(json: &[u8]) -> serde_json::Result<Meta> {
+    #[derive(Deserialize)]
+    struct Tag {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    #[derive(Deserialize)]
+    struct Update {
+        update: Map<String, Json>,
+    }
+    #[derive(Deserialize)]
+    struct Finish {
+        exit_code: i32,
+        ts_ms: i64,
+    }
+    let update = || serde_json::from_slice::<Update>(json).map(|u| u.update);
+    Ok(match serde_json::from_slice::<Tag>(json)?.kind.as_str() {
+        "start" => Meta::Start(serde_json::from_slice(json)?),
+        "config" => Meta::Config { update: update()? },
+        "summary" => Meta::Summary { update: update()? },
+        "file" => Meta::File(serde_json::from_slice(json)?),
+        "finish" => {
+            let Finish { exit_code, ts_ms } = serde_json::from_slice(json)?;
+            Meta::Finish { exit_code, ts_ms }
+        }
+        other => {
+            return Err(serde::de::Error::unknown_variant(
+                other,
+                &["start", "config", "summary", "file", "finish"],
+            ))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::frame::Frames;
+
+    #[test]
+    fn meta_json_reads_as_the_derived_deserialize_does() {
+        let info = RunInfo {
+            id: "r1".into(),
+            project: "p".into(),
+            name: Some("n".into()),
+            entity: None,
+            tags: vec!["t".into()],
+            notes: None,
+            created_ms: 5,
+        };
+        let update: Map<String, Json> = serde_json::from_str(r#"{"lr":0.5,"a":{"b":[1]}}"#).unwrap();
+        let metas = [
+            Meta::Start(info),
+            Meta::Config {
+                update: update.clone(),
+            },
+            Meta::Summary { update },
+            Meta::File(FileRef {
+                path: "a.txt".into(),
+                sha256: "00".into(),
+                size: 3,
+            }),
+            Meta::Finish {
+                exit_code: 1,
+                ts_ms: -2,
+            },
+        ];
+        for m in metas {
+            let json = serde_json::to_vec(&m).unwrap();
+            assert_eq!(meta_from_json(&json).unwrap(), m);
+            assert_eq!(serde_json::from_slice::<Meta>(&json).unwrap(), m);
+        }
+        let late_tag = br#"{"exit_code":0,"ts_ms":7,"type":"finish"}"#;
+        assert_eq!(
+            meta_from_json(late_tag).unwrap(),
+            Meta::Finish {
+                exit_code: 0,
+                ts_ms: 7
+            }
+        );
+        for bad in [
+            &br#"{"type":"nope"}"#[..],
+            br#"{"update":{}}"#,
+            br#"{"type":"finish","ts_ms":1}"#,
+        ] {
+            assert!(meta_from_json(bad).is_err());
+            assert!(serde_json::from_slice::<Meta>(bad).is_err());
+        }
+    }
 
     #[test]
     fn rows_keys_and_meta_roundtrip() {

@@ -33,15 +33,27 @@ pub struct IdbStore {
     db: Rexie,
 }
 
-fn err(e: impl std::error::Error) -> StoreError {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    StoreError::new(msg)
+/// rexie's error with its idb cause, in the words `Error::source` would chain; matched here
+/// rather than walked as `dyn Error`, so idb's `Debug` impls (a `dyn Error` vtable) are not
+/// linked into the wasm.
+fn err(e: rexie::Error) -> StoreError {
+    StoreError::new(match e {
+        rexie::Error::IdbError(cause) => format!("idb error: {cause}"),
+        other => other.to_string(),
+    })
+}
+
+/// The chunk keys `[id, seq]` of run `id` from `lower` to `upper` (either end left out when open).
+fn chunk_range(
+    id: &str,
+    lower: f64,
+    upper: f64,
+    lower_open: Option<bool>,
+    upper_open: Option<bool>,
+) -> Result<KeyRange, StoreError> {
+    let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
+    KeyRange::bound(&key(lower), &key(upper), lower_open, upper_open)
+        .map_err(|e| StoreError::new(e.to_string()))
 }
 
 /// Waits for `tx` to end. A transaction that aborts without a failed request (the `abort`
@@ -194,13 +206,12 @@ impl IdbStore {
         seq: u64,
         max: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
         let tx = self
             .db
             .transaction(&[CHUNKS], TransactionMode::ReadOnly)
             .map_err(err)?;
         let chunks = tx.store(CHUNKS).map_err(err)?;
-        let upto = KeyRange::bound(&key(0.0), &key(seq as f64), None, None).map_err(err)?;
+        let upto = chunk_range(id, 0.0, seq as f64, None, None)?;
         let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
         let mut out = Vec::new();
         if let Some(first) = starts.last() {
@@ -213,8 +224,7 @@ impl IdbStore {
             let mut limit = 1;
             'read: loop {
                 let open = limit > 1;
-                let range =
-                    KeyRange::bound(&key(from), &key(f64::INFINITY), Some(open), None).map_err(err)?;
+                let range = chunk_range(id, from, f64::INFINITY, Some(open), None)?;
                 let batch = chunks.get_all(Some(range), Some(limit)).await.map_err(err)?;
                 for c in &batch {
                     let bytes = Uint8Array::new(&get(c, "bytes")).to_vec();
@@ -361,9 +371,8 @@ impl IdbStore {
             &synced.map_or(JsValue::NULL, |b| (b as f64).into()),
         )?;
         if let Some(last) = prunable(&row, progress, synced) {
-            let key = |s: f64| -> JsValue { Array::of2(&id.into(), &s.into()).into() };
             let chunks = tx.store(CHUNKS).map_err(err)?;
-            let upto = KeyRange::bound(&key(0.0), &key(last as f64), None, None).map_err(err)?;
+            let upto = chunk_range(id, 0.0, last as f64, None, None)?;
             let starts = chunks.get_all_keys(Some(upto), None).await.map_err(err)?;
             let keep = starts
                 .last()
@@ -371,7 +380,7 @@ impl IdbStore {
                 .and_then(|s| s.as_f64())
                 .unwrap_or(0.0);
             if keep > 0.0 {
-                let before = KeyRange::bound(&key(0.0), &key(keep), None, Some(true)).map_err(err)?;
+                let before = chunk_range(id, 0.0, keep, None, Some(true))?;
                 chunks.delete(before.into()).await.map_err(err)?;
             }
             // The progress (its checkpoint) and the step: the module already holds the
