@@ -105,7 +105,9 @@ def test_exit_without_finish_ctrl_c_and_uncaught_errors_still_flush_and_mark_the
     ]
     ids = {}
     for want, body in cases:
-        p = python(ending(body), cwd=tmp_path)
+        # A runner started as a background job has SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the child the default a terminal gives.
+        p = python(ending(body), cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         out, err = p.communicate(timeout=60)
         assert (p.returncode == 0) == (want == "finished"), err
         ids[out.split()[0]] = want
