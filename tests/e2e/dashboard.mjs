@@ -153,6 +153,14 @@ try {
   await check("run page: one chart per history key with the logged values; config, state", async () => {
     await page.goto(`${url}/#/runs/${quick[0]}`);
     await page.waitForSelector('[data-key="loss"][data-points="10"]');
+    // The first chart's performance mark (bench/dashboard.mjs reads it on long runs): reported.
+    const mark = await page.waitForFunction(() => {
+      const m = performance.getEntriesByName("tidelog:first-chart", "mark")[0];
+      const d = performance.getEntriesByName("tidelog:first-chart", "measure")[0];
+      return m && d && { detail: m.detail, since_run_page: d.duration, since_navigation: m.startTime };
+    }).then((h) => h.jsonValue());
+    assert(mark.detail.id === quick[0] && mark.detail.points === 10, `first-chart mark: ${JSON.stringify(mark)}`);
+    console.log(`     first chart of a 10-step run: ${mark.since_run_page.toFixed(1)} ms after the run page began, ${mark.since_navigation.toFixed(1)} ms after navigation`);
     const loss = await chart("loss");
     assert(same(loss.series[0], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]), JSON.stringify(loss));
     assert(same(loss.x, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), "x is the step");

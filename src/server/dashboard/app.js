@@ -567,6 +567,12 @@ function runHeader(run) {
 }
 
 async function runPage(page, id) {
+  // Performance marks: how long the run page takes to its first chart (bench/dashboard.mjs
+  // and the e2e read "tidelog:first-chart", measured from "tidelog:run-page").
+  performance.clearMarks("tidelog:run-page");
+  performance.clearMarks("tidelog:first-chart");
+  performance.mark("tidelog:run-page", { detail: id });
+  let charted = false;
   setCrumbs(["Runs", "#/"], [id]);
   const header = h("section", { class: "card", id: "run-header" });
   const xAxis = h("select", { id: "xaxis", "aria-label": "x axis", onchange: (e) => { app.xAxis = e.target.value; drawHistory(); } },
@@ -598,6 +604,15 @@ async function runPage(page, id) {
     });
     history.head.querySelector("h2").textContent = `Charts (${keys.length})`;
     noHistory.hidden = keys.length > 0;
+    if (keys.length && !charted) {
+      charted = true;
+      // The frame after the charts were made is the one that shows them.
+      requestAnimationFrame(() => {
+        if (page !== app.page) return;
+        performance.mark("tidelog:first-chart", { detail: { id, points: rows.length } });
+        performance.measure("tidelog:first-chart", "tidelog:run-page", "tidelog:first-chart");
+      });
+    }
   }
 
   function drawSystem(sysRows) {
