@@ -294,6 +294,11 @@ impl<D: Dir> FolderRun<D> {
     pub fn status(&self) -> io::Result<RunStatus> {
         let log = self.log_bytes()?;
         let index = LogIndex::new(&log).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !index.corruption().is_empty() {
+            // A resume point trusts the log before it: once that is found damaged, a resume
+            // replays it all again and refuses, as without a point.
+            self.dir.remove(&self.path.join(RESUME))?;
+        }
         let acked = self.saved_progress()?.acked_records.min(index.len());
         let (id, project) = index
             .run()
