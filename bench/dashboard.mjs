@@ -27,7 +27,7 @@ const LONGRUN = [...built.matchAll(/"executable":"([^"]*longrun[^"]*)"/g)].pop()
 async function serve() {
   const data = mkdtempSync(join(tmpdir(), "tidelog-bench-dash-"));
   const key = execFileSync(BIN, ["admin", "create-key", "--account", "bench", "--data", data]).toString().trim();
-  const child = spawn(BIN, ["serve", "--addr", "127.0.0.1:0", "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(BIN, ["serve", "--addr", "127.0.0.1:0", "--data", data], { stdio: ["ignore", "pipe", "ignore"] });
   const url = await new Promise((resolve, reject) => {
     child.once("exit", (c) => reject(new Error(`tidelog serve exited ${c}`)));
     createInterface({ input: child.stdout }).once("line", (l) => resolve(l.replace("tidelog server listening on ", "").trim()));
