@@ -14,7 +14,7 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::core::value::Value;
 use tidelog::{Meta, RunInfo};
 
-use common::{create_key, get, Server};
+use common::{create_key, rows, Server};
 
 const T0: i64 = 1_795_713_600_000;
 
@@ -69,12 +69,6 @@ fn upload(server: &Server, key: &str, log: &[u8]) {
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
-fn rows(server: &Server, key: &str, path: &str) -> Vec<Json> {
-    let (status, body) = get(&server.url, key, path);
-    assert_eq!(status, 200, "{path}: {body}");
-    body["rows"].as_array().unwrap().clone()
-}
-
 /// Every row of `thinned` is the full row at its step restricted to the keys it carries, and
 /// no key appears in more than `n` rows; returns how many rows each key has.
 fn check_real_and_bounded(full: &[Json], thinned: &[Json], n: usize) -> HashMap<String, usize> {
@@ -102,10 +96,14 @@ fn samples_keep_every_spike_of_a_long_run_within_n_real_rows_per_key() {
     let server = Server::start(dir.path());
     let (spike, dip) = (54_321, 77_777);
     upload(&server, &key, &long_log("long", 100_000, spike, dip));
-    let full = rows(&server, &key, "/api/v1/runs/long/history");
+    let full = rows(&server.url, &key, "/api/v1/runs/long/history");
     assert_eq!(full.len(), 100_000);
 
-    let one = rows(&server, &key, "/api/v1/runs/long/history?keys=loss&samples=1000");
+    let one = rows(
+        &server.url,
+        &key,
+        "/api/v1/runs/long/history?keys=loss&samples=1000",
+    );
     let counts = check_real_and_bounded(&full, &one, 1000);
     assert!(counts["loss"] >= 500, "{counts:?}");
     assert!(!counts.contains_key("acc"), "{counts:?}");
@@ -117,21 +115,21 @@ fn samples_keep_every_spike_of_a_long_run_within_n_real_rows_per_key() {
         .windows(2)
         .all(|w| w[0]["_step"].as_u64() < w[1]["_step"].as_u64()));
 
-    let all = rows(&server, &key, "/api/v1/runs/long/history?samples=1000");
+    let all = rows(&server.url, &key, "/api/v1/runs/long/history?samples=1000");
     check_real_and_bounded(&full, &all, 1000);
     assert_eq!(at(&all, spike).expect("the spike survives")["loss"], 1000.0);
     assert_eq!(at(&all, dip).expect("the dip survives")["acc"], -5.0);
 
     let paged = rows(
-        &server,
+        &server.url,
         &key,
         "/api/v1/runs/long/history?keys=loss&min_step=60000&samples=8",
     );
     check_real_and_bounded(&full, &paged, 8);
     assert!(paged.iter().all(|r| r["_step"].as_u64().unwrap() >= 60_000));
 
-    let sys_full = rows(&server, &key, "/api/v1/runs/long/system");
-    let sys = rows(&server, &key, "/api/v1/runs/long/system?samples=200");
+    let sys_full = rows(&server.url, &key, "/api/v1/runs/long/system");
+    let sys = rows(&server.url, &key, "/api/v1/runs/long/system?samples=200");
     check_real_and_bounded(&sys_full, &sys, 200);
     assert!(sys.iter().any(|r| r["gpu"] == 99.0), "the system spike survives");
 }
@@ -234,7 +232,7 @@ fn export_writes_parquet_and_csv_that_pyarrow_reads_back_as_the_api_rows() {
     let server = Server::start(dir.path());
     // More rows than one row group holds (2^20 cells over 6 columns).
     upload(&server, &key, &mixed_log("mixed", 200_000));
-    let api = rows(&server, &key, "/api/v1/runs/mixed/history");
+    let api = rows(&server.url, &key, "/api/v1/runs/mixed/history");
     let auth = |k: &str| {
         vec![
             ("TIDELOG_API_KEY", k.to_owned()),

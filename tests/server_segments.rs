@@ -16,7 +16,7 @@ use tidelog::core::run_log::{LogOptions, RunLog};
 use tidelog::core::value::Value;
 use tidelog::{Meta, RunInfo};
 
-use common::{create_key, create_key_in, get, store, Server};
+use common::{create_key, create_key_in, get, rows, store, Server};
 
 const T0: i64 = 1_795_713_600_000;
 
@@ -126,12 +126,6 @@ fn old_row(i: u64) -> Json {
     Json::Object(row)
 }
 
-fn rows(server: &Server, key: &str, path: &str) -> Vec<Json> {
-    let (status, body) = get(&server.url, key, path);
-    assert_eq!(status, 200, "{path}: {body}");
-    body["rows"].as_array().unwrap().clone()
-}
-
 /// The segment objects of a run's kind in the default store under `data`.
 fn objects(data: &Path, run: &str, kind: &str) -> Vec<String> {
     let mut names = store::list(data, &format!("segments/{run}/{kind}"));
@@ -150,13 +144,13 @@ fn an_old_data_folder_is_migrated_at_start_and_reads_back_identically() {
     let key = create_key_in(dir.path(), &sqlite, "alice");
     let server = Server::start_with(dir.path(), &["--database", &sqlite]);
     let expected: Vec<Json> = (0..rows_n).map(old_row).collect();
-    let full = rows(&server, &key, "/api/v1/runs/old/history");
+    let full = rows(&server.url, &key, "/api/v1/runs/old/history");
     assert_eq!(full.len(), expected.len());
     for (got, want) in full.iter().zip(&expected) {
         assert_eq!(got, want);
     }
     let page = rows(
-        &server,
+        &server.url,
         &key,
         "/api/v1/runs/old/history?keys=note,count&min_step=5000&max_step=9999",
     );
@@ -171,7 +165,7 @@ fn an_old_data_folder_is_migrated_at_start_and_reads_back_identically() {
         })
         .collect();
     assert_eq!(page, want);
-    let sys = rows(&server, &key, "/api/v1/runs/old/system");
+    let sys = rows(&server.url, &key, "/api/v1/runs/old/system");
     assert_eq!(sys.len() as u64, rows_n / 10);
     assert_eq!(
         sys[3],
@@ -188,7 +182,7 @@ fn an_old_data_folder_is_migrated_at_start_and_reads_back_identically() {
     // A second start migrates nothing again and reads the same.
     server.kill();
     let server = Server::start_with(dir.path(), &["--database", &sqlite]);
-    assert_eq!(rows(&server, &key, "/api/v1/runs/old/history"), full);
+    assert_eq!(rows(&server.url, &key, "/api/v1/runs/old/history"), full);
     assert_eq!(objects(dir.path(), "old", "history"), segments);
 }
 
@@ -248,7 +242,7 @@ fn small_bundles_are_compacted_and_history_reads_the_same_throughout() {
     for b in 0..12 {
         let range = b * per..((b + 1) * per).min(len);
         post(&server, &key, &log, range);
-        uploaded.push(rows(&server, &key, "/api/v1/runs/live/history"));
+        uploaded.push(rows(&server.url, &key, "/api/v1/runs/live/history"));
     }
     let full = uploaded.last().unwrap().clone();
     assert_eq!(full.len() as u64, steps);
@@ -262,7 +256,7 @@ fn small_bundles_are_compacted_and_history_reads_the_same_throughout() {
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while objects(dir.path(), "live", "history").len() >= 8 {
-        assert_eq!(rows(&server, &key, "/api/v1/runs/live/history"), full);
+        assert_eq!(rows(&server.url, &key, "/api/v1/runs/live/history"), full);
         assert!(
             Instant::now() < deadline,
             "no compaction: {:?}",
@@ -272,8 +266,12 @@ fn small_bundles_are_compacted_and_history_reads_the_same_throughout() {
     }
     let left = objects(dir.path(), "live", "history");
     assert!((1..=5).contains(&left.len()), "{left:?}");
-    assert_eq!(rows(&server, &key, "/api/v1/runs/live/history"), full);
-    let thinned = rows(&server, &key, "/api/v1/runs/live/history?keys=phase&samples=4");
+    assert_eq!(rows(&server.url, &key, "/api/v1/runs/live/history"), full);
+    let thinned = rows(
+        &server.url,
+        &key,
+        "/api/v1/runs/live/history?keys=phase&samples=4",
+    );
     assert_eq!(thinned.first().unwrap()["_step"], 0);
     assert_eq!(thinned.last().unwrap()["_step"], 1195);
 
@@ -284,5 +282,5 @@ fn small_bundles_are_compacted_and_history_reads_the_same_throughout() {
     }
     let overlapping = post(&server, &key, &log, 0..len);
     assert_eq!(overlapping["rows_added"], 0, "{overlapping}");
-    assert_eq!(rows(&server, &key, "/api/v1/runs/live/history"), full);
+    assert_eq!(rows(&server.url, &key, "/api/v1/runs/live/history"), full);
 }

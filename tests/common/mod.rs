@@ -297,6 +297,13 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
+/// The `rows` of a history or system route, which must answer 200.
+pub fn rows(server: &str, key: &str, path: &str) -> Vec<Value> {
+    let (status, body) = get(server, key, path);
+    assert_eq!(status, 200, "{path}: {body}");
+    body["rows"].as_array().unwrap().clone()
+}
+
 /// GET a JSON route; returns status and body.
 pub fn get(server: &str, key: &str, path: &str) -> (u16, Value) {
     let mut resp = agent()
