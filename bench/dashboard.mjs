@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { launch } from "../tests/e2e/lib/harness.mjs";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, "target");
@@ -36,11 +36,7 @@ async function serve() {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
+const browser = await launch();
 try {
   for (const steps of SIZES) {
     const server = await serve();
@@ -56,8 +52,8 @@ try {
       const sinceNavigation = [];
       let points = 0;
       for (let round = 0; round < ROUNDS; round++) {
-        await page.goto(`${server.url}/#/runs/${id}`);
-        if (round > 0) await page.reload();
+        if (round === 0) await page.goto(`${server.url}/#/runs/${id}`);
+        else await page.reload();
         const m = await page.waitForFunction(() => {
           const mark = performance.getEntriesByName("tidelog:first-chart", "mark")[0];
           const measure = performance.getEntriesByName("tidelog:first-chart", "measure")[0];

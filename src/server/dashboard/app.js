@@ -571,6 +571,7 @@ async function runPage(page, id) {
   // and the e2e read "tidelog:first-chart", measured from "tidelog:run-page").
   performance.clearMarks("tidelog:run-page");
   performance.clearMarks("tidelog:first-chart");
+  performance.clearMeasures("tidelog:first-chart");
   performance.mark("tidelog:run-page", { detail: id });
   let charted = false;
   setCrumbs(["Runs", "#/"], [id]);

@@ -70,7 +70,7 @@ async function tidelogServer(origin) {
 }
 
 /** Debian's Chromium, headless, as the other browser tests launch it. */
-function launch() {
+export function launch() {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
