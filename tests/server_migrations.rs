@@ -157,7 +157,7 @@ fn a_data_folder_from_before_versioned_migrations_is_upgraded_with_its_data() {
     drop(server);
 
     let (tables, versions) = tables_and_versions(dir.path());
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     assert!(!tables.contains(&"migrations".to_owned()), "{tables:?}");
     assert!(tables.contains(&"_sqlx_migrations".to_owned()), "{tables:?}");
 
@@ -169,7 +169,7 @@ fn a_data_folder_from_before_versioned_migrations_is_upgraded_with_its_data() {
         SECRET
     );
     drop(server);
-    assert_eq!(tables_and_versions(dir.path()).1, [1, 2, 3, 4]);
+    assert_eq!(tables_and_versions(dir.path()).1, [1, 2, 3, 4, 5]);
 }
 
 #[test]

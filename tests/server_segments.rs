@@ -126,10 +126,11 @@ fn old_row(i: u64) -> Json {
     Json::Object(row)
 }
 
-/// The segment objects of a run's kind in the default store under `data`.
+/// The segment objects of a run's kind in the default store under `data`, pre-aggregates
+/// (`.m4.parquet`, `.m16.parquet`) left out.
 fn objects(data: &Path, run: &str, kind: &str) -> Vec<String> {
     let mut names = store::list(data, &format!("segments/{run}/{kind}"));
-    names.retain(|n| n.ends_with(".parquet") && !n.ends_with(".m4.parquet"));
+    names.retain(|n| n.ends_with(".parquet") && !n.ends_with(".m4.parquet") && !n.ends_with(".m16.parquet"));
     names.sort();
     names
 }

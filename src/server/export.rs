@@ -1,26 +1,27 @@
 //! `GET /api/v1/runs/{id}/history.parquet`: a run's whole history as one Parquet file, streamed
-//! row group by row group, so memory stays at one group however long the run.
+//! row group by row group from a walk of the segments, so memory stays at one group however
+//! long the run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use parquet::data_type::ByteArray;
 use parquet::file::writer::SerializedFileWriter;
-use tokio::sync::mpsc;
 
 use super::auth::Account;
 use super::error::{ApiError, ServerError};
 use super::runs::owned_run;
 use super::segments::catalog::{self, Segment};
 use super::segments::format::{self, Data, Kind};
-use super::segments::read::{decode_all, fetch};
 use super::segments::table::{Cells, Table};
+use super::segments::walk::Walk;
+use super::segments::Ctx;
 use super::segments::HISTORY_KIND;
+use super::streamed::{self, send, Chunks};
 use super::AppState;
 
 /// Cells (rows × columns) of one row group: what the export holds in memory at a time.
@@ -28,9 +29,6 @@ const GROUP_CELLS: usize = 1 << 20;
 
 /// Row groups written ahead of a slow client.
 const AHEAD: usize = 2;
-
-/// Times the segments are listed again when compaction replaced one being read.
-const ATTEMPTS: usize = 5;
 
 /// One column's values of the row group being built; `defs` is 1 where a row has the key.
 enum Column {
@@ -153,26 +151,14 @@ impl Group {
     }
 }
 
-/// Whether a store error is an object that is gone.
-fn gone(e: &ServerError) -> bool {
-    matches!(
-        e,
-        ServerError::Store {
-            source: object_store::Error::NotFound { .. },
-            ..
-        }
-    )
-}
-
-/// The rows of the run's segments (as listed when the export began: nothing past their last
-/// sequence number) in step order, a row group at a time, each sent as it is written. A
-/// segment compacted away meanwhile is found again in the new listing, after the last row sent.
+/// The rows of the run's segments (as listed when the export began: nothing logged after)
+/// in step order, a row group at a time, each sent as it is written.
 async fn write_file(
     state: AppState,
     run_id: String,
     segments: Vec<Segment>,
     kinds: BTreeMap<String, Kind>,
-    out: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    out: Chunks,
 ) -> Result<(), ServerError> {
     let keys: Vec<(&str, Kind)> = kinds.iter().map(|(k, &v)| (k.as_str(), v)).collect();
     let schema = Arc::new(format::schema("history", &EXPORT_INTS, &keys)?);
@@ -181,57 +167,31 @@ async fn write_file(
     let position: BTreeMap<&str, usize> = kinds.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
     let rows_per_group = (GROUP_CELLS / (kinds.len() + 2)).max(1);
     let mut group = Group::new(&kinds);
-    let last_seq = segments.iter().map(|s| s.last_seq).max().unwrap_or(0);
-    let mut after: Option<(u64, u64)> = None;
-    let mut todo = segments;
-    let mut attempts = 0;
-    'list: loop {
-        for s in &todo {
-            if after.is_some_and(|(step, _)| s.max_step < step) || s.first_seq > last_seq {
-                continue;
-            }
-            let bytes = match fetch(&state.store, &[s.object.as_str()]).await {
-                Err(e) if gone(&e) && attempts < ATTEMPTS => {
-                    attempts += 1;
-                    todo = catalog::list(&state.db, &run_id, HISTORY_KIND, 0, i64::MAX as u64).await?;
-                    continue 'list;
-                }
-                got => got?,
-            };
-            let Some(t) = decode_all(bytes, None).await?.pop() else {
-                continue;
-            };
-            let mut order: Vec<(u64, u64, usize)> = (0..t.len())
-                .map(|r| (t.steps[r], t.seqs[r], r))
-                .filter(|&(step, seq, _)| seq <= last_seq && after.is_none_or(|a| (step, seq) > a))
-                .collect();
-            order.sort_unstable();
-            let to: Vec<Option<usize>> = t
-                .cols
-                .iter()
-                .map(|c| position.get(c.name.as_str()).copied())
-                .collect();
-            let mut cursors = vec![0; t.cols.len()];
-            for &(step, seq, r) in &order {
-                group.push(&t, r, &to, &mut cursors);
-                after = Some((step, seq));
-                if group.steps.len() == rows_per_group && !send(out, group.write(&mut w)?).await {
-                    return Ok(());
-                }
+    let mut walk = Walk::new(&run_id, HISTORY_KIND, None, (0, i64::MAX as u64), segments);
+    while let Some((tables, order)) = walk.next(Ctx::of(&state)).await? {
+        let to: Vec<Vec<Option<usize>>> = tables
+            .iter()
+            .map(|t| {
+                t.cols
+                    .iter()
+                    .map(|c| position.get(c.name.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let mut cursors: Vec<Vec<usize>> = tables.iter().map(|t| vec![0; t.cols.len()]).collect();
+        for (t, r) in order {
+            let t = t as usize;
+            group.push(&tables[t], r as usize, &to[t], &mut cursors[t]);
+            if group.steps.len() == rows_per_group && !send(&out, group.write(&mut w)?).await {
+                return Ok(());
             }
         }
-        break;
     }
-    if !group.steps.is_empty() && !send(out, group.write(&mut w)?).await {
+    if !group.steps.is_empty() && !send(&out, group.write(&mut w)?).await {
         return Ok(());
     }
-    send(out, w.into_inner()?).await;
+    send(&out, w.into_inner()?).await;
     Ok(())
-}
-
-/// Sends the next bytes of the file; false when the client has gone away (nothing to do).
-async fn send(out: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Vec<u8>) -> bool {
-    out.send(Ok(Bytes::from(bytes))).await.is_ok()
 }
 
 /// `GET /api/v1/runs/{id}/history.parquet`: `_step`, `_timestamp` (UTC milliseconds) and a
@@ -245,19 +205,12 @@ pub async fn history_parquet(
     owned_run(&state, &account, &id).await?;
     let segments = catalog::list(&state.db, &id, HISTORY_KIND, 0, i64::MAX as u64).await?;
     let kinds = kinds(&segments);
-    let (tx, rx) = mpsc::channel(AHEAD);
     let name = format!(
         "attachment; filename=\"{}.parquet\"",
         id.replace(['"', '\\'], "_")
     );
-    tokio::spawn(async move {
-        if let Err(e) = write_file(state, id, segments, kinds, &tx).await {
-            log::error!("{e}");
-            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-    let mut resp = Body::from_stream(body).into_response();
+    let body = streamed::body(AHEAD, |out| write_file(state, id, segments, kinds, out));
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,

@@ -20,6 +20,7 @@ mod runs;
 mod segments;
 mod staged;
 mod store;
+mod streamed;
 mod uploads;
 
 use std::io::Write;

@@ -1,17 +1,22 @@
 //! History and system rows as the API sends them: the segments of the step range merged in
-//! step order, only the keys asked, and `samples=N` thinned per key by M4.
+//! step order, only the keys asked, and `samples=N` thinned per key by M4; at full resolution
+//! streamed a group of segments at a time.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ServerError};
 use super::m4;
-use super::segments::read::{tables, Query};
+use super::segments::catalog;
+use super::segments::read::{tables, Levels, Query};
 use super::segments::table::Table;
-use super::segments::write::FINE;
+use super::segments::walk::{in_order, At, Walk};
+use super::segments::write::{COARSE, FINE};
 use super::segments::Ctx;
+use super::streamed::{self, send, Chunks};
 use super::AppState;
 
 /// Keys the API adds to every row; a bundle's own values under them are dropped.
@@ -20,10 +25,14 @@ pub const RESERVED: [&str; 2] = ["_step", "_timestamp"];
 /// Rows a read may span before `samples=N` reads segments' pre-aggregates instead of their rows.
 pub const EXACT_ROWS: u64 = 1 << 18;
 
-/// Rows past which `samples=n` reads pre-aggregates: [`EXACT_ROWS`], and at least [`FINE`]
-/// rows per sample, so that each M4 bucket spans several pre-aggregate buckets.
-fn coarse_over(n: u64) -> u64 {
-    EXACT_ROWS.max(n.saturating_mul(FINE as u64))
+/// Rows past which `samples=n` reads pre-aggregates: the fine ones past [`EXACT_ROWS`] and at
+/// least [`FINE`] rows per sample, the coarse ones past [`COARSE`] rows per sample, so that
+/// each M4 bucket spans whole pre-aggregate buckets.
+fn levels(n: u64) -> Levels {
+    Levels {
+        fine_over: EXACT_ROWS.max(n.saturating_mul(FINE as u64)),
+        coarse_over: EXACT_ROWS.max(n.saturating_mul(COARSE as u64)),
+    }
 }
 
 /// A stored value as a number: a JSON number, or one of the strings `num_to_json` writes for
@@ -52,30 +61,11 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiErr
         .transpose()
 }
 
-/// A row of the merged view: table and row index.
-type At = (u32, u32);
-
 /// A row to send and its members: (column, value index) in its table.
 type Picked = (At, Vec<(usize, usize)>);
 
 /// A key's values: (position in the merged view, column, value index) and (step, chart value).
 type KeyPoints = (Vec<(u32, usize, usize)>, Vec<(u64, f64)>);
-
-/// The rows of `tables` with a step in `lo..=hi`, in step order (then sequence order).
-fn order(tables: &[Table], lo: u64, hi: u64) -> Vec<At> {
-    let mut all: Vec<(u64, u64, At)> = Vec::new();
-    for (t, table) in tables.iter().enumerate() {
-        for (r, (&step, &seq)) in table.steps.iter().zip(&table.seqs).enumerate() {
-            if (lo..=hi).contains(&step) {
-                all.push((step, seq, (t as u32, r as u32)));
-            }
-        }
-    }
-    if !all.is_sorted_by_key(|&(step, seq, _)| (step, seq)) {
-        all.sort_unstable_by_key(|&(step, seq, _)| (step, seq));
-    }
-    all.into_iter().map(|(.., at)| at).collect()
-}
 
 /// Per table and column, its name as JSON text and a walk position.
 struct Cursors {
@@ -134,21 +124,10 @@ fn write_row(
     out.push(b'}');
 }
 
-/// The rows to send with the members each keeps: every row (with `keys`, every row that has
-/// one of them), or with `samples` the M4 picks of each key, a row keeping only the keys it
-/// was picked for.
-fn select(tables: &[Table], rows: &[At], filtered: bool, samples: Option<u64>) -> (Cursors, Vec<Picked>) {
+/// The rows `samples=n` sends: the M4 picks of each key, a row keeping only the keys it was
+/// picked for, with the members each keeps.
+fn select(tables: &[Table], rows: &[At], samples: u64) -> (Cursors, Vec<Picked>) {
     let mut cur = Cursors::new(tables);
-    let Some(samples) = samples else {
-        let mut out = Vec::with_capacity(rows.len());
-        for &at in rows {
-            let members = cur.values(tables, at);
-            if !filtered || !members.is_empty() {
-                out.push((at, members));
-            }
-        }
-        return (cur, out);
-    };
     // Per key: where each of its values is, and its (step, chart value).
     let mut points: HashMap<&str, KeyPoints> = HashMap::new();
     for (n, &at) in rows.iter().enumerate() {
@@ -181,10 +160,17 @@ fn select(tables: &[Table], rows: &[At], filtered: bool, samples: Option<u64>) -
     (cur, out)
 }
 
+/// Rows of a full-resolution answer per chunk sent.
+const CHUNK_ROWS: usize = 1 << 13;
+
+/// Chunks a full-resolution answer runs ahead of a slow client.
+const AHEAD: usize = 2;
+
 /// `{"rows": [...]}` of a run's `kind` in step order; with `keys`, only those keys and only
 /// rows that have one of them (an empty `keys=` means all keys, like no `keys`); `min_step` /
 /// `max_step` bound the steps (inclusive) and `samples=N` thins each key to at most N rows by
-/// M4, over the segments' pre-aggregates when the range spans more rows than [`coarse_over`].
+/// M4, over the segments' pre-aggregates when the range spans enough rows ([`levels`]). A
+/// full-resolution answer streams, a group of segments at a time.
 pub async fn rows(
     state: &AppState,
     kind: &'static str,
@@ -199,20 +185,27 @@ pub async fn rows(
     let max_step = number(q, "max_step")?
         .unwrap_or(i64::MAX as u64)
         .min(i64::MAX as u64);
-    let samples = number(q, "samples")?;
+    let json = [(CONTENT_TYPE, "application/json")];
+    let Some(samples) = number(q, "samples")? else {
+        let segments = catalog::list(&state.db, run_id, kind, min_step, max_step).await?;
+        let keys = keys.map(|k| k.into_iter().map(str::to_owned).collect());
+        let walk = Walk::new(run_id, kind, keys, (min_step, max_step), segments);
+        let state = state.clone();
+        let body = streamed::body(AHEAD, |out| full(state, walk, out));
+        return Ok((json, body).into_response());
+    };
     let query = Query {
         kind,
         run_id,
         keys: keys.as_ref(),
         min_step,
         max_step,
-        coarse_over: samples.map(coarse_over),
+        levels: Some(levels(samples)),
     };
     let tables = tables(Ctx::of(state), &query).await?;
-    let filtered = keys.is_some();
     let out = tokio::task::spawn_blocking(move || {
-        let order = order(&tables, min_step, max_step);
-        let (cur, picked) = select(&tables, &order, filtered, samples);
+        let order = in_order(&tables, min_step..=max_step, u64::MAX, None);
+        let (cur, picked) = select(&tables, &order, samples);
         let mut out = b"{\"rows\":[".to_vec();
         for (n, (at, members)) in picked.iter().enumerate() {
             if n > 0 {
@@ -224,8 +217,46 @@ pub async fn rows(
         out
     })
     .await
-    .map_err(super::error::ServerError::from)?;
-    Ok(([(CONTENT_TYPE, "application/json")], out).into_response())
+    .map_err(ServerError::from)?;
+    Ok((json, out).into_response())
+}
+
+/// Streams a full-resolution answer: each group of the walk, [`CHUNK_ROWS`] rows a chunk,
+/// written off the async threads.
+async fn full(state: AppState, mut walk: Walk, out: Chunks) -> Result<(), ServerError> {
+    let filtered = walk.filtered();
+    let mut first = true;
+    if !send(&out, b"{\"rows\":[".to_vec()).await {
+        return Ok(());
+    }
+    while let Some((tables, order)) = walk.next(Ctx::of(&state)).await? {
+        let tables = Arc::new(tables);
+        let mut cur = Cursors::new(&tables);
+        for rows in order.chunks(CHUNK_ROWS) {
+            let (rows, t) = (rows.to_vec(), tables.clone());
+            let (chunk, back) = tokio::task::spawn_blocking(move || {
+                let mut chunk = Vec::new();
+                for at in rows {
+                    let members = cur.values(&t, at);
+                    if filtered && members.is_empty() {
+                        continue;
+                    }
+                    if !std::mem::take(&mut first) {
+                        chunk.push(b',');
+                    }
+                    write_row(&mut chunk, &t, &cur.names, at, &members);
+                }
+                (chunk, (cur, first))
+            })
+            .await?;
+            (cur, first) = back;
+            if !chunk.is_empty() && !send(&out, chunk).await {
+                return Ok(());
+            }
+        }
+    }
+    send(&out, b"]}".to_vec()).await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -235,8 +266,8 @@ mod tests {
 
     /// `(step, key, chart value)` of every value `samples=n` sends of `tables`.
     fn sampled(tables: &[Table], n: u64) -> Vec<(u64, String, f64)> {
-        let order = order(tables, 0, u64::MAX);
-        let (_, picked) = select(tables, &order, false, Some(n));
+        let order = in_order(tables, 0..=u64::MAX, u64::MAX, None);
+        let (_, picked) = select(tables, &order, n);
         let mut out = Vec::new();
         for ((t, r), members) in picked {
             let table = &tables[t as usize];
@@ -249,28 +280,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn coarse_samples_read_pre_aggregates_and_keep_every_spike_in_n_real_rows() {
+    async fn sampled_reads_take_fine_or_coarse_pre_aggregates_and_keep_every_spike_in_real_rows() {
         let dir = tempfile::tempdir().unwrap();
         let (db, store) = testing::open(dir.path()).await;
         let ctx = testing::ctx(&db, &store);
         let value = |i: u64| match i {
             12_345 => 1000.0,
             17_777 => -5.0,
+            61_234 => 500.0,
             _ => 1.0 / (i + 1) as f64,
         };
-        for s in 0..4u64 {
-            let rows: Vec<(u64, u64, i64, String)> = (s * 5000..(s + 1) * 5000)
+        // Four long segments with both pre-aggregates, then a short one with the fine one only
+        // (as a segment made before the coarse level existed reads).
+        let bounds = [0, 20_000, 40_000, 60_000, 80_000, 85_000u64];
+        for w in bounds.windows(2) {
+            let rows: Vec<(u64, u64, i64, String)> = (w[0]..w[1])
                 .map(|i| {
-                    (
-                        i,
-                        i,
-                        i as i64,
-                        format!(r#"{{"loss":{},"acc":{}}}"#, value(i), i as f64),
-                    )
+                    let json = format!(r#"{{"loss":{},"acc":{}}}"#, value(i), i as f64);
+                    (i, i, i as i64, json)
                 })
                 .collect();
             let segment = testing::add(ctx, &Table::from_json_rows(&rows).unwrap()).await;
-            assert!(segment.agg.is_some(), "a long segment has a pre-aggregate");
+            assert!(segment.agg.is_some(), "a long segment has a fine pre-aggregate");
+            let long = w[1] - w[0] > 4 * COARSE as u64;
+            assert_eq!(segment.agg2.is_some(), long, "segment {w:?}");
         }
         let keys: HashSet<&str> = ["loss"].into();
         let mut q = Query {
@@ -279,43 +312,51 @@ mod tests {
             keys: Some(&keys),
             min_step: 0,
             max_step: i64::MAX as u64,
-            coarse_over: Some(coarse_over(40)),
+            levels: Some(levels(40)),
         };
+        let read = |tables: &[Table]| tables.iter().map(Table::len).sum::<usize>();
         let exact = tables(ctx, &q).await.unwrap();
-        assert_eq!(
-            exact.iter().map(Table::len).sum::<usize>(),
-            20_000,
-            "under the threshold: every row"
+        assert_eq!(read(&exact), 85_000, "under the threshold: every row");
+        q.levels = Some(Levels {
+            fine_over: 0,
+            coarse_over: u64::MAX,
+        });
+        let fine = tables(ctx, &q).await.unwrap();
+        assert!(
+            read(&fine) <= 85_000 * 4 / FINE + 20,
+            "fine: {} rows",
+            read(&fine)
         );
-        q.coarse_over = Some(0);
+        assert!(read(&fine) > 85_000 * 2 / FINE, "fine: {} rows", read(&fine));
+        q.levels = Some(Levels {
+            fine_over: 0,
+            coarse_over: 0,
+        });
         let coarse = tables(ctx, &q).await.unwrap();
-        let read: usize = coarse.iter().map(Table::len).sum();
-        assert!(
-            read <= 20_000 * 4 / 256 + 16,
-            "the pre-aggregates hold {read} rows"
-        );
+        let most = 80_000 * 4 / COARSE + 5_000 * 4 / FINE + 20;
+        assert!(read(&coarse) <= most, "coarse: {} rows", read(&coarse));
         assert!(coarse.iter().all(|t| t.cols.iter().all(|c| c.name == "loss")));
-        const {
+        for (tables, n) in [(&fine, 40), (&coarse, 10)] {
+            let picks = sampled(tables, n);
             assert!(
-                40 * FINE < 20_000 && 400 * FINE > 20_000,
-                "40 samples can be coarse, 400 not"
-            )
-        };
-        let picks = sampled(&coarse, 40);
-        assert!((20..=40).contains(&picks.len()), "{} samples", picks.len());
-        assert!(
-            picks.iter().all(|(step, _, v)| *v == value(*step)),
-            "a sample is not a real row"
-        );
-        let steps: Vec<u64> = picks.iter().map(|p| p.0).collect();
-        for must in [0, 12_345, 17_777, 19_999] {
-            assert!(steps.contains(&must), "step {must} is missing");
+                (n as usize / 2..=4 * n as usize).contains(&picks.len()),
+                "{} samples of {n}",
+                picks.len()
+            );
+            assert!(
+                picks.iter().all(|(step, _, v)| *v == value(*step)),
+                "a sample is not a real row"
+            );
+            let steps: Vec<u64> = picks.iter().map(|p| p.0).collect();
+            for must in [0, 12_345, 17_777, 61_234, 84_999] {
+                assert!(steps.contains(&must), "step {must} is missing from {n} samples");
+            }
+            assert!(steps.windows(2).all(|w| w[0] < w[1]));
         }
-        assert!(steps.windows(2).all(|w| w[0] < w[1]));
         // Inside a range that cuts segments, the cut ones are read whole, so its ends are exact.
-        q.min_step = 7_000;
-        q.max_step = 13_000;
+        q.min_step = 27_000;
+        q.max_step = 53_000;
         let cut = tables(ctx, &q).await.unwrap();
-        assert_eq!(cut.iter().map(Table::len).sum::<usize>(), 10_000);
+        assert_eq!(read(&cut), 40_000);
     }
 }

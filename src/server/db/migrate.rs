@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     migration!("0002_blob_owners"),
     migration!("0003_ops_and_replicas"),
     migration!("0004_segments"),
+    migration!("0005_coarse_pre_aggregates"),
 ];
 
 /// The version a migration's file name starts with (`0002_blob_owners` is 2), checked as the

@@ -38,8 +38,11 @@ pub struct KeyStats {
 pub struct Segment {
     /// The object holding the rows: its key in the store, unique.
     pub object: String,
-    /// The object of its coarse M4 pre-aggregate, when it has one.
+    /// The object of its fine M4 pre-aggregate, when it has one.
     pub agg: Option<String>,
+    /// The object of its coarse M4 pre-aggregate, when it has one (segments made before
+    /// version 5 of the schema never do).
+    pub agg2: Option<String>,
     /// Run id.
     pub run_id: String,
     /// `history` or `system`.
@@ -54,7 +57,7 @@ pub struct Segment {
     pub max_step: u64,
     /// Rows.
     pub rows: u64,
-    /// Bytes of the object and its pre-aggregate.
+    /// Bytes of the object and its pre-aggregates.
     pub bytes: u64,
     /// Per key.
     pub stats: BTreeMap<String, KeyStats>,
@@ -94,7 +97,7 @@ fn int(v: u64) -> Result<i64, ServerError> {
     i64::try_from(v).map_err(|_| ServerError::Corrupt(format!("{v} is out of range")))
 }
 
-const COLUMNS: &str = "object, agg, run_id, kind, first_seq, last_seq, min_step, max_step, \
+const COLUMNS: &str = "object, agg, agg2, run_id, kind, first_seq, last_seq, min_step, max_step, \
      row_count, size_bytes, stats";
 
 impl Segment {
@@ -103,6 +106,7 @@ impl Segment {
         Ok(Segment {
             object: r.try_get("object")?,
             agg: r.try_get("agg")?,
+            agg2: r.try_get("agg2")?,
             run_id: r.try_get("run_id")?,
             kind: r.try_get("kind")?,
             first_seq: to_u64(r.try_get("first_seq")?)?,
@@ -120,10 +124,11 @@ impl Segment {
         let stats = serde_json::to_string(&self.stats).map_err(|e| ServerError::Corrupt(e.to_string()))?;
         sqlx::query(&format!(
             "INSERT INTO segments ({COLUMNS}, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12)"
+             $10, $11, $12, $13)"
         ))
         .bind(&self.object)
         .bind(self.agg.as_deref())
+        .bind(self.agg2.as_deref())
         .bind(&self.run_id)
         .bind(&self.kind)
         .bind(int(self.first_seq)?)
@@ -141,7 +146,9 @@ impl Segment {
 
     /// The objects this row names.
     pub fn objects(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.object.as_str()).chain(self.agg.as_deref())
+        std::iter::once(self.object.as_str())
+            .chain(self.agg.as_deref())
+            .chain(self.agg2.as_deref())
     }
 }
 

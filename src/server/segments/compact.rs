@@ -19,8 +19,9 @@ use crate::server::AppState;
 pub const SMALL_ROWS: u64 = 1 << 16;
 /// Small segments of a run's kind that start a compaction.
 pub const MERGE_AT: u64 = 8;
-/// Most rows a merge puts into one segment.
-pub const TARGET_ROWS: u64 = 1 << 20;
+/// Most rows a merge puts into one segment: it holds them all decoded at once (about 40 MB at
+/// ten keys), so this bounds the memory of compaction.
+pub const TARGET_ROWS: u64 = 1 << 18;
 /// The database lease that makes one replica the compactor.
 const LEASE: &str = "compact";
 /// How long the lease holds without renewal.
@@ -135,7 +136,7 @@ mod tests {
             keys: None,
             min_step: 0,
             max_step: i64::MAX as u64,
-            coarse_over: None,
+            levels: None,
         };
         let whole = rows(0..500);
         assert_eq!(Table::concat(tables(ctx, &q).await.unwrap()), whole);

@@ -9,6 +9,7 @@ pub mod format;
 pub mod migrate;
 pub mod read;
 pub mod table;
+pub mod walk;
 pub mod write;
 
 use sqlx::AnyPool;

@@ -1,5 +1,6 @@
 //! Reading segments: the catalog names the segments of a step range, only the keys asked are
-//! decoded, and a coarse read takes a segment's pre-aggregate instead of its rows. A read that
+//! decoded, and a sampled read over many rows takes a segment's pre-aggregate (fine or coarse)
+//! instead of its rows. A read that
 //! finds an object gone (compaction replaced it after the catalog was read) starts again.
 
 use std::collections::HashSet;
@@ -34,18 +35,30 @@ pub struct Query<'a> {
     pub min_step: u64,
     /// Highest step, inclusive.
     pub max_step: u64,
-    /// Pre-aggregates may stand for segments wholly inside the range when the segments hold
-    /// more rows than this.
-    pub coarse_over: Option<u64>,
+    /// When pre-aggregates may stand for segments wholly inside the range.
+    pub levels: Option<Levels>,
 }
 
-/// Which object stands for `s`: its pre-aggregate when the read is coarse and `s` lies inside
-/// the step range, otherwise its rows.
-fn object<'s>(s: &'s Segment, q: &Query<'_>, coarse: bool) -> &'s str {
-    match &s.agg {
-        Some(agg) if coarse && s.min_step >= q.min_step && s.max_step <= q.max_step => agg,
-        _ => &s.object,
-    }
+/// Row counts past which a read takes pre-aggregates: when the segments of the range hold
+/// more rows than `fine_over`, the fine ones; more than `coarse_over`, the coarse ones.
+#[derive(Clone, Copy, Debug)]
+pub struct Levels {
+    /// Past this many rows, fine pre-aggregates.
+    pub fine_over: u64,
+    /// Past this many rows, coarse pre-aggregates (fine ones where a segment has none).
+    pub coarse_over: u64,
+}
+
+/// Which object stands for `s` in a read of `rows` rows: a pre-aggregate when the read is
+/// long enough and `s` lies inside the step range, otherwise its rows.
+fn object<'s>(s: &'s Segment, q: &Query<'_>, rows: u64) -> &'s str {
+    let inside = s.min_step >= q.min_step && s.max_step <= q.max_step;
+    let Some(levels) = q.levels.filter(|_| inside) else {
+        return &s.object;
+    };
+    let coarse = s.agg2.as_deref().filter(|_| rows > levels.coarse_over);
+    let fine = s.agg.as_deref().filter(|_| rows > levels.fine_over);
+    coarse.or(fine).unwrap_or(&s.object)
 }
 
 /// The segments' tables, in catalog order (by first step), with only the keys asked.
@@ -57,8 +70,7 @@ pub async fn tables(ctx: Ctx<'_>, q: &Query<'_>) -> Result<Vec<Table>, ServerErr
             segs.retain(|s| s.stats.keys().any(|k| keys.contains(k.as_str())));
         }
         let rows: u64 = segs.iter().map(|s| s.rows).sum();
-        let coarse = q.coarse_over.is_some_and(|over| rows > over);
-        let objects: Vec<&str> = segs.iter().map(|s| object(s, q, coarse)).collect();
+        let objects: Vec<&str> = segs.iter().map(|s| object(s, q, rows)).collect();
         match fetch(ctx.store, &objects).await {
             Ok(bytes) => return decode_all(bytes, q.keys).await,
             Err(

@@ -1,5 +1,5 @@
 //! Making segments: a table becomes a Parquet object under a key no other write uses, with its
-//! catalog row and, for a long one, a coarse M4 pre-aggregate beside it.
+//! catalog row and, for a long one, M4 pre-aggregates beside it at two resolutions.
 
 use axum::body::Bytes;
 use object_store::path::Path as Key;
@@ -12,25 +12,31 @@ use crate::server::auth::random_hex;
 use crate::server::error::ServerError;
 use crate::server::store::Store;
 
-/// Values of a key per pre-aggregate bucket: its first, last, minimum and maximum are kept.
+/// Values of a key per bucket of the fine pre-aggregate: its first, last, minimum and maximum
+/// are kept.
 pub const FINE: usize = 256;
 
-/// A segment made but not yet stored: its row, its bytes and its pre-aggregate's.
+/// Values of a key per bucket of the coarse pre-aggregate, so that a chart of a 10 M-step run
+/// reads about as many rows as one of a 1 M-step run reads at [`FINE`].
+pub const COARSE: usize = 4096;
+
+/// A segment made but not yet stored: its row, its bytes and its pre-aggregates'.
 pub struct Built {
     /// The catalog row.
     pub segment: Segment,
     data: Bytes,
     agg: Option<Bytes>,
+    agg2: Option<Bytes>,
 }
 
-/// The rows a coarse chart needs of `t`: per key and per [`FINE`] of its values, the rows of
+/// The rows a coarse chart needs of `t`: per key and per `per` of its values, the rows of
 /// the first, last, smallest and largest one; each row keeps only the keys it was kept for.
-pub fn candidates(t: &Table) -> Table {
+fn candidates(t: &Table, per: usize) -> Table {
     let mut keep: Vec<Vec<u32>> = Vec::with_capacity(t.cols.len());
     for c in &t.cols {
         let mut picked = Vec::new();
-        for start in (0..c.rows.len()).step_by(FINE) {
-            let end = (start + FINE).min(c.rows.len());
+        for start in (0..c.rows.len()).step_by(per) {
+            let end = (start + per).min(c.rows.len());
             let (mut lo, mut hi) = (None::<usize>, None::<usize>);
             for i in start..end {
                 let v = c.cells.chart(i);
@@ -61,11 +67,21 @@ pub fn candidates(t: &Table) -> Table {
     t.subset(&rows, |ci, r| keep[ci].binary_search(&r).is_ok())
 }
 
-/// A fresh object key for rows `first..=last` of a run's `kind`, and its pre-aggregate's.
-fn keys(run_id: &str, kind: &str, first: u64, last: u64) -> Result<(Key, Key), ServerError> {
+/// Fresh object keys for rows `first..=last` of a run's `kind`: the rows', and the fine and
+/// coarse pre-aggregates'.
+fn keys(run_id: &str, kind: &str, first: u64, last: u64) -> Result<[Key; 3], ServerError> {
     let name = format!("{first:020}-{last:020}-{}", random_hex(8)?);
-    let at = |file: String| Key::from_iter(["segments", run_id, kind, file.as_str()]);
-    Ok((at(format!("{name}.parquet")), at(format!("{name}.m4.parquet"))))
+    let at = |ext: &str| Key::from_iter(["segments", run_id, kind, &format!("{name}{ext}")]);
+    Ok([at(".parquet"), at(".m4.parquet"), at(".m16.parquet")])
+}
+
+/// The pre-aggregate of `t` at `per` values a bucket, when `t` is long enough for it to
+/// save reading.
+fn pre_aggregate(t: &Table, per: usize) -> Result<Option<Bytes>, ServerError> {
+    if t.len() <= 4 * per {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(format::encode(&candidates(t, per))?)))
 }
 
 /// Encodes `t` (rows in sequence order) as a segment of the run's `kind`; `None` when it
@@ -74,16 +90,15 @@ pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, Serve
     let (Some(&first_seq), Some(&last_seq)) = (t.seqs.first(), t.seqs.last()) else {
         return Ok(None);
     };
-    let (object, agg_key) = keys(run_id, kind, first_seq, last_seq)?;
+    let [object, agg_key, agg2_key] = keys(run_id, kind, first_seq, last_seq)?;
     let data = Bytes::from(format::encode(t)?);
-    let agg = if t.len() > 4 * FINE {
-        Some(Bytes::from(format::encode(&candidates(t))?))
-    } else {
-        None
-    };
+    let agg = pre_aggregate(t, FINE)?;
+    let agg2 = pre_aggregate(t, COARSE)?;
+    let named = |bytes: &Option<Bytes>, key: Key| bytes.as_ref().map(|_| key.as_ref().to_owned());
     let segment = Segment {
         object: object.as_ref().to_owned(),
-        agg: agg.as_ref().map(|_| agg_key.as_ref().to_owned()),
+        agg: named(&agg, agg_key),
+        agg2: named(&agg2, agg2_key),
         run_id: run_id.to_owned(),
         kind: kind.to_owned(),
         first_seq,
@@ -91,10 +106,19 @@ pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, Serve
         min_step: t.steps.iter().copied().min().unwrap_or(0),
         max_step: t.steps.iter().copied().max().unwrap_or(0),
         rows: t.len() as u64,
-        bytes: (data.len() + agg.as_ref().map_or(0, Bytes::len)) as u64,
+        bytes: [Some(&data), agg.as_ref(), agg2.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|b| b.len() as u64)
+            .sum(),
         stats: stats(t),
     };
-    Ok(Some(Built { segment, data, agg }))
+    Ok(Some(Built {
+        segment,
+        data,
+        agg,
+        agg2,
+    }))
 }
 
 /// A key as the catalog stores it, parsed back.
@@ -107,7 +131,8 @@ impl Built {
     pub async fn put(&self, store: &Store) -> Result<(), ServerError> {
         let mut done = Vec::new();
         let objects = std::iter::once((&self.segment.object, &self.data))
-            .chain(self.segment.agg.as_ref().zip(self.agg.as_ref()));
+            .chain(self.segment.agg.as_ref().zip(self.agg.as_ref()))
+            .chain(self.segment.agg2.as_ref().zip(self.agg2.as_ref()));
         for (key, bytes) in objects {
             let put = store.put(&parse_key(key)?, PutPayload::from(bytes.clone())).await;
             if let Err(e) = put {
