@@ -145,7 +145,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The data folder when `--data` is not given.
 const DEFAULT_DATA: &str = "tidelog-data";
 
+/// glibc gives every thread that allocates an arena of its own and keeps what is freed in it:
+/// the server's worker and blocking threads held 398 MiB for a 3 M-step ingest that needs 171
+/// MiB. Two arenas keep the peak near what is live, at no cost measured in ingest speed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; it runs before the runtime's threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 pub fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    limit_malloc_arenas();
     let data = match (a.data, &a.database) {
         (Some(data), _) => data,
         (None, Some(_)) => {

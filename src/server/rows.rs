@@ -23,15 +23,16 @@ use super::AppState;
 pub const RESERVED: [&str; 2] = ["_step", "_timestamp"];
 
 /// Rows a read may span before `samples=N` reads segments' pre-aggregates instead of their rows.
-pub const EXACT_ROWS: u64 = 1 << 18;
+pub const EXACT_ROWS: u64 = 1 << 16;
 
-/// Rows past which `samples=n` reads pre-aggregates: the fine ones past [`EXACT_ROWS`] and at
-/// least [`FINE`] rows per sample, the coarse ones past [`COARSE`] rows per sample, so that
-/// each M4 bucket spans whole pre-aggregate buckets.
+/// Rows past which `samples=n` reads pre-aggregates: past [`EXACT_ROWS`], the finest level
+/// whose buckets are at most as long as an M4 bucket (`samples=n` has `n / 4` of them), so
+/// each M4 bucket spans a whole pre-aggregate bucket and at least `n` candidates remain.
 fn levels(n: u64) -> Levels {
+    let per_sample = |bucket: usize| EXACT_ROWS.max(n.saturating_mul(bucket as u64 / 4));
     Levels {
-        fine_over: EXACT_ROWS.max(n.saturating_mul(FINE as u64)),
-        coarse_over: EXACT_ROWS.max(n.saturating_mul(COARSE as u64)),
+        fine_over: per_sample(FINE),
+        coarse_over: per_sample(COARSE),
     }
 }
 
@@ -306,17 +307,22 @@ mod tests {
             assert_eq!(segment.agg2.is_some(), long, "segment {w:?}");
         }
         let keys: HashSet<&str> = ["loss"].into();
+        // The policy: a read of fewer than EXACT_ROWS rows is exact; 1,000 samples of a 1 M-step
+        // run take the fine level, of a 2 M-step run the coarse one.
+        let l = levels(1000);
+        assert_eq!(l.fine_over, 64_000.max(EXACT_ROWS));
+        assert!(l.coarse_over > 1_000_000 && l.coarse_over < 2_000_000, "{l:?}");
         let mut q = Query {
             kind: HISTORY_KIND,
             run_id: "r",
             keys: Some(&keys),
             min_step: 0,
             max_step: i64::MAX as u64,
-            levels: Some(levels(40)),
+            levels: Some(levels(2000)),
         };
         let read = |tables: &[Table]| tables.iter().map(Table::len).sum::<usize>();
         let exact = tables(ctx, &q).await.unwrap();
-        assert_eq!(read(&exact), 85_000, "under the threshold: every row");
+        assert_eq!(read(&exact), 85_000, "2,000 samples of 85,000 rows: every row");
         q.levels = Some(Levels {
             fine_over: 0,
             coarse_over: u64::MAX,
