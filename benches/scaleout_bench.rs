@@ -2,7 +2,8 @@
 //! through one and two replicas. Each setup gets a fresh database and store; RUNS runs of STEPS
 //! steps (default 1M) × 10 keys are synced at once, run `i` through replica `i % replicas`, then
 //! the first run's `history?keys=train/loss&samples=1000` is read REPS times (default 20),
-//! alternating between the replicas: rows/s of the whole ingest, read p50/p99.
+//! alternating between the replicas, right after the ingest (compaction still merging) and
+//! again once compaction has caught up: rows/s of the whole ingest, read p50/p99.
 //!
 //! On its own it benches SQLite + files (one replica: SQLite is one machine's database).
 //! With the test harness's variables, `TIDELOG_TEST_STORE=s3 scripts/postgres cargo bench
@@ -98,10 +99,43 @@ mod native {
         (at(0.5), at(0.99))
     }
 
-    /// One setup: `replicas` servers over one fresh database and store, `runs` runs synced.
-    fn setup(runs: &[PathBuf], replicas: usize, reps: usize, label: &str) {
+    /// Waits until compaction has caught up (no run left with the 8 segments of under 64 k
+    /// rows that start a merge, `segments/compact.rs`), for at most two minutes; the seconds
+    /// it took, `None` when it had not.
+    fn compacted(database: &str) -> Option<f64> {
+        let t = Instant::now();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let db = sqlx::AnyPool::connect(database).await.expect("database");
+            let caught_up = loop {
+                let behind: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT run_id FROM segments WHERE row_count < 65536 \
+                     GROUP BY run_id, kind HAVING COUNT(*) >= 8) AS behind",
+                )
+                .fetch_one(&db)
+                .await
+                .expect("catalog");
+                if behind == 0 || t.elapsed() > Duration::from_secs(120) {
+                    break behind == 0;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            db.close().await;
+            caught_up.then(|| t.elapsed().as_secs_f64())
+        })
+    }
+
+    /// One setup: `replicas` servers over one fresh database and store, `runs` fresh runs of
+    /// `steps` steps synced (a run synced once has nothing left to send).
+    fn setup(runs: usize, steps: u64, replicas: usize, reps: usize, label: &str) {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let runs = make_runs(tmp.path(), runs, steps);
         let shared = tmp.path().join("shared");
+        std::fs::create_dir_all(&shared).expect("shared folder");
         let database = harness::database_url(&shared);
         let store_url = if store::is_s3() {
             store::server_args(&shared).0[1].clone()
@@ -116,15 +150,19 @@ mod native {
             })
             .collect();
         let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
-        let (rows, secs) = ingest(runs, &urls, &key);
+        let (rows, secs) = ingest(&runs, &urls, &key);
         let listed = harness::runs(&urls[0], &key);
         assert_eq!(listed.len(), runs.len(), "every run landed once");
         let id = listed[0]["id"].as_str().expect("run id").to_owned();
+        let (busy50, busy99) = sampled_reads(&urls, &key, &id, reps);
+        let settle = compacted(&database);
         let (p50, p99) = sampled_reads(&urls, &key, &id, reps);
         println!(
-            "| {label} | {replicas} | {} | {:.0} k | {secs:.1} s | {p50:.1} / {p99:.1} ms |",
+            "| {label} | {replicas} | {} | {:.0} k | {secs:.1} s | {busy50:.1} / {busy99:.1} ms | \
+             {} | {p50:.1} / {p99:.1} ms |",
             runs.len(),
-            rows as f64 / secs / 1000.0
+            rows as f64 / secs / 1000.0,
+            settle.map_or("not caught up in 120 s".into(), |s| format!("{s:.1} s"))
         );
     }
 
@@ -138,17 +176,15 @@ mod native {
         } else {
             "SQLite + files"
         };
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let runs = make_runs(tmp.path(), 2, steps);
         println!("scale-out bench: runs of {steps} steps x 10 keys, loopback, release\n");
         println!(
             "| setup | replicas | runs at once | ingest rows/s | ingest wall | samples=1000 p50 / p99 |"
         );
         println!("| --- | --: | --: | --: | --: | --: |");
-        setup(&runs[..1], 1, reps, label);
-        setup(&runs, 1, reps, label);
+        setup(1, steps, 1, reps, label);
+        setup(2, steps, 1, reps, label);
         if scaled {
-            setup(&runs, 2, reps, label);
+            setup(2, steps, 2, reps, label);
         }
     }
 }
