@@ -10,11 +10,12 @@ use serde::Serialize;
 
 use super::bundle::sha256_hex;
 use super::layout::{
-    run_dir_name, LatestSpec, RunSpec, SyncSpec, SyncedMarker, FILES, LATEST_SPEC, PROGRESS, RECORDS,
+    run_dir_name, LatestSpec, RunSpec, SyncSpec, SyncedMarker, FILES, LATEST_SPEC, PROGRESS, RECORDS, RESUME,
     RUN_SPEC, SYNCED,
 };
 use super::log_index::{Corruption, LogIndex};
 use super::record::{FileRef, RunInfo, RunState};
+use super::resume_point::ResumePoint;
 use super::sync::{RunStore, SyncProgress};
 
 /// Where replaced versions of a saved file are kept, by sha256, until synced.
@@ -210,6 +211,12 @@ impl<D: Dir> FolderRun<D> {
             })
     }
 
+    /// Replaces the run's resume point, atomically: a resume sees the old one or the new.
+    pub fn put_resume_point(&self, point: &ResumePoint) -> io::Result<()> {
+        let bytes = serde_json::to_vec(point).map_err(io::Error::other)?;
+        self.dir.write_atomic(&self.path.join(RESUME), &bytes)
+    }
+
     /// Stores a saved file under `files/`, keeping a replaced version until it is synced.
     pub fn put_file(&self, rel: &str, bytes: &[u8]) -> io::Result<()> {
         let files = self.path.join(FILES);
@@ -287,6 +294,11 @@ impl<D: Dir> FolderRun<D> {
     pub fn status(&self) -> io::Result<RunStatus> {
         let log = self.log_bytes()?;
         let index = LogIndex::new(&log).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !index.corruption().is_empty() {
+            // A resume point trusts the log before it: once that is found damaged, a resume
+            // replays it all again and refuses, as without a point.
+            self.dir.remove(&self.path.join(RESUME))?;
+        }
         let acked = self.saved_progress()?.acked_records.min(index.len());
         let (id, project) = index
             .run()
@@ -385,6 +397,10 @@ impl<D: Dir> RunStore for FolderRun<D> {
 
     async fn log_len(&self) -> io::Result<u64> {
         Ok(self.dir.size(&self.path.join(RECORDS))?.unwrap_or(0))
+    }
+
+    async fn resume_point(&self) -> io::Result<Option<Vec<u8>>> {
+        self.dir.read(&self.path.join(RESUME))
     }
 
     async fn read_files(&self, files: &[FileRef]) -> io::Result<Vec<Vec<u8>>> {

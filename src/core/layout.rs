@@ -19,6 +19,8 @@ pub const FILES: &str = "files";
 pub const SYNCED: &str = ".synced";
 /// Partial sync progress (acknowledged records, an upload in flight).
 pub const PROGRESS: &str = ".sync-progress";
+/// The writer's resume point: a resume replays only the log after it.
+pub const RESUME: &str = ".resume";
 /// Held locked by the process writing the run (an OS lock natively, a [`LockOwner`] from Node).
 pub const LOCK: &str = ".lock";
 

@@ -15,6 +15,7 @@ pub mod png;
 pub mod progress;
 pub mod record;
 pub mod restore;
+pub mod resume_point;
 pub mod row;
 pub mod run_log;
 pub mod sync;

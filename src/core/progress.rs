@@ -72,6 +72,11 @@ pub trait RunStore {
     async fn log_len(&self) -> Result<u64, Self::Error> {
         Ok(self.read_log().await?.len() as u64)
     }
+    /// The writer's resume point ([`super::resume_point::ResumePoint`]) as stored, if the
+    /// store keeps one.
+    async fn resume_point(&self) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(None)
+    }
     /// Saved files' contents, in the order asked.
     async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, Self::Error>;
     /// Whether a live process still writes this run (a dead one without finish is crashed).

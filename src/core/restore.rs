@@ -4,8 +4,10 @@
 
 use super::checkpoint::Checkpoint;
 use super::folder::corruption_note;
+use super::frame::is_one_frame;
 use super::progress::RunStore;
 use super::record::{DecodeError, RunInfo};
+use super::resume_point::ResumePoint;
 use super::run_log::RunLog;
 
 /// The state a resumed run continues from.
@@ -64,7 +66,13 @@ pub async fn resume_state<S: RunStore>(store: &S, seed: Option<Seed>) -> Result<
             cp.run,
             cp.offset,
         ),
-        None => (RunLog::default(), None, 0),
+        None => match point(store, log_len).await.map_err(store_err)? {
+            Some(p) => {
+                let (run, offset) = (p.run.clone(), p.offset);
+                (RunLog::from_point(p), Some(run), offset)
+            }
+            None => (RunLog::default(), None, 0),
+        },
     };
     let mut corruption = Vec::new();
     loop {
@@ -101,6 +109,21 @@ pub async fn resume_state<S: RunStore>(store: &S, seed: Option<Seed>) -> Result<
     })
 }
 
+/// The store's resume point, if it is intact and its last record is where it says in this
+/// log; `None` (a replay from byte 0) for a missing, torn, edited or stale one.
+async fn point<S: RunStore>(store: &S, log_len: u64) -> Result<Option<ResumePoint>, S::Error> {
+    let Some(p) = store
+        .resume_point()
+        .await?
+        .and_then(|bytes| ResumePoint::parse(&bytes, log_len))
+    else {
+        return Ok(None);
+    };
+    let (at, len) = p.last_record();
+    let last = store.read_log_at(at, p.records - 1, len).await?;
+    Ok(is_one_frame(&last).then_some(p))
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use std::cell::Cell;
@@ -115,6 +138,19 @@ mod tests {
         log: Vec<u8>,
         window: usize,
         largest: Cell<usize>,
+        /// Bytes of log read in all.
+        read: Cell<usize>,
+        point: Option<Vec<u8>>,
+    }
+
+    fn windowed(log: Vec<u8>, window: usize, point: Option<Vec<u8>>) -> Windowed {
+        Windowed {
+            log,
+            window,
+            largest: Cell::new(0),
+            read: Cell::new(0),
+            point,
+        }
     }
 
     impl RunStore for Windowed {
@@ -126,7 +162,11 @@ mod tests {
             let start = (offset as usize).min(self.log.len());
             let out = self.log[start..self.log.len().min(start + max)].to_vec();
             self.largest.set(self.largest.get().max(out.len()));
+            self.read.set(self.read.get() + out.len());
             Ok(out)
+        }
+        async fn resume_point(&self) -> Result<Option<Vec<u8>>, String> {
+            Ok(self.point.clone())
         }
         fn read_window(&self) -> usize {
             self.window
@@ -179,11 +219,7 @@ mod tests {
         let log = a_log();
         let (whole, valid) = RunLog::restore(&log).unwrap();
         for window in [64, 200, 4096] {
-            let store = Windowed {
-                log: log.clone(),
-                window,
-                largest: Cell::new(0),
-            };
+            let store = windowed(log.clone(), window, None);
             let r = pollster::block_on(resume_state(&store, None)).unwrap();
             assert_eq!(r.info.id, "w");
             assert_eq!(r.valid_len, valid as u64);
@@ -204,20 +240,12 @@ mod tests {
         let log = a_log();
         let mut torn = log.clone();
         torn.truncate(log.len() - 3);
-        let store = Windowed {
-            log: torn,
-            window: 128,
-            largest: Cell::new(0),
-        };
+        let store = windowed(torn, 128, None);
         let r = pollster::block_on(resume_state(&store, None)).unwrap();
         assert!(r.valid_len < r.log_len);
         let mut bad = log;
         bad[400] ^= 0x40;
-        let store = Windowed {
-            log: bad,
-            window: 128,
-            largest: Cell::new(0),
-        };
+        let store = windowed(bad, 128, None);
         match pollster::block_on(resume_state(&store, None)) {
             Err(ResumeError::Corrupt(note)) => {
                 assert!(note.starts_with("corrupt: run w, byte offset"), "{note}")
@@ -225,5 +253,127 @@ mod tests {
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a damaged log was resumed"),
         }
+    }
+
+    /// A log of two parts and the resume point its writer keeps after the first.
+    fn a_log_with_point() -> (Vec<u8>, Vec<u8>) {
+        let mut log = RunLog::default();
+        let info = RunInfo {
+            id: "w".into(),
+            project: "p".into(),
+            ..RunInfo::default()
+        };
+        log.meta(&Meta::Start(info.clone()));
+        let obj = |v: serde_json::Value| v.as_object().unwrap().clone();
+        log.meta(&Meta::Config {
+            update: obj(serde_json::json!({"lr": 0.1})),
+        });
+        let mut bytes = Vec::new();
+        let mut point = None;
+        for i in 0..400u32 {
+            log.log(
+                i.into(),
+                [("loss", f64::from(i)), ("nan", f64::NAN)],
+                LogOptions::default(),
+            )
+            .unwrap();
+            if i == 100 {
+                log.meta(&Meta::Summary {
+                    update: obj(serde_json::json!({"best": 1, "loss": -1})),
+                });
+                log.log(
+                    1,
+                    [("s", "text")],
+                    LogOptions {
+                        step: Some(500),
+                        commit: Some(false),
+                    },
+                )
+                .unwrap();
+            }
+            if i == 300 {
+                let mut batch = Vec::new();
+                log.take_batch(&mut batch);
+                let last = crate::core::frame::Frames::new(&batch).last().unwrap().offset;
+                let at = bytes.len() as u64;
+                bytes.extend_from_slice(&batch);
+                let p = log.point(&info, (bytes.len() as u64, at + last as u64));
+                point = Some(serde_json::to_vec(&p).unwrap());
+            }
+        }
+        let mut batch = Vec::new();
+        log.take_batch(&mut batch);
+        bytes.extend_from_slice(&batch);
+        (bytes, point.unwrap())
+    }
+
+    fn same_as_replay(r: &Resumed, log: &[u8]) {
+        let (whole, valid) = RunLog::restore(log).unwrap();
+        assert_eq!(r.valid_len, valid as u64);
+        assert_eq!(r.log.records(), whole.records());
+        assert_eq!(r.log.step(), whole.step());
+        assert_eq!(r.log.summary(), whole.summary());
+        assert_eq!(r.log.config(), whole.config());
+        assert_eq!(r.info.id, "w");
+    }
+
+    /// A resume from the writer's point reads only the log after it, and rebuilds what a
+    /// replay from byte 0 rebuilds.
+    #[test]
+    fn a_resume_point_reads_only_the_tail() {
+        let (log, point) = a_log_with_point();
+        let p: ResumePoint = serde_json::from_slice(&point).unwrap();
+        let store = windowed(log.clone(), 256, Some(point));
+        let r = pollster::block_on(resume_state(&store, None)).unwrap();
+        same_as_replay(&r, &log);
+        let tail = log.len() - p.offset as usize;
+        let last = (p.offset - p.last) as usize;
+        let read = store.read.get();
+        assert!(
+            read >= tail && read <= tail + last + 256,
+            "read {read} of a {tail}-byte tail"
+        );
+        assert!(tail * 3 < log.len());
+    }
+
+    /// A torn (every length), bit-flipped or foreign point is refused: the resume replays from
+    /// byte 0 and rebuilds the same state.
+    #[test]
+    fn a_torn_or_foreign_point_is_refused() {
+        let (log, point) = a_log_with_point();
+        let full = |point: Vec<u8>, log: &[u8]| {
+            let store = windowed(log.to_vec(), 4096, Some(point));
+            let r = pollster::block_on(resume_state(&store, None)).unwrap();
+            same_as_replay(&r, log);
+            store.read.get()
+        };
+        for cut in 0..point.len() {
+            assert!(full(point[..cut].to_vec(), &log) >= log.len(), "cut at {cut}");
+        }
+        for at in 0..point.len() {
+            let mut flipped = point.clone();
+            flipped[at] ^= 0x04;
+            let read = full(flipped.clone(), &log);
+            if serde_json::from_slice::<ResumePoint>(&flipped).ok() != serde_json::from_slice(&point).ok() {
+                assert!(read >= log.len(), "flip at {at}");
+            }
+        }
+        let mut other = a_log();
+        other.extend_from_slice(&log);
+        let other = &other[..log.len()];
+        let store = windowed(other.to_vec(), 4096, Some(point.clone()));
+        let r = pollster::block_on(resume_state(&store, None)).unwrap();
+        assert_eq!(
+            r.log.records(),
+            RunLog::restore(other).unwrap().0.records(),
+            "another log"
+        );
+        let (whole, _) = RunLog::restore(&log).unwrap();
+        let store = windowed(log[..log.len() / 2].to_vec(), 4096, Some(point));
+        let r = pollster::block_on(resume_state(&store, None)).unwrap();
+        assert!(
+            r.log.records() < whole.records(),
+            "a shorter log is not taken for the point's"
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::core::value::Value;
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
-use super::writer::{writer_loop, Shared, EARLY_FLUSH_BYTES};
+use super::writer::{writer_loop, Points, Shared, EARLY_FLUSH_BYTES};
 use crate::core::init::{open, InitError, NewRun, RunHome};
 use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::media::Media;
@@ -292,10 +292,14 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     write_json_atomic(&files.join("metadata.json"), &metadata(&me.info)).map_err(io_at(&files))?;
     me.write_specs(RunState::Running)?;
     let shared = Arc::clone(&me.shared);
+    let points = Points {
+        folder: RunDir::new(&me.dir),
+        run: me.info.clone(),
+    };
     me.writer = Some(
         std::thread::Builder::new()
             .name(format!("tidelog-writer-{}", me.info.id))
-            .spawn(move || writer_loop(&shared, file, valid_len))
+            .spawn(move || writer_loop(&shared, file, valid_len, &points))
             .map_err(io_at(&records))?,
     );
     if let Some(every) = me.settings.system_interval.filter(|d| !d.is_zero()) {

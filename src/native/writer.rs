@@ -8,12 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::core::frame::Frames;
+use crate::core::record::RunInfo;
+use crate::core::resume_point::ResumePoint;
 use crate::core::run_log::RunLog;
+
+use super::store::RunDir;
 
 /// Longest a logged value waits in memory before it reaches the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer early, bounding memory while logging fast.
 pub(super) const EARLY_FLUSH_BYTES: usize = 1 << 20;
+/// Log bytes between two resume points: a resume replays at most this much (plus a batch).
+pub const RESUME_POINT_BYTES: u64 = 16 << 20;
 
 /// What `log()` and the writer thread share.
 pub(super) struct Shared {
@@ -73,13 +80,28 @@ impl Shared {
     }
 }
 
+/// Where and for which run the writer keeps its resume point.
+pub(super) struct Points {
+    pub(super) folder: RunDir,
+    pub(super) run: RunInfo,
+}
+
+/// The state after `buf` is appended to a log of `good_len` bytes, when a resume point is due
+/// (every [`RESUME_POINT_BYTES`] and at close).
+fn due_point(log: &RunLog, points: &Points, buf: &[u8], good_len: u64, due: bool) -> Option<ResumePoint> {
+    let last = Frames::new(buf).last().filter(|_| due)?.offset as u64;
+    let end = good_len + buf.len() as u64;
+    Some(log.point(&points.run, (end, good_len + last)))
+}
+
 /// The writer thread's body: appends batches to `file`, whose first `good_len` bytes are
-/// whole records, until the run closes.
-pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
+/// whole records, until the run closes, keeping a resume point in the run folder.
+pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64, points: &Points) {
     let mut buf = Vec::new();
     let mut flushed = 0;
+    let mut next_point = good_len + RESUME_POINT_BYTES;
     loop {
-        let (closing, asked) = {
+        let (closing, asked, point) = {
             let mut log = shared.lock();
             let idle = |log: &RunLog| {
                 log.batch_len() == 0
@@ -94,9 +116,12 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
                     .0;
             }
             log.take_batch(&mut buf);
+            let closing = shared.closing.load(Ordering::Acquire);
+            let due = closing || good_len + buf.len() as u64 >= next_point;
             (
-                shared.closing.load(Ordering::Acquire),
+                closing,
                 shared.asked.load(Ordering::Acquire),
+                due_point(&log, points, &buf, good_len, due),
             )
         };
         let mut written = if buf.is_empty() {
@@ -104,8 +129,16 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
         } else {
             file.write_all(&buf)
         };
-        if written.is_ok() && asked != flushed {
+        if written.is_ok() && (asked != flushed || point.is_some()) {
             written = file.sync_data();
+        }
+        if let (Ok(()), Some(p)) = (&written, &point) {
+            // Only after the records it covers are durable; a point that fails to be written
+            // leaves the older one, which a resume still uses (it replays more).
+            if let Err(e) = points.folder.put_resume_point(p) {
+                log::warn!("tidelog: resume point not written ({e}); a resume replays more of the log");
+            }
+            next_point = p.offset + RESUME_POINT_BYTES;
         }
         match written {
             Ok(()) => {
