@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::bundle::sha256_hex;
 use super::layout::{
-    run_dir_name, LatestSpec, RunSpec, SyncSpec, SyncedMarker, FILES, LATEST_SPEC, PROGRESS, RECORDS, RESUME,
+    run_dir_name, LatestSpec, RunSpec, SyncSpec, SyncedMarker, FILES, LATEST_SPEC, PROGRESS, RECORDS,
     RUN_SPEC, SYNCED,
 };
 use super::log_index::{Corruption, LogIndex};
@@ -66,7 +66,7 @@ fn read_json<D: Dir, T: DeserializeOwned>(dir: &D, path: &Path) -> io::Result<Op
     }
 }
 
-fn write_json<D: Dir, T: Serialize>(dir: &D, path: &Path, value: &T) -> io::Result<()> {
+pub(super) fn write_json<D: Dir, T: Serialize>(dir: &D, path: &Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     dir.write_atomic(path, &bytes)
 }
@@ -186,6 +186,11 @@ impl<D: Dir> FolderRun<D> {
         &self.path
     }
 
+    /// The filesystem it lives on.
+    pub(super) fn dir(&self) -> &D {
+        &self.dir
+    }
+
     /// The whole `records.tlog` (empty when missing).
     pub fn log_bytes(&self) -> io::Result<Vec<u8>> {
         Ok(self.dir.read(&self.path.join(RECORDS))?.unwrap_or_default())
@@ -209,12 +214,6 @@ impl<D: Dir> FolderRun<D> {
                     ),
                 ),
             })
-    }
-
-    /// Replaces the run's resume point, atomically: a resume sees the old one or the new.
-    pub fn put_resume_point(&self, point: &ResumePoint) -> io::Result<()> {
-        let bytes = serde_json::to_vec(point).map_err(io::Error::other)?;
-        self.dir.write_atomic(&self.path.join(RESUME), &bytes)
     }
 
     /// Stores a saved file under `files/`, keeping a replaced version until it is synced.
@@ -297,7 +296,7 @@ impl<D: Dir> FolderRun<D> {
         if !index.corruption().is_empty() {
             // A resume point trusts the log before it: once that is found damaged, a resume
             // replays it all again and refuses, as without a point.
-            self.dir.remove(&self.path.join(RESUME))?;
+            self.drop_points()?;
         }
         let acked = self.saved_progress()?.acked_records.min(index.len());
         let (id, project) = index
@@ -314,8 +313,14 @@ impl<D: Dir> FolderRun<D> {
         })
     }
 
-    /// Writes `run.spec` and points `latest.spec` at this run.
-    pub fn write_specs(&self, info: &RunInfo, state: RunState) -> io::Result<()> {
+    /// Writes `run.spec` (with `point`, an ended run's resume point, or the one it held) and
+    /// points `latest.spec` at this run.
+    pub fn write_specs(
+        &self,
+        info: &RunInfo,
+        state: RunState,
+        point: Option<&ResumePoint>,
+    ) -> io::Result<()> {
         let spec = RunSpec {
             id: info.id.clone(),
             project: info.project.clone(),
@@ -327,6 +332,7 @@ impl<D: Dir> FolderRun<D> {
                 state: "unsynced".into(),
                 acked_records: 0,
             },
+            resume: self.spec_point(point)?,
         };
         write_json(&self.dir, &self.path.join(RUN_SPEC), &spec)?;
         let latest = LatestSpec {
@@ -399,8 +405,8 @@ impl<D: Dir> RunStore for FolderRun<D> {
         Ok(self.dir.size(&self.path.join(RECORDS))?.unwrap_or(0))
     }
 
-    async fn resume_point(&self) -> io::Result<Option<Vec<u8>>> {
-        self.dir.read(&self.path.join(RESUME))
+    async fn resume_points(&self) -> io::Result<Vec<Vec<u8>>> {
+        self.stored_points()
     }
 
     async fn read_files(&self, files: &[FileRef]) -> io::Result<Vec<Vec<u8>>> {

@@ -12,6 +12,7 @@ pub mod layout;
 pub mod log_index;
 pub mod media;
 pub mod png;
+pub mod point_store;
 pub mod progress;
 pub mod record;
 pub mod restore;

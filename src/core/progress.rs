@@ -72,10 +72,10 @@ pub trait RunStore {
     async fn log_len(&self) -> Result<u64, Self::Error> {
         Ok(self.read_log().await?.len() as u64)
     }
-    /// The writer's resume point ([`super::resume_point::ResumePoint`]) as stored, if the
-    /// store keeps one.
-    async fn resume_point(&self) -> Result<Option<Vec<u8>>, Self::Error> {
-        Ok(None)
+    /// The writer's resume points ([`super::resume_point::ResumePoint`]) as stored (a live
+    /// run's, an ended run's), for a resume to check and take the furthest intact one.
+    async fn resume_points(&self) -> Result<Vec<Vec<u8>>, Self::Error> {
+        Ok(Vec::new())
     }
     /// Saved files' contents, in the order asked.
     async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, Self::Error>;

@@ -20,6 +20,8 @@ pub struct Resumed {
     pub valid_len: u64,
     /// The log's length as read (more than `valid_len` when its tail is torn).
     pub log_len: u64,
+    /// Where the replay began: a resume point's (or seed's) offset, 0 when it read the whole log.
+    pub from: u64,
 }
 
 /// Where a resume starts when the log before a checkpoint is no longer stored: the
@@ -74,6 +76,7 @@ pub async fn resume_state<S: RunStore>(store: &S, seed: Option<Seed>) -> Result<
             None => (RunLog::default(), None, 0),
         },
     };
+    let from = offset;
     let mut corruption = Vec::new();
     loop {
         let bytes = store
@@ -106,22 +109,27 @@ pub async fn resume_state<S: RunStore>(store: &S, seed: Option<Seed>) -> Result<
         info,
         valid_len: offset,
         log_len,
+        from,
     })
 }
 
-/// The store's resume point, if it is intact and its last record is where it says in this
-/// log; `None` (a replay from byte 0) for a missing, torn, edited or stale one.
+/// The furthest of the store's resume points that is intact and whose last record is where
+/// it says in this log; `None` (a replay from byte 0) when every one is torn, edited or stale.
 async fn point<S: RunStore>(store: &S, log_len: u64) -> Result<Option<ResumePoint>, S::Error> {
-    let Some(p) = store
-        .resume_point()
-        .await?
-        .and_then(|bytes| ResumePoint::parse(&bytes, log_len))
-    else {
-        return Ok(None);
-    };
-    let (at, len) = p.last_record();
-    let last = store.read_log_at(at, p.records - 1, len).await?;
-    Ok(is_one_frame(&last).then_some(p))
+    let mut best: Option<ResumePoint> = None;
+    for bytes in store.resume_points().await? {
+        let Some(p) = ResumePoint::parse(&bytes, log_len) else {
+            continue;
+        };
+        if best.as_ref().is_some_and(|b| b.offset >= p.offset) {
+            continue;
+        }
+        let (at, len) = p.last_record();
+        if is_one_frame(&store.read_log_at(at, p.records - 1, len).await?) {
+            best = Some(p);
+        }
+    }
+    Ok(best)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -140,16 +148,16 @@ mod tests {
         largest: Cell<usize>,
         /// Bytes of log read in all.
         read: Cell<usize>,
-        point: Option<Vec<u8>>,
+        points: Vec<Vec<u8>>,
     }
 
-    fn windowed(log: Vec<u8>, window: usize, point: Option<Vec<u8>>) -> Windowed {
+    fn windowed(log: Vec<u8>, window: usize, points: Vec<Vec<u8>>) -> Windowed {
         Windowed {
             log,
             window,
             largest: Cell::new(0),
             read: Cell::new(0),
-            point,
+            points,
         }
     }
 
@@ -165,8 +173,8 @@ mod tests {
             self.read.set(self.read.get() + out.len());
             Ok(out)
         }
-        async fn resume_point(&self) -> Result<Option<Vec<u8>>, String> {
-            Ok(self.point.clone())
+        async fn resume_points(&self) -> Result<Vec<Vec<u8>>, String> {
+            Ok(self.points.clone())
         }
         fn read_window(&self) -> usize {
             self.window
@@ -219,7 +227,7 @@ mod tests {
         let log = a_log();
         let (whole, valid) = RunLog::restore(&log).unwrap();
         for window in [64, 200, 4096] {
-            let store = windowed(log.clone(), window, None);
+            let store = windowed(log.clone(), window, Vec::new());
             let r = pollster::block_on(resume_state(&store, None)).unwrap();
             assert_eq!(r.info.id, "w");
             assert_eq!(r.valid_len, valid as u64);
@@ -240,12 +248,12 @@ mod tests {
         let log = a_log();
         let mut torn = log.clone();
         torn.truncate(log.len() - 3);
-        let store = windowed(torn, 128, None);
+        let store = windowed(torn, 128, Vec::new());
         let r = pollster::block_on(resume_state(&store, None)).unwrap();
         assert!(r.valid_len < r.log_len);
         let mut bad = log;
         bad[400] ^= 0x40;
-        let store = windowed(bad, 128, None);
+        let store = windowed(bad, 128, Vec::new());
         match pollster::block_on(resume_state(&store, None)) {
             Err(ResumeError::Corrupt(note)) => {
                 assert!(note.starts_with("corrupt: run w, byte offset"), "{note}")
@@ -255,8 +263,8 @@ mod tests {
         }
     }
 
-    /// A log of two parts and the resume point its writer keeps after the first.
-    fn a_log_with_point() -> (Vec<u8>, Vec<u8>) {
+    /// A log and the resume points its writer keeps after its first and third quarter.
+    fn a_log_with_points() -> (Vec<u8>, [Vec<u8>; 2]) {
         let mut log = RunLog::default();
         let info = RunInfo {
             id: "w".into(),
@@ -269,7 +277,7 @@ mod tests {
             update: obj(serde_json::json!({"lr": 0.1})),
         });
         let mut bytes = Vec::new();
-        let mut point = None;
+        let mut points = Vec::new();
         for i in 0..400u32 {
             log.log(
                 i.into(),
@@ -291,20 +299,20 @@ mod tests {
                 )
                 .unwrap();
             }
-            if i == 300 {
+            if i == 90 || i == 300 {
                 let mut batch = Vec::new();
                 log.take_batch(&mut batch);
                 let last = crate::core::frame::Frames::new(&batch).last().unwrap().offset;
                 let at = bytes.len() as u64;
                 bytes.extend_from_slice(&batch);
                 let p = log.point(&info, (bytes.len() as u64, at + last as u64));
-                point = Some(serde_json::to_vec(&p).unwrap());
+                points.push(serde_json::to_vec(&p).unwrap());
             }
         }
         let mut batch = Vec::new();
         log.take_batch(&mut batch);
         bytes.extend_from_slice(&batch);
-        (bytes, point.unwrap())
+        (bytes, points.try_into().unwrap())
     }
 
     fn same_as_replay(r: &Resumed, log: &[u8]) {
@@ -321,13 +329,16 @@ mod tests {
     /// replay from byte 0 rebuilds.
     #[test]
     fn a_resume_point_reads_only_the_tail() {
-        let (log, point) = a_log_with_point();
+        let (log, [early, point]) = a_log_with_points();
         let p: ResumePoint = serde_json::from_slice(&point).unwrap();
-        let store = windowed(log.clone(), 256, Some(point));
+        let e: ResumePoint = serde_json::from_slice(&early).unwrap();
+        let store = windowed(log.clone(), 256, vec![early, point]);
         let r = pollster::block_on(resume_state(&store, None)).unwrap();
         same_as_replay(&r, &log);
+        assert_eq!(r.from, p.offset, "the furthest point");
         let tail = log.len() - p.offset as usize;
-        let last = (p.offset - p.last) as usize;
+        // Besides the tail: the last record of each point, checked.
+        let last = (p.offset - p.last + e.offset - e.last) as usize;
         let read = store.read.get();
         assert!(
             read >= tail && read <= tail + last + 256,
@@ -340,28 +351,39 @@ mod tests {
     /// byte 0 and rebuilds the same state.
     #[test]
     fn a_torn_or_foreign_point_is_refused() {
-        let (log, point) = a_log_with_point();
+        let (log, [early, point]) = a_log_with_points();
         let full = |point: Vec<u8>, log: &[u8]| {
-            let store = windowed(log.to_vec(), 4096, Some(point));
+            let store = windowed(log.to_vec(), 4096, vec![point]);
             let r = pollster::block_on(resume_state(&store, None)).unwrap();
             same_as_replay(&r, log);
-            store.read.get()
+            if r.from == 0 {
+                assert!(store.read.get() >= log.len());
+            }
+            r.from
         };
         for cut in 0..point.len() {
-            assert!(full(point[..cut].to_vec(), &log) >= log.len(), "cut at {cut}");
+            assert_eq!(full(point[..cut].to_vec(), &log), 0, "cut at {cut}");
         }
         for at in 0..point.len() {
             let mut flipped = point.clone();
             flipped[at] ^= 0x04;
-            let read = full(flipped.clone(), &log);
+            let from = full(flipped.clone(), &log);
             if serde_json::from_slice::<ResumePoint>(&flipped).ok() != serde_json::from_slice(&point).ok() {
-                assert!(read >= log.len(), "flip at {at}");
+                assert_eq!(from, 0, "flip at {at}");
             }
+        }
+        // A torn later point leaves the earlier intact one in use.
+        let early_at = serde_json::from_slice::<ResumePoint>(&early).unwrap().offset;
+        for torn in [&point[..point.len() / 2], &point[1..]] {
+            let store = windowed(log.clone(), 4096, vec![torn.to_vec(), early.clone()]);
+            let r = pollster::block_on(resume_state(&store, None)).unwrap();
+            same_as_replay(&r, &log);
+            assert_eq!(r.from, early_at);
         }
         let mut other = a_log();
         other.extend_from_slice(&log);
         let other = &other[..log.len()];
-        let store = windowed(other.to_vec(), 4096, Some(point.clone()));
+        let store = windowed(other.to_vec(), 4096, vec![point.clone()]);
         let r = pollster::block_on(resume_state(&store, None)).unwrap();
         assert_eq!(
             r.log.records(),
@@ -369,7 +391,7 @@ mod tests {
             "another log"
         );
         let (whole, _) = RunLog::restore(&log).unwrap();
-        let store = windowed(log[..log.len() / 2].to_vec(), 4096, Some(point));
+        let store = windowed(log[..log.len() / 2].to_vec(), 4096, vec![point]);
         let r = pollster::block_on(resume_state(&store, None)).unwrap();
         assert!(
             r.log.records() < whole.records(),

@@ -19,7 +19,8 @@ use super::store::RunDir;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer early, bounding memory while logging fast.
 pub(super) const EARLY_FLUSH_BYTES: usize = 1 << 20;
-/// Log bytes between two resume points: a resume replays at most this much (plus a batch).
+/// Default log bytes between two resume points: a resume replays at most this much (plus a
+/// batch).
 pub const RESUME_POINT_BYTES: u64 = 16 << 20;
 
 /// What `log()` and the writer thread share.
@@ -84,10 +85,12 @@ impl Shared {
 pub(super) struct Points {
     pub(super) folder: RunDir,
     pub(super) run: RunInfo,
+    /// Log bytes between two points.
+    pub(super) every: u64,
 }
 
 /// The state after `buf` is appended to a log of `good_len` bytes, when a resume point is due
-/// (every [`RESUME_POINT_BYTES`] and at close).
+/// (every [`Points::every`] bytes and at close).
 fn due_point(log: &RunLog, points: &Points, buf: &[u8], good_len: u64, due: bool) -> Option<ResumePoint> {
     let last = Frames::new(buf).last().filter(|_| due)?.offset as u64;
     let end = good_len + buf.len() as u64;
@@ -95,11 +98,18 @@ fn due_point(log: &RunLog, points: &Points, buf: &[u8], good_len: u64, due: bool
 }
 
 /// The writer thread's body: appends batches to `file`, whose first `good_len` bytes are
-/// whole records, until the run closes, keeping a resume point in the run folder.
-pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64, points: &Points) {
+/// whole records, until the run closes, keeping the live run's resume point in the run folder;
+/// returns the last point whose records are durable, for the ended run's `run.spec`.
+pub(super) fn writer_loop(
+    shared: &Shared,
+    mut file: File,
+    mut good_len: u64,
+    points: &Points,
+) -> Option<ResumePoint> {
     let mut buf = Vec::new();
     let mut flushed = 0;
-    let mut next_point = good_len + RESUME_POINT_BYTES;
+    let mut next_point = good_len + points.every;
+    let mut durable = None;
     loop {
         let (closing, asked, point) = {
             let mut log = shared.lock();
@@ -132,13 +142,17 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64, po
         if written.is_ok() && (asked != flushed || point.is_some()) {
             written = file.sync_data();
         }
-        if let (Ok(()), Some(p)) = (&written, &point) {
+        if let (Ok(()), Some(p)) = (&written, point) {
             // Only after the records it covers are durable; a point that fails to be written
-            // leaves the older one, which a resume still uses (it replays more).
-            if let Err(e) = points.folder.put_resume_point(p) {
-                log::warn!("tidelog: resume point not written ({e}); a resume replays more of the log");
+            // leaves the older one, which a resume still uses (it replays more). The one made
+            // at close goes to `run.spec` instead.
+            if !closing {
+                if let Err(e) = points.folder.put_resume_point(&p) {
+                    log::warn!("tidelog: resume point not written ({e}); a resume replays more of the log");
+                }
             }
-            next_point = p.offset + RESUME_POINT_BYTES;
+            next_point = p.offset + points.every;
+            durable = Some(p);
         }
         match written {
             Ok(()) => {
@@ -164,7 +178,7 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64, po
                 shared.flushed_cv.notify_all();
                 shared.lock().restore_batch(std::mem::take(&mut buf));
                 if closing {
-                    return;
+                    return durable;
                 }
                 std::thread::sleep(FLUSH_INTERVAL);
                 continue;
@@ -172,7 +186,7 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64, po
         }
         if closing && shared.lock().batch_len() == 0 {
             let _ = file.sync_all();
-            return;
+            return durable;
         }
     }
 }
