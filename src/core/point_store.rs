@@ -38,9 +38,18 @@ impl<D: Dir> FolderRun<D> {
         self.dir().write_atomic(&self.path().join(RESUME), &bytes)
     }
 
-    /// Removes the live point once `run.spec` holds the ended run's.
+    /// Removes the live point once `run.spec` holds the ended run's, and the temporary copies
+    /// a killed writer left half-written (`.resume.<pid>.<n>.tmp~`).
     pub fn remove_live_point(&self) -> io::Result<()> {
-        self.dir().remove(&self.path().join(RESUME))
+        for name in self.dir().list(self.path())? {
+            let temp = name
+                .strip_prefix(RESUME)
+                .is_some_and(|t| t.starts_with('.') && t.ends_with(".tmp~"));
+            if name == RESUME || temp {
+                self.dir().remove(&self.path().join(name))?;
+            }
+        }
+        Ok(())
     }
 
     /// The point `run.spec` is to hold: `point` if it fits the cap, else the one it holds.

@@ -3,9 +3,10 @@
 //! record, and answers [`Shared::flush`].
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::core::frame::Frames;
@@ -97,9 +98,77 @@ fn due_point(log: &RunLog, points: &Points, buf: &[u8], good_len: u64, due: bool
     Some(log.point(&points.run, (end, good_len + last)))
 }
 
+/// Makes live resume points durable off the writer's thread: an fsync there would hold appends
+/// back (and the batch would grow in memory) for as long as the disk takes.
+struct Pointer {
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+/// What the writer hands its point thread.
+#[derive(Default)]
+struct Slot {
+    /// The newest point not yet written.
+    next: Option<ResumePoint>,
+    /// Set at close: the thread ends.
+    closing: bool,
+}
+
+impl Pointer {
+    /// A thread that fsyncs `log` (a handle on the run's log) and then writes the newest point
+    /// offered, so a point never covers records that are not on disk.
+    fn start(log: File, folder: RunDir, run: &str) -> io::Result<Pointer> {
+        let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+        let theirs = Arc::clone(&slot);
+        let thread = std::thread::Builder::new()
+            .name(format!("tidelog-points-{run}"))
+            .spawn(move || {
+                let (lock, cv) = &*theirs;
+                loop {
+                    let point = {
+                        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        while s.next.is_none() && !s.closing {
+                            s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if s.closing {
+                            return;
+                        }
+                        s.next.take()
+                    };
+                    // A point that fails to be written leaves the older one, which a resume
+                    // still uses (it replays more).
+                    let put = point.map_or(Ok(()), |p| {
+                        log.sync_data().and_then(|()| folder.put_resume_point(&p))
+                    });
+                    if let Err(e) = put {
+                        log::warn!(
+                            "tidelog: resume point not written ({e}); a resume replays more of the log"
+                        );
+                    }
+                }
+            })?;
+        Ok(Pointer { slot, thread })
+    }
+
+    /// Hands `point` over, replacing one not yet written.
+    fn offer(&self, point: ResumePoint) {
+        let (lock, cv) = &*self.slot;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).next = Some(point);
+        cv.notify_one();
+    }
+
+    /// Stops the thread, dropping a point not yet written: the run's end makes its own.
+    fn stop(self) {
+        let (lock, cv) = &*self.slot;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).closing = true;
+        cv.notify_one();
+        let _ = self.thread.join();
+    }
+}
+
 /// The writer thread's body: appends batches to `file`, whose first `good_len` bytes are
 /// whole records, until the run closes, keeping the live run's resume point in the run folder;
-/// returns the last point whose records are durable, for the ended run's `run.spec`.
+/// returns the last point made (its records fsynced at close), for the ended run's `run.spec`.
 pub(super) fn writer_loop(
     shared: &Shared,
     mut file: File,
@@ -109,8 +178,13 @@ pub(super) fn writer_loop(
     let mut buf = Vec::new();
     let mut flushed = 0;
     let mut next_point = good_len + points.every;
-    let mut durable = None;
-    loop {
+    let pointer = file
+        .try_clone()
+        .and_then(|log| Pointer::start(log, points.folder.clone(), &points.run.id))
+        .map_err(|e| log::warn!("tidelog: no resume points while the run is live ({e})"))
+        .ok();
+    let mut newest = None;
+    let made = loop {
         let (closing, asked, point) = {
             let mut log = shared.lock();
             let idle = |log: &RunLog| {
@@ -139,20 +213,16 @@ pub(super) fn writer_loop(
         } else {
             file.write_all(&buf)
         };
-        if written.is_ok() && (asked != flushed || point.is_some()) {
+        if written.is_ok() && (asked != flushed || (closing && point.is_some())) {
             written = file.sync_data();
         }
         if let (Ok(()), Some(p)) = (&written, point) {
-            // Only after the records it covers are durable; a point that fails to be written
-            // leaves the older one, which a resume still uses (it replays more). The one made
-            // at close goes to `run.spec` instead.
-            if !closing {
-                if let Err(e) = points.folder.put_resume_point(&p) {
-                    log::warn!("tidelog: resume point not written ({e}); a resume replays more of the log");
-                }
+            // The one made at close goes to `run.spec` instead.
+            if let Some(pointer) = pointer.as_ref().filter(|_| !closing) {
+                pointer.offer(p.clone());
             }
             next_point = p.offset + points.every;
-            durable = Some(p);
+            newest = Some(p);
         }
         match written {
             Ok(()) => {
@@ -178,7 +248,7 @@ pub(super) fn writer_loop(
                 shared.flushed_cv.notify_all();
                 shared.lock().restore_batch(std::mem::take(&mut buf));
                 if closing {
-                    return durable;
+                    break newest;
                 }
                 std::thread::sleep(FLUSH_INTERVAL);
                 continue;
@@ -186,7 +256,11 @@ pub(super) fn writer_loop(
         }
         if closing && shared.lock().batch_len() == 0 {
             let _ = file.sync_all();
-            return durable;
+            break newest;
         }
+    };
+    if let Some(pointer) = pointer {
+        pointer.stop();
     }
+    made
 }
