@@ -123,6 +123,13 @@ fn refused_variants(point: &Path, kept: &[u8]) -> Vec<Box<dyn Fn()>> {
     ]
 }
 
+/// Bytes this process has read through read(2) so far (Linux's `/proc/self/io`).
+fn bytes_read() -> Option<u64> {
+    let io = fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: ")?.trim().parse().ok())
+}
+
 #[test]
 fn a_killed_writer_resumes_from_its_point_and_an_ended_run_keeps_it_in_run_spec() {
     let tmp = tempfile::tempdir().unwrap();
@@ -152,9 +159,17 @@ fn a_killed_writer_resumes_from_its_point_and_an_ended_run_keeps_it_in_run_spec(
         }
         for spoil in refused_variants(&path, &kept) {
             spoil();
+            let before = bytes_read();
             let r = resume(&dir);
             assert_eq!(r.from, 0, "kill {round}: a spoiled point is refused");
             assert_eq!(state(&r), state(&replayed), "kill {round}");
+            // The log once, and the small files: never the 10 GiB point, nor 8 MiB of it.
+            let read = bytes_read().zip(before).map(|(after, before)| after - before);
+            assert!(
+                read.is_none_or(|n| n < r.log_len + (1 << 20)),
+                "kill {round}: {read:?} bytes read for a {}-byte log",
+                r.log_len
+            );
         }
         fs::write(&path, &kept).unwrap();
         last = Some(state(&resumed));
