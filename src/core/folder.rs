@@ -15,7 +15,6 @@ use super::layout::{
 };
 use super::log_index::{Corruption, LogIndex};
 use super::record::{FileRef, RunInfo, RunState};
-use super::resume_point::ResumePoint;
 use super::sync::{RunStore, SyncProgress};
 
 /// Where replaced versions of a saved file are kept, by sha256, until synced.
@@ -313,13 +312,13 @@ impl<D: Dir> FolderRun<D> {
         })
     }
 
-    /// Writes `run.spec` (with `point`, an ended run's resume point, or the one it held) and
-    /// points `latest.spec` at this run.
+    /// Writes `run.spec` (with `resume`, an ended run's resume point: see
+    /// [`FolderRun::spec_point`]) and points `latest.spec` at this run.
     pub fn write_specs(
         &self,
         info: &RunInfo,
         state: RunState,
-        point: Option<&ResumePoint>,
+        resume: Option<serde_json::Value>,
     ) -> io::Result<()> {
         let spec = RunSpec {
             id: info.id.clone(),
@@ -332,7 +331,7 @@ impl<D: Dir> FolderRun<D> {
                 state: "unsynced".into(),
                 acked_records: 0,
             },
-            resume: self.spec_point(point)?,
+            resume,
         };
         write_json(&self.dir, &self.path.join(RUN_SPEC), &spec)?;
         let latest = LatestSpec {

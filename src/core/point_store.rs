@@ -52,12 +52,13 @@ impl<D: Dir> FolderRun<D> {
         Ok(())
     }
 
-    /// The point `run.spec` is to hold: `point` if it fits the cap, else the one it holds.
-    pub(super) fn spec_point(&self, point: Option<&ResumePoint>) -> io::Result<Option<serde_json::Value>> {
-        if let Some(v) = point.and_then(|p| serde_json::to_value(p).ok()) {
-            if serde_json::to_vec(&v).map_or(0, |b| b.len() as u64) <= MAX_POINT_BYTES {
-                return Ok(Some(v));
-            }
+    /// The point `run.spec` is to hold: `point` if it fits the cap, else the one it holds (a
+    /// resumed run keeps its ended point until it makes a newer one).
+    pub fn spec_point(&self, point: Option<&ResumePoint>) -> io::Result<Option<serde_json::Value>> {
+        // Through bytes, not `to_value`: the (de)serializers that takes are there already.
+        let bytes = point.and_then(|p| serde_json::to_vec(p).ok());
+        if let Some(b) = bytes.filter(|b| b.len() as u64 <= MAX_POINT_BYTES) {
+            return Ok(serde_json::from_slice(&b).ok());
         }
         Ok(self.stored_spec()?.and_then(|s| s.resume))
     }

@@ -594,8 +594,10 @@ impl Run {
     }
 
     fn write_specs(&self, state: RunState, point: Option<&ResumePoint>) -> Result<(), RunError> {
-        self.folder()
-            .write_specs(&self.info, state, point)
+        let folder = self.folder();
+        folder
+            .spec_point(point)
+            .and_then(|resume| folder.write_specs(&self.info, state, resume))
             .map_err(io_at(&self.dir))
     }
 
