@@ -69,6 +69,13 @@ fn quickstart_offline_then_sync_exactly_once() {
         text(&first)
     );
     assert!(run.join(".synced").is_file());
+    let spec: serde_json::Value = serde_json::from_slice(&fs::read(run.join("run.spec")).unwrap()).unwrap();
+    assert_eq!(spec["sync"]["state"], "synced");
+    assert_eq!(
+        spec["resume"]["offset"].as_u64(),
+        Some(fs::metadata(run.join("records.tlog")).unwrap().len()),
+        "sync rewrote run.spec with the ended run's resume point"
+    );
 
     let check = || {
         let runs = runs(&server.url, &key);

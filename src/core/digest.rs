@@ -29,6 +29,16 @@ impl Digest {
             .extend(update.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
 
+    /// A digest as a resume point kept it.
+    pub fn from_parts(config: JsonMap, overrides: JsonMap) -> Self {
+        Digest { config, overrides }
+    }
+
+    /// The `summary.set()` values not yet overridden.
+    pub fn overrides(&self) -> &JsonMap {
+        &self.overrides
+    }
+
     /// The merged config.
     pub fn config(&self) -> &JsonMap {
         &self.config

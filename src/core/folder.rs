@@ -65,7 +65,7 @@ fn read_json<D: Dir, T: DeserializeOwned>(dir: &D, path: &Path) -> io::Result<Op
     }
 }
 
-fn write_json<D: Dir, T: Serialize>(dir: &D, path: &Path, value: &T) -> io::Result<()> {
+pub(super) fn write_json<D: Dir, T: Serialize>(dir: &D, path: &Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     dir.write_atomic(path, &bytes)
 }
@@ -185,6 +185,11 @@ impl<D: Dir> FolderRun<D> {
         &self.path
     }
 
+    /// The filesystem it lives on.
+    pub(super) fn dir(&self) -> &D {
+        &self.dir
+    }
+
     /// The whole `records.tlog` (empty when missing).
     pub fn log_bytes(&self) -> io::Result<Vec<u8>> {
         Ok(self.dir.read(&self.path.join(RECORDS))?.unwrap_or_default())
@@ -287,6 +292,11 @@ impl<D: Dir> FolderRun<D> {
     pub fn status(&self) -> io::Result<RunStatus> {
         let log = self.log_bytes()?;
         let index = LogIndex::new(&log).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !index.corruption().is_empty() {
+            // A resume point trusts the log before it: once that is found damaged, a resume
+            // replays it all again and refuses, as without a point.
+            self.drop_points()?;
+        }
         let acked = self.saved_progress()?.acked_records.min(index.len());
         let (id, project) = index
             .run()
@@ -302,8 +312,14 @@ impl<D: Dir> FolderRun<D> {
         })
     }
 
-    /// Writes `run.spec` and points `latest.spec` at this run.
-    pub fn write_specs(&self, info: &RunInfo, state: RunState) -> io::Result<()> {
+    /// Writes `run.spec` (with `resume`, an ended run's resume point: see
+    /// [`FolderRun::spec_point`]) and points `latest.spec` at this run.
+    pub fn write_specs(
+        &self,
+        info: &RunInfo,
+        state: RunState,
+        resume: Option<serde_json::Value>,
+    ) -> io::Result<()> {
         let spec = RunSpec {
             id: info.id.clone(),
             project: info.project.clone(),
@@ -315,6 +331,7 @@ impl<D: Dir> FolderRun<D> {
                 state: "unsynced".into(),
                 acked_records: 0,
             },
+            resume,
         };
         write_json(&self.dir, &self.path.join(RUN_SPEC), &spec)?;
         let latest = LatestSpec {
@@ -385,6 +402,10 @@ impl<D: Dir> RunStore for FolderRun<D> {
 
     async fn log_len(&self) -> io::Result<u64> {
         Ok(self.dir.size(&self.path.join(RECORDS))?.unwrap_or(0))
+    }
+
+    async fn resume_points(&self) -> io::Result<Vec<Vec<u8>>> {
+        self.stored_points()
     }
 
     async fn read_files(&self, files: &[FileRef]) -> io::Result<Vec<Vec<u8>>> {

@@ -19,6 +19,8 @@ pub const FILES: &str = "files";
 pub const SYNCED: &str = ".synced";
 /// Partial sync progress (acknowledged records, an upload in flight).
 pub const PROGRESS: &str = ".sync-progress";
+/// The writer's resume point while the run is live (an ended run keeps it in `run.spec`).
+pub const RESUME: &str = ".resume";
 /// Held locked by the process writing the run (an OS lock natively, a [`LockOwner`] from Node).
 pub const LOCK: &str = ".lock";
 
@@ -58,6 +60,10 @@ pub struct RunSpec {
     pub state: RunState,
     /// Sync status.
     pub sync: SyncSpec,
+    /// An ended run's resume point ([`crate::core::resume_point::ResumePoint`]), as plain JSON
+    /// so a damaged one never makes `run.spec` unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<serde_json::Value>,
 }
 
 /// `latest.spec`: a pointer to the newest run.

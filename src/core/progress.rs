@@ -72,6 +72,11 @@ pub trait RunStore {
     async fn log_len(&self) -> Result<u64, Self::Error> {
         Ok(self.read_log().await?.len() as u64)
     }
+    /// The writer's resume points ([`super::resume_point::ResumePoint`]) as stored (a live
+    /// run's, an ended run's), for a resume to check and take the furthest intact one.
+    async fn resume_points(&self) -> Result<Vec<Vec<u8>>, Self::Error> {
+        Ok(Vec::new())
+    }
     /// Saved files' contents, in the order asked.
     async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, Self::Error>;
     /// Whether a live process still writes this run (a dead one without finish is crashed).

@@ -9,6 +9,7 @@ use super::keys::KeyTable;
 use super::record::{
     decode, encode_key, encode_meta, encode_row, DecodeError, Meta, Record, RowKind, RunInfo,
 };
+use super::resume_point::ResumePoint;
 use super::row::PendingRow;
 use super::value::Value;
 
@@ -86,6 +87,9 @@ pub struct RunLog {
     records: u64,
     dropped: u64,
     digest: Digest,
+    /// The step a replay of the records encoded so far reaches (one past the last history
+    /// row's step): what a resume point keeps, whatever an open row or explicit step set.
+    row_step: u64,
 }
 
 /// What replaying one window of a log found besides the state it rebuilt.
@@ -109,6 +113,7 @@ impl RunLog {
     pub fn seeded<'k>(keys: impl IntoIterator<Item = &'k str>, step: u64, records: u64) -> RunLog {
         let mut me = RunLog {
             step,
+            row_step: step,
             records,
             ..RunLog::default()
         };
@@ -117,6 +122,38 @@ impl RunLog {
             me.last.push(None);
             me.pending.add_key();
         }
+        me
+    }
+
+    /// The state a replay of the records encoded so far rebuilds, as a resume point for a
+    /// log of `offset` bytes whose last record starts at `last` (the open row is not in it).
+    pub fn point(&self, run: &RunInfo, (offset, last): (u64, u64)) -> ResumePoint {
+        ResumePoint {
+            offset,
+            records: self.records,
+            last,
+            run: run.clone(),
+            keys: (0..self.keys.len() as u32)
+                .filter_map(|id| self.keys.name(id).map(str::to_owned))
+                .collect(),
+            step: self.row_step,
+            values: self.last_values(),
+            config: self.digest.config().clone(),
+            summary: self.digest.overrides().clone(),
+            checksum: 0,
+        }
+        .sealed()
+    }
+
+    /// The state a resume point kept: a resume continues replaying after its offset.
+    pub fn from_point(p: ResumePoint) -> RunLog {
+        let mut me = RunLog::seeded(p.keys.iter().map(String::as_str), p.step, p.records);
+        for (name, v) in p.values {
+            if let Some(slot) = me.keys.get(&name).and_then(|id| me.last.get_mut(id as usize)) {
+                *slot = Some(Value::from(v));
+            }
+        }
+        me.digest = Digest::from_parts(p.config, p.summary);
         me
     }
 
@@ -148,6 +185,7 @@ impl RunLog {
                 }
                 Record::Row(row) if row.kind == RowKind::History => {
                     self.step = self.step.max(row.step + 1);
+                    self.row_step = self.step;
                     for v in row.values() {
                         let (id, v) = v?;
                         if let Some(slot) = self.last.get_mut(id as usize) {
@@ -363,6 +401,9 @@ impl RunLog {
     fn write_pending(&mut self, kind: RowKind) {
         if self.pending.is_empty() {
             return;
+        }
+        if kind == RowKind::History {
+            self.row_step = self.row_step.max(self.step + 1);
         }
         let last = &mut self.last;
         self.pending

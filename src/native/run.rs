@@ -14,13 +14,14 @@ use serde_json::{Map, Value as Json};
 
 use crate::core::bundle::sha256_hex;
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
+use crate::core::resume_point::ResumePoint;
 use crate::core::run_log::{LogError, LogOptions, Logged};
 use crate::core::value::Value;
 
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
-use super::writer::{writer_loop, Shared, EARLY_FLUSH_BYTES};
+use super::writer::{writer_loop, Points, Shared, EARLY_FLUSH_BYTES, RESUME_POINT_BYTES};
 use crate::core::init::{open, InitError, NewRun, RunHome};
 use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::media::Media;
@@ -74,6 +75,9 @@ pub struct Settings {
     /// When the run began, Unix milliseconds (default now): `tidelog import` keeps the
     /// recorded start of a run written by another tool.
     pub created_ms: Option<i64>,
+    /// Log bytes between two resume points (default [`RESUME_POINT_BYTES`]): a resume of
+    /// the run replays at most about this much of its log.
+    pub resume_point_bytes: u64,
 }
 
 impl Default for Settings {
@@ -93,6 +97,7 @@ impl Default for Settings {
             api_key: None,
             system_interval: Some(DEFAULT_INTERVAL),
             created_ms: None,
+            resume_point_bytes: RESUME_POINT_BYTES,
         }
     }
 }
@@ -159,7 +164,7 @@ pub fn new_id() -> String {
 /// A live run. Dropping it finishes it (exit code 1 while panicking, else 0).
 pub struct Run {
     shared: Arc<Shared>,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<Option<ResumePoint>>>,
     sampler: Option<Sampler>,
     dir: PathBuf,
     info: RunInfo,
@@ -290,12 +295,17 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     }
     write_json_atomic(&files.join("config.json"), &me.config).map_err(io_at(&files))?;
     write_json_atomic(&files.join("metadata.json"), &metadata(&me.info)).map_err(io_at(&files))?;
-    me.write_specs(RunState::Running)?;
+    me.write_specs(RunState::Running, None)?;
     let shared = Arc::clone(&me.shared);
+    let points = Points {
+        folder: RunDir::new(&me.dir),
+        run: me.info.clone(),
+        every: me.settings.resume_point_bytes.max(1),
+    };
     me.writer = Some(
         std::thread::Builder::new()
             .name(format!("tidelog-writer-{}", me.info.id))
-            .spawn(move || writer_loop(&shared, file, valid_len))
+            .spawn(move || writer_loop(&shared, file, valid_len, &points))
             .map_err(io_at(&records))?,
     );
     if let Some(every) = me.settings.system_interval.filter(|d| !d.is_zero()) {
@@ -523,7 +533,7 @@ impl Run {
         };
         self.shared.closing.store(true, Ordering::Release);
         self.shared.wake.notify_one();
-        let _ = writer.join();
+        let point = writer.join().ok().flatten();
         if let Some(e) = self.storage_error() {
             return Err(RunError::Io {
                 path: self.dir.join(RECORDS),
@@ -532,12 +542,17 @@ impl Run {
         }
         let path = self.dir.join(FILES).join("summary.json");
         write_json_atomic(&path, &last).map_err(io_at(&path))?;
-        self.write_specs(match finish {
-            Some((0, _)) => RunState::Finished,
-            Some(_) => RunState::Failed,
-            None => RunState::Crashed,
-        })?;
-        // An ended run needs no liveness lock: the folder keeps only CONTRACT §3's entries.
+        self.write_specs(
+            match finish {
+                Some((0, _)) => RunState::Finished,
+                Some(_) => RunState::Failed,
+                None => RunState::Crashed,
+            },
+            point.as_ref(),
+        )?;
+        // An ended run needs no liveness lock, and keeps its resume point in `run.spec`: the
+        // folder holds only CONTRACT §3's entries.
+        self.folder().remove_live_point().map_err(io_at(&self.dir))?;
         let _ = fs::remove_file(self.dir.join(LOCK));
         Ok(())
     }
@@ -578,9 +593,11 @@ impl Run {
         }
     }
 
-    fn write_specs(&self, state: RunState) -> Result<(), RunError> {
-        self.folder()
-            .write_specs(&self.info, state)
+    fn write_specs(&self, state: RunState, point: Option<&ResumePoint>) -> Result<(), RunError> {
+        let folder = self.folder();
+        folder
+            .spec_point(point)
+            .and_then(|resume| folder.write_specs(&self.info, state, resume))
             .map_err(io_at(&self.dir))
     }
 

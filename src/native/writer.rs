@@ -3,17 +3,26 @@
 //! record, and answers [`Shared::flush`].
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::core::frame::Frames;
+use crate::core::record::RunInfo;
+use crate::core::resume_point::ResumePoint;
 use crate::core::run_log::RunLog;
+
+use super::store::RunDir;
 
 /// Longest a logged value waits in memory before it reaches the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer early, bounding memory while logging fast.
 pub(super) const EARLY_FLUSH_BYTES: usize = 1 << 20;
+/// Default log bytes between two resume points: a resume replays at most this much (plus a
+/// batch).
+pub const RESUME_POINT_BYTES: u64 = 16 << 20;
 
 /// What `log()` and the writer thread share.
 pub(super) struct Shared {
@@ -73,13 +82,110 @@ impl Shared {
     }
 }
 
+/// Where and for which run the writer keeps its resume point.
+pub(super) struct Points {
+    pub(super) folder: RunDir,
+    pub(super) run: RunInfo,
+    /// Log bytes between two points.
+    pub(super) every: u64,
+}
+
+/// The state after `buf` is appended to a log of `good_len` bytes, when a resume point is due
+/// (every [`Points::every`] bytes and at close).
+fn due_point(log: &RunLog, points: &Points, buf: &[u8], good_len: u64, due: bool) -> Option<ResumePoint> {
+    let last = Frames::new(buf).last().filter(|_| due)?.offset as u64;
+    let end = good_len + buf.len() as u64;
+    Some(log.point(&points.run, (end, good_len + last)))
+}
+
+/// Makes live resume points durable off the writer's thread: an fsync there would hold appends
+/// back (and the batch would grow in memory) for as long as the disk takes.
+struct Pointer {
+    slot: Arc<(Mutex<Slot>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+/// What the writer hands its point thread.
+#[derive(Default)]
+struct Slot {
+    /// The newest point not yet written.
+    next: Option<ResumePoint>,
+    /// Set at close: the thread ends.
+    closing: bool,
+}
+
+impl Pointer {
+    /// A thread that fsyncs `log` (a handle on the run's log) and then writes the newest point
+    /// offered, so a point never covers records that are not on disk.
+    fn start(log: File, folder: RunDir, run: &str) -> io::Result<Pointer> {
+        let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
+        let theirs = Arc::clone(&slot);
+        let thread = std::thread::Builder::new()
+            .name(format!("tidelog-points-{run}"))
+            .spawn(move || {
+                let (lock, cv) = &*theirs;
+                loop {
+                    let point = {
+                        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        while s.next.is_none() && !s.closing {
+                            s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if s.closing {
+                            return;
+                        }
+                        s.next.take()
+                    };
+                    // A point that fails to be written leaves the older one, which a resume
+                    // still uses (it replays more).
+                    let put = point.map_or(Ok(()), |p| {
+                        log.sync_data().and_then(|()| folder.put_resume_point(&p))
+                    });
+                    if let Err(e) = put {
+                        log::warn!(
+                            "tidelog: resume point not written ({e}); a resume replays more of the log"
+                        );
+                    }
+                }
+            })?;
+        Ok(Pointer { slot, thread })
+    }
+
+    /// Hands `point` over, replacing one not yet written.
+    fn offer(&self, point: ResumePoint) {
+        let (lock, cv) = &*self.slot;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).next = Some(point);
+        cv.notify_one();
+    }
+
+    /// Stops the thread, dropping a point not yet written: the run's end makes its own.
+    fn stop(self) {
+        let (lock, cv) = &*self.slot;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).closing = true;
+        cv.notify_one();
+        let _ = self.thread.join();
+    }
+}
+
 /// The writer thread's body: appends batches to `file`, whose first `good_len` bytes are
-/// whole records, until the run closes.
-pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
+/// whole records, until the run closes, keeping the live run's resume point in the run folder;
+/// returns the last point made (its records fsynced at close), for the ended run's `run.spec`.
+pub(super) fn writer_loop(
+    shared: &Shared,
+    mut file: File,
+    mut good_len: u64,
+    points: &Points,
+) -> Option<ResumePoint> {
     let mut buf = Vec::new();
     let mut flushed = 0;
-    loop {
-        let (closing, asked) = {
+    let mut next_point = good_len + points.every;
+    let pointer = file
+        .try_clone()
+        .and_then(|log| Pointer::start(log, points.folder.clone(), &points.run.id))
+        .map_err(|e| log::warn!("tidelog: no resume points while the run is live ({e})"))
+        .ok();
+    let mut newest = None;
+    let made = loop {
+        let (closing, asked, point) = {
             let mut log = shared.lock();
             let idle = |log: &RunLog| {
                 log.batch_len() == 0
@@ -94,9 +200,12 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
                     .0;
             }
             log.take_batch(&mut buf);
+            let closing = shared.closing.load(Ordering::Acquire);
+            let due = closing || good_len + buf.len() as u64 >= next_point;
             (
-                shared.closing.load(Ordering::Acquire),
+                closing,
                 shared.asked.load(Ordering::Acquire),
+                due_point(&log, points, &buf, good_len, due),
             )
         };
         let mut written = if buf.is_empty() {
@@ -104,8 +213,16 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
         } else {
             file.write_all(&buf)
         };
-        if written.is_ok() && asked != flushed {
+        if written.is_ok() && (asked != flushed || (closing && point.is_some())) {
             written = file.sync_data();
+        }
+        if let (Ok(()), Some(p)) = (&written, point) {
+            // The one made at close goes to `run.spec` instead.
+            if let Some(pointer) = pointer.as_ref().filter(|_| !closing) {
+                pointer.offer(p.clone());
+            }
+            next_point = p.offset + points.every;
+            newest = Some(p);
         }
         match written {
             Ok(()) => {
@@ -131,7 +248,7 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
                 shared.flushed_cv.notify_all();
                 shared.lock().restore_batch(std::mem::take(&mut buf));
                 if closing {
-                    return;
+                    break newest;
                 }
                 std::thread::sleep(FLUSH_INTERVAL);
                 continue;
@@ -139,7 +256,11 @@ pub(super) fn writer_loop(shared: &Shared, mut file: File, mut good_len: u64) {
         }
         if closing && shared.lock().batch_len() == 0 {
             let _ = file.sync_all();
-            return;
+            break newest;
         }
+    };
+    if let Some(pointer) = pointer {
+        pointer.stop();
     }
+    made
 }

@@ -78,7 +78,7 @@ fn init(
         server,
         api_key,
         system_interval,
-        created_ms: None,
+        ..Settings::default()
     };
     let run = py.detach(|| start(settings)).map_err(run_err)?;
     Ok(PyRun::new(run))

@@ -311,7 +311,7 @@ impl FsStore {
         } else {
             self.dir.remove(&run.path().join(LOCK)).map_err(store_err)?;
         }
-        run.write_specs(info, state).map_err(store_err)
+        run.write_specs(info, state, None).map_err(store_err)
     }
 
     /// Writes the digest kept while logging as `files/config.json` and `files/summary.json`,
