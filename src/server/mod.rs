@@ -169,6 +169,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServerError> {
     segments::migrate::migrate(segments::Ctx::of(&state)).await?;
     staged::recover(&state).await?;
     tokio::spawn(staged::sweeper(state.clone()));
+    tokio::spawn(segments::compact::compactor(state.clone()));
     let metrics = Arc::clone(&state.metrics);
     let db = state.db.clone();
     let app = routes::router(state, cors);

@@ -222,3 +222,16 @@ pub async fn count_small(db: &AnyPool, run_id: &str, kind: &str, rows: u64) -> R
     .await?;
     to_u64(n)
 }
+
+/// Runs with at least `at` segments of a kind of fewer than `rows` rows each: those a
+/// compaction sweep merges, whichever replica ingested them.
+pub async fn crowded(db: &AnyPool, rows: u64, at: u64) -> Result<Vec<String>, ServerError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT run_id FROM segments WHERE row_count < $1 \
+         GROUP BY run_id, kind HAVING COUNT(*) >= $2",
+    )
+    .bind(int(rows)?)
+    .bind(int(at)?)
+    .fetch_all(db)
+    .await?)
+}

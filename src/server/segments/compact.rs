@@ -3,7 +3,9 @@
 //! reader sees the old set or the new one, never a gap or a row twice; the old objects are
 //! deleted after it, and a reader that listed them reads the catalog again ([`super::read`]).
 //! Ingest never waits for it: new segments only add catalog rows, and the run's high-water
-//! mark is not touched. One replica compacts at a time, whichever holds the `compact` lease.
+//! mark is not touched. One replica compacts at a time, whichever holds the `compact` lease;
+//! besides compacting after its own ingests, it sweeps the catalog for runs another replica
+//! ingested.
 
 use super::catalog::{self, Segment};
 use super::read::{decode_all, fetch};
@@ -26,6 +28,8 @@ pub const TARGET_ROWS: u64 = 1 << 18;
 const LEASE: &str = "compact";
 /// How long the lease holds without renewal.
 const LEASE_MS: i64 = 60_000;
+/// How often each replica looks for runs to compact that no ingest of its own announced.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// After an ingest committed: compacts the run in the background if it has gathered
 /// [`MERGE_AT`] small segments of a kind. Compactions of this process run one at a time.
@@ -37,6 +41,28 @@ pub fn after_ingest(state: &AppState, run_id: &str) {
             log::warn!("tidelog server: compacting run {run_id:?}: {e}");
         }
     });
+}
+
+/// Compacts crowded runs for as long as the server runs: the lease may sit with a replica
+/// that did not ingest a run's segments, so [`after_ingest`] alone would leave them small.
+pub async fn compactor(state: AppState) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let _one = state.compacting.lock().await;
+        if let Err(e) = sweep(Ctx::of(&state), &state.leases).await {
+            log::warn!("tidelog server: compaction sweep: {e}");
+        }
+    }
+}
+
+/// Compacts every run that has gathered [`MERGE_AT`] small segments of a kind, while this
+/// process holds the lease; returns the merges done.
+pub async fn sweep(ctx: Ctx<'_>, leases: &Leases) -> Result<u64, ServerError> {
+    let mut merges = 0;
+    for run_id in catalog::crowded(ctx.db, SMALL_ROWS, MERGE_AT).await? {
+        merges += compact_run(ctx, leases, &run_id).await?;
+    }
+    Ok(merges)
 }
 
 /// Merges the run's small segments of each kind while [`MERGE_AT`] of them remain and this
@@ -182,5 +208,57 @@ mod tests {
         );
         assert_eq!(compact_run(ctx, &leases, "r").await.unwrap(), 1);
         assert_eq!(Table::concat(tables(ctx, &q).await.unwrap()), rows(0..1000));
+    }
+
+    #[tokio::test]
+    async fn the_lease_holder_compacts_runs_another_replica_ingested_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = testing::open(dir.path()).await;
+        holder_compacts_runs_another_replica_ingested(testing::ctx(&db, &store)).await;
+    }
+
+    #[tokio::test]
+    async fn the_lease_holder_compacts_runs_another_replica_ingested_on_postgres() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = testing::open_postgres(dir.path()).await;
+        holder_compacts_runs_another_replica_ingested(testing::ctx(&db, &store)).await;
+    }
+
+    async fn holder_compacts_runs_another_replica_ingested(ctx: Ctx<'_>) {
+        let db = ctx.db;
+        let (holder, other) = (Leases::new().unwrap(), Leases::new().unwrap());
+        for i in 0..8 {
+            testing::add_to(ctx, "a", &rows(i * 50..(i + 1) * 50)).await;
+        }
+        assert_eq!(
+            sweep(ctx, &holder).await.unwrap(),
+            1,
+            "the first sweep took the lease"
+        );
+        for i in 0..3 {
+            testing::add_to(ctx, "few", &rows(i * 50..(i + 1) * 50)).await;
+        }
+        for i in 0..9 {
+            testing::add_to(ctx, "b", &rows(i * 50..(i + 1) * 50)).await;
+        }
+        assert_eq!(catalog::crowded(db, SMALL_ROWS, MERGE_AT).await.unwrap(), ["b"]);
+        assert_eq!(
+            compact_run(ctx, &other, "b").await.unwrap(),
+            0,
+            "b's ingester has no lease"
+        );
+        assert_eq!(sweep(ctx, &holder).await.unwrap(), 1);
+        let b = catalog::of_run(db, "b").await.unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].first_seq, b[0].last_seq, b[0].rows), (0, 449, 450));
+        assert_eq!(
+            catalog::of_run(db, "few").await.unwrap().len(),
+            3,
+            "too few to merge"
+        );
+        assert!(catalog::crowded(db, SMALL_ROWS, MERGE_AT)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -70,20 +70,32 @@ pub mod testing {
         (db, Store::open(None, dir).await.unwrap())
     }
 
-    /// Segment work over them (SQLite).
+    /// The same on a fresh PostgreSQL database, the store still under `dir`.
+    pub async fn open_postgres(dir: &std::path::Path) -> (AnyPool, Store) {
+        let url = crate::server::db::fresh_postgres().await;
+        let db = crate::server::db::open(dir, Some(&url)).await.unwrap();
+        (db, Store::open(None, dir).await.unwrap())
+    }
+
+    /// Segment work over them.
     pub fn ctx<'a>(db: &'a AnyPool, store: &'a Store) -> Ctx<'a> {
         Ctx {
             db,
             store,
-            sqlite: true,
+            sqlite: crate::server::db::is_sqlite(db),
         }
     }
 
     /// Stores `t` as one segment of run `r`'s history, object first, as ingest does.
     pub async fn add(ctx: Ctx<'_>, t: &table::Table) -> catalog::Segment {
-        let b = write::build("r", HISTORY_KIND, t).unwrap().unwrap();
+        add_to(ctx, "r", t).await
+    }
+
+    /// Stores `t` as one segment of run `run_id`'s history.
+    pub async fn add_to(ctx: Ctx<'_>, run_id: &str, t: &table::Table) -> catalog::Segment {
+        let b = write::build(run_id, HISTORY_KIND, t).unwrap().unwrap();
         b.put(ctx.store).await.unwrap();
-        let mut tx = crate::server::db::begin_write(ctx.db, true).await.unwrap();
+        let mut tx = crate::server::db::begin_write(ctx.db, ctx.sqlite).await.unwrap();
         b.segment.insert(&mut tx).await.unwrap();
         tx.commit().await.unwrap();
         b.segment
