@@ -1,5 +1,9 @@
 //! Columnar encoding of rows inside a bundle: per key, XOR-delta floats split into byte
-//! planes, so gzip sees long runs of similar bytes instead of interleaved JSON.
+//! planes, so gzip sees long runs of similar bytes instead of interleaved JSON. Numbers that
+//! are all exact `f32`s (a tensor's `.item()`) take 4 planes, not 8, and an all-zero plane is
+//! left out: gzip, the bundle's largest cost, never sees those bytes.
+
+use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value as Json};
@@ -10,16 +14,65 @@ use crate::core::value::{num_to_json, Value, ValueRef};
 use crate::core::varint::{get_bytes, get_i64, get_u64, put_i64, put_u64};
 
 const MAGIC: &[u8; 4] = b"TLC1";
+/// Eight planes, every one written (read only: what clients wrote before kinds 2 and 3).
 const KIND_F64: u8 = 0;
 const KIND_TAGGED: u8 = 1;
+/// A plane mask, then the planes it names of the values' `f32` bits.
+const KIND_F32: u8 = 2;
+/// A plane mask, then the planes it names of the values' `f64` bits.
+const KIND_F64_MASKED: u8 = 3;
 
 #[derive(Default)]
 struct Column {
     name: String,
-    rows: Vec<u32>,
+    /// The rows holding this key: `first..first + len` until a row skips the key, listed
+    /// from then on (most columns are in every row and never list them).
+    first: u32,
+    len: u32,
+    listed: Option<Vec<u32>>,
     nums: Vec<f64>,
     tagged: Vec<u8>,
     mixed: bool,
+    /// Some number is not an exact `f32`.
+    wide: bool,
+}
+
+impl Column {
+    /// Records that row `r` holds the key; false when the row named it already.
+    #[inline]
+    fn add_row(&mut self, r: u32) -> bool {
+        if self.len == 0 {
+            self.first = r;
+        } else if let Some(rows) = &mut self.listed {
+            if rows.last() == Some(&r) {
+                return false;
+            }
+            rows.push(r);
+        } else if r == self.first + self.len - 1 {
+            return false;
+        } else if r != self.first + self.len {
+            let mut rows: Vec<u32> = (self.first..self.first + self.len).collect();
+            rows.push(r);
+            self.listed = Some(rows);
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Writes the row indices: the first, then each gap to the previous minus 1.
+    fn put_rows(&self, out: &mut Vec<u8>) {
+        let mut put = |rows: &mut dyn Iterator<Item = u32>| {
+            let mut prev = None;
+            for r in rows {
+                put_u64(out, u64::from(prev.map_or(r, |p: u32| r - p - 1)));
+                prev = Some(r);
+            }
+        };
+        match &self.listed {
+            Some(rows) => put(&mut rows.iter().copied()),
+            None => put(&mut (self.first..self.first + self.len)),
+        }
+    }
 }
 
 /// Collects rows for one bundle table.
@@ -30,6 +83,9 @@ pub struct ColumnsBuilder {
     ts: Vec<i64>,
     cols: Vec<Column>,
     by_key: FxHashMap<u32, u32>,
+    /// `(key id, column)` of each position in the last rows: rows mostly repeat the previous
+    /// row's keys in order, so this spares the map lookup.
+    slots: Vec<(u32, u32)>,
     dropped: u64,
 }
 
@@ -47,34 +103,35 @@ impl ColumnsBuilder {
         self.seqs.push(seq);
         self.steps.push(row.step);
         self.ts.push(row.ts_ms);
-        for v in row.values() {
+        for (at, v) in row.values().enumerate() {
             let (id, v) = v?;
-            let col = match self.by_key.get(&id) {
-                Some(&c) => c,
-                None => {
-                    let Some(name) = name(id) else {
+            let col = match self.slots.get(at) {
+                Some(&(slot_id, c)) if slot_id == id => c,
+                _ => {
+                    let Some(c) = self.column(id, &name) else {
                         self.dropped += 1;
                         continue;
                     };
-                    let c = self.cols.len() as u32;
-                    self.by_key.insert(id, c);
-                    self.cols.push(Column {
-                        name: name.to_owned(),
-                        ..Column::default()
-                    });
+                    if let Some(slot) = self.slots.get_mut(at) {
+                        *slot = (id, c);
+                    } else if at == self.slots.len() {
+                        self.slots.push((id, c));
+                    }
                     c
                 }
             };
             let col = &mut self.cols[col as usize];
             // A row names a key once (the writer keeps the last value); a damaged or hostile
             // log that names it twice keeps the first, so row indices stay strictly ascending.
-            if col.rows.last() == Some(&r) {
+            if !col.add_row(r) {
                 self.dropped += 1;
                 continue;
             }
-            col.rows.push(r);
             match v {
-                ValueRef::Num(x) if !col.mixed => col.nums.push(x),
+                ValueRef::Num(x) if !col.mixed => {
+                    col.wide |= f64::from(x as f32).to_bits() != x.to_bits();
+                    col.nums.push(x)
+                }
                 other => {
                     if !col.mixed {
                         col.mixed = true;
@@ -89,6 +146,21 @@ impl ColumnsBuilder {
         Ok(())
     }
 
+    /// The column of key `id`, made on its first value; `None` when the key has no name.
+    fn column<'k>(&mut self, id: u32, name: &impl Fn(u32) -> Option<&'k str>) -> Option<u32> {
+        if let Some(&c) = self.by_key.get(&id) {
+            return Some(c);
+        }
+        let name = name(id)?;
+        let c = self.cols.len() as u32;
+        self.by_key.insert(id, c);
+        self.cols.push(Column {
+            name: name.to_owned(),
+            ..Column::default()
+        });
+        Some(c)
+    }
+
     /// Values [`Self::push`] left out for want of a key name.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -101,9 +173,16 @@ impl ColumnsBuilder {
 
     /// The encoded table.
     pub fn finish(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.seqs.len() * 4);
-        out.extend_from_slice(MAGIC);
+        self.finish_planes().0
+    }
+
+    /// The encoded table and where in it the number planes are: the spans a gzip stream may
+    /// store rather than compress ([`super::gzip::GzSink::write_spans`]).
+    pub fn finish_planes(&self) -> (Vec<u8>, Vec<Range<usize>>) {
         let n = self.seqs.len();
+        let cells: usize = self.cols.iter().map(|c| c.len as usize).sum();
+        let mut out = Vec::with_capacity(16 + n * 4 + cells * 4);
+        out.extend_from_slice(MAGIC);
         put_u64(&mut out, n as u64);
         let mut prev = 0u64;
         for &s in &self.seqs {
@@ -121,58 +200,95 @@ impl ColumnsBuilder {
             prev = t;
         }
         put_u64(&mut out, self.cols.len() as u64);
+        let mut deltas = Vec::new();
+        let mut planes = Vec::new();
         for col in &self.cols {
             put_u64(&mut out, col.name.len() as u64);
             out.extend_from_slice(col.name.as_bytes());
-            put_u64(&mut out, col.rows.len() as u64);
-            if col.rows.len() != n {
-                let mut prev = 0u32;
-                for (i, &r) in col.rows.iter().enumerate() {
-                    put_u64(&mut out, u64::from(if i == 0 { r } else { r - prev - 1 }));
-                    prev = r;
-                }
+            put_u64(&mut out, u64::from(col.len));
+            if col.len as usize != n {
+                col.put_rows(&mut out);
             }
             if col.mixed {
                 out.push(KIND_TAGGED);
                 put_u64(&mut out, col.tagged.len() as u64);
                 out.extend_from_slice(&col.tagged);
+            } else if col.wide {
+                out.push(KIND_F64_MASKED);
+                xor_deltas(col.nums.iter().map(|x| x.to_bits()), &mut deltas);
+                shuffle(&deltas, 8, &mut out, &mut planes);
             } else {
-                out.push(KIND_F64);
-                shuffle_xor(&col.nums, &mut out);
+                out.push(KIND_F32);
+                xor_deltas(
+                    col.nums.iter().map(|&x| u64::from((x as f32).to_bits())),
+                    &mut deltas,
+                );
+                shuffle(&deltas, 4, &mut out, &mut planes);
             }
         }
-        out
+        (out, planes)
     }
 }
 
-fn shuffle_xor(nums: &[f64], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + nums.len() * 8, 0);
-    let planes = &mut out[start..];
-    let n = nums.len();
+/// Each value's bits XORed with the previous value's (the first with 0), into `out`.
+fn xor_deltas(bits: impl Iterator<Item = u64>, out: &mut Vec<u64>) {
+    out.clear();
     let mut prev = 0u64;
-    for (i, x) in nums.iter().enumerate() {
-        let bits = x.to_bits();
-        let d = (bits ^ prev).to_le_bytes();
-        prev = bits;
-        for (b, byte) in d.iter().enumerate() {
-            planes[b * n + i] = *byte;
-        }
+    out.extend(bits.map(|b| {
+        let d = b ^ prev;
+        prev = b;
+        d
+    }));
+}
+
+/// Writes the plane mask of `deltas` (bit `b`: plane `b` has a non-zero byte), then those of
+/// the `width` planes, plane 0 first: plane `b` holds byte `b` of every delta.
+/// Each plane's span of `out` is added to `planes`.
+fn shuffle(deltas: &[u64], width: usize, out: &mut Vec<u8>, planes: &mut Vec<Range<usize>>) {
+    let any = deltas.iter().fold(0u64, |acc, d| acc | d);
+    let mask = (0..width).fold(0u8, |m, b| m | u8::from((any >> (8 * b)) & 0xff != 0) << b);
+    out.push(mask);
+    for b in (0..width).filter(|b| mask >> b & 1 == 1) {
+        let start = out.len();
+        out.extend(deltas.iter().map(|d| (d >> (8 * b)) as u8));
+        planes.push(start..out.len());
     }
 }
 
-fn unshuffle_xor(planes: &[u8], n: usize) -> Vec<f64> {
+/// Reads back what [`shuffle`] wrote for `n` values of `width` bytes (8 for kind 0, which
+/// has no mask and all eight planes).
+fn unshuffle(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    width: usize,
+    masked: bool,
+) -> Result<Vec<u64>, DecodeError> {
+    let truncated = DecodeError("truncated number planes");
+    let mask = if masked {
+        let m = get_bytes(buf, pos, 1)
+            .and_then(|m| m.first().copied())
+            .ok_or(truncated)?;
+        if u32::from(m) >> width != 0 {
+            return Err(DecodeError("plane mask names a plane wider than the numbers"));
+        }
+        m
+    } else {
+        0xff
+    };
+    let mut deltas = vec![0u64; n];
+    for b in (0..width).filter(|b| mask >> b & 1 == 1) {
+        let plane = get_bytes(buf, pos, n).ok_or(truncated)?;
+        for (d, &byte) in deltas.iter_mut().zip(plane) {
+            *d |= u64::from(byte) << (8 * b);
+        }
+    }
     let mut prev = 0u64;
-    (0..n)
-        .map(|i| {
-            let mut d = [0u8; 8];
-            for (b, byte) in d.iter_mut().enumerate() {
-                *byte = planes[b * n + i];
-            }
-            prev ^= u64::from_le_bytes(d);
-            f64::from_bits(prev)
-        })
-        .collect()
+    for d in &mut deltas {
+        prev ^= *d;
+        *d = prev;
+    }
+    Ok(deltas)
 }
 
 /// One column read back.
@@ -361,13 +477,14 @@ impl Columns {
             };
             let kind = *get_bytes(buf, &mut pos, 1).ok_or(bad)?.first().ok_or(bad)?;
             let values = match kind {
-                KIND_F64 => {
-                    let planes = get_bytes(buf, &mut pos, present * 8).ok_or(bad)?;
-                    unshuffle_xor(planes, present)
-                        .into_iter()
-                        .map(Value::Num)
-                        .collect()
-                }
+                KIND_F64 | KIND_F64_MASKED => unshuffle(buf, &mut pos, present, 8, kind == KIND_F64_MASKED)?
+                    .into_iter()
+                    .map(|b| Value::Num(f64::from_bits(b)))
+                    .collect(),
+                KIND_F32 => unshuffle(buf, &mut pos, present, 4, true)?
+                    .into_iter()
+                    .map(|b| Value::Num(f64::from(f32::from_bits(b as u32))))
+                    .collect(),
                 KIND_TAGGED => {
                     let len = get_u64(buf, &mut pos).ok_or(bad)? as usize;
                     let body = get_bytes(buf, &mut pos, len).ok_or(bad)?;

@@ -1,6 +1,7 @@
 //! Bundles: deterministic `.tar.gz` uploads of a record range, and their guarded reader.
 
 mod columns;
+mod gzip;
 mod manifest;
 mod reader;
 mod writer;

@@ -4,8 +4,11 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::*;
+use crate::core::frame::Frames;
 use crate::core::log_index::LogIndex;
-use crate::core::record::{encode_meta, FileRef, Meta, RunInfo, RunState};
+use crate::core::record::{
+    decode, encode_meta, encode_row, FileRef, Meta, Record, RowKind, RunInfo, RunState,
+};
 use crate::core::run_log::{LogOptions, RunLog};
 use crate::core::value::Value;
 
@@ -209,4 +212,95 @@ fn plan_splits_a_long_log_into_ranges() {
         ranges += 1;
     }
     assert!(ranges > 3, "{ranges}");
+}
+
+/// A table of one row per entry of `cols[..][i]`, every key in every row.
+fn table(names: &[&str], cols: &[Vec<f64>]) -> Vec<u8> {
+    let mut log = Vec::new();
+    for i in 0..cols[0].len() {
+        let vals: Vec<(u32, f64)> = cols.iter().enumerate().map(|(k, c)| (k as u32, c[i])).collect();
+        encode_row(&mut log, RowKind::History, i as u64, 0, &vals, &[]);
+    }
+    let mut b = ColumnsBuilder::default();
+    for (f, seq) in Frames::new(&log).zip(0..) {
+        let Ok(Record::Row(row)) = decode(f.payload) else {
+            panic!("not a row");
+        };
+        b.push(seq, &row, |id| names.get(id as usize).copied()).unwrap();
+    }
+    b.finish()
+}
+
+#[test]
+fn numbers_come_back_bit_exact_from_the_narrowest_planes() {
+    let n = 1000;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut noise = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let narrow: Vec<f64> = (0..n)
+        .map(|_| f64::from(f32::from_bits(noise() as u32 & 0x3fff_ffff)))
+        .collect();
+    let wide: Vec<f64> = (0..n).map(|_| f64::from_bits(noise() >> 2)).collect();
+    let odd: Vec<f64> = [
+        -0.0,
+        f64::INFINITY,
+        f64::NAN,
+        f64::from_bits(0x7ff0_0000_0000_0001),
+        0.1,
+        1e300,
+    ]
+    .into_iter()
+    .cycle()
+    .take(n)
+    .collect();
+    let steps: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    let names = ["narrow", "wide", "odd", "steps"];
+    let cols = [narrow, wide, odd, steps];
+    let bytes = table(&names, &cols);
+    let got = Columns::decode(&bytes, &mut Budget::new(&Limits::default())).unwrap();
+    for (want, col) in cols.iter().zip(&got.cols) {
+        let got: Vec<u64> = col
+            .values
+            .iter()
+            .map(|v| match v {
+                Value::Num(x) => x.to_bits(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<u64> = want.iter().map(|x| x.to_bits()).collect();
+        assert_eq!(got, want, "column {}", col.name);
+    }
+    // Bytes of a column's planes: its table's size less that of a table of zeros (no planes).
+    let alone =
+        |k: usize| table(&names[k..=k], &cols[k..=k]).len() - table(&names[k..=k], &[vec![0.0; n]]).len();
+    assert!(alone(0) <= 4 * n + 1, "exact f32s take 4 planes: {}", alone(0));
+    assert!(alone(1) >= 8 * n, "other numbers take 8: {}", alone(1));
+    // Integers below 2^10 leave the lowest byte of their f32 bits zero.
+    assert!(
+        alone(3) <= 3 * n + 1,
+        "all-zero planes are left out: {}",
+        alone(3)
+    );
+}
+
+#[test]
+fn tables_of_earlier_clients_still_decode_and_bad_masks_are_refused() {
+    let mut old = b"TLC1\x02\x03\x02\x00\x02\x00\x00\x01\x04loss\x02\x00".to_vec();
+    old.extend([0; 12]);
+    old.extend([0xe0, 0x30, 0x3f, 0x00]);
+    let got = Columns::decode(&old, &mut Budget::new(&Limits::default())).unwrap();
+    assert_eq!(got.cols[0].values, vec![Value::Num(0.5), Value::Num(0.25)]);
+    let new = table(&["loss"], &[vec![0.5, 0.25]]);
+    let mask_at = new.len() - 5;
+    assert_eq!(new[mask_at - 1], 2, "kind 2: exact f32s");
+    let mut wide_mask = new.clone();
+    wide_mask[mask_at] |= 0x10;
+    let err = Columns::decode(&wide_mask, &mut Budget::new(&Limits::default())).unwrap_err();
+    assert!(err.to_string().contains("plane mask"), "{err}");
+    let err = Columns::decode(&new[..new.len() - 1], &mut Budget::new(&Limits::default())).unwrap_err();
+    assert!(err.to_string().contains("truncated number planes"), "{err}");
 }

@@ -1,21 +1,19 @@
 //! Builds the deterministic bundle for a record range: same records, same bytes.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::ops::Range;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use serde::Serialize;
 
 use super::columns::ColumnsBuilder;
+use super::gzip::GzSink;
 use super::manifest::{Entry, Manifest, FORMAT};
 use super::{sha256_hex, BundleError, FILES_DIR, HISTORY, MANIFEST, RECORDS, SYSTEM};
 use crate::core::log_index::LogIndex;
 use crate::core::record::{decode, Meta, Record, RowKind, RunInfo, RunState};
 
-/// gzip level: column planes compress well already at a fast level.
-const LEVEL: u32 = 1;
+/// A tar block: headers and entries are padded to it, and two empty ones end the archive.
+const BLOCK: usize = 512;
 
 /// A finished bundle.
 #[derive(Debug, Clone)]
@@ -101,17 +99,18 @@ pub fn write_bundle_skipping(
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+    // Each entry with the spans of it that gzip may store (number planes of the tables).
+    let mut parts: Vec<(String, Vec<u8>, Vec<Range<usize>>)> = Vec::new();
     if !records.is_empty() {
-        parts.push((RECORDS.into(), records));
+        parts.push((RECORDS.into(), records, Vec::new()));
     }
-    if !history.is_empty() {
-        parts.push((HISTORY.into(), history.finish()));
+    for (path, table) in [(HISTORY, &history), (SYSTEM, &system)] {
+        if !table.is_empty() {
+            let (bytes, planes) = table.finish_planes();
+            parts.push((path.into(), bytes, planes));
+        }
     }
-    if !system.is_empty() {
-        parts.push((SYSTEM.into(), system.finish()));
-    }
-    parts.extend(files);
+    parts.extend(files.into_iter().map(|(path, data)| (path, data, Vec::new())));
     let manifest = Manifest {
         format: FORMAT,
         run: run.clone(),
@@ -120,7 +119,7 @@ pub fn write_bundle_skipping(
         seq_end: range.end,
         entries: parts
             .iter()
-            .map(|(path, data)| Entry {
+            .map(|(path, data, _)| Entry {
                 path: path.clone(),
                 sha256: sha256_hex(data),
                 size: data.len() as u64,
@@ -128,16 +127,14 @@ pub fn write_bundle_skipping(
             .collect(),
     };
     let manifest_json = serde_json::to_vec_pretty(&manifest).expect("serializing to a Vec cannot fail");
-    let gz = GzEncoder::new(Vec::new(), Compression::new(LEVEL));
-    let mut tar = tar::Builder::new(gz);
+    let mut gz = GzSink::new();
     let io = |e: std::io::Error| BundleError::Tar(e.to_string());
-    append(&mut tar, MANIFEST, &manifest_json).map_err(io)?;
-    for (path, data) in &parts {
-        append(&mut tar, path, data).map_err(io)?;
+    append(&mut gz, MANIFEST, &manifest_json, &[]).map_err(io)?;
+    for (path, data, spans) in &parts {
+        append(&mut gz, path, data, spans).map_err(io)?;
     }
-    let mut gz = tar.into_inner().map_err(io)?;
-    gz.flush().map_err(io)?;
-    let bytes = gz.finish().map_err(io)?;
+    gz.write(&[0; 2 * BLOCK]);
+    let bytes = gz.finish();
     Ok(Bundle {
         sha256: sha256_hex(&bytes),
         bytes,
@@ -146,13 +143,20 @@ pub fn write_bundle_skipping(
     })
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> std::io::Result<()> {
+/// One tar entry, as `tar::Builder::append_data` lays it out, written through `gz` so that
+/// the table planes among `spans` may go stored.
+fn append(gz: &mut GzSink, path: &str, data: &[u8], spans: &[Range<usize>]) -> std::io::Result<()> {
     let mut h = tar::Header::new_gnu();
+    h.set_path(path)?;
     h.set_entry_type(tar::EntryType::Regular);
     h.set_size(data.len() as u64);
     h.set_mode(0o644);
     h.set_mtime(0);
     h.set_uid(0);
     h.set_gid(0);
-    tar.append_data(&mut h, path, data)
+    h.set_cksum();
+    gz.write(h.as_bytes());
+    gz.write_spans(data, spans);
+    gz.write(&[0; BLOCK][..(BLOCK - data.len() % BLOCK) % BLOCK]);
+    Ok(())
 }
