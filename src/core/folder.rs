@@ -408,6 +408,10 @@ impl<D: Dir> RunStore for FolderRun<D> {
         self.stored_points()
     }
 
+    async fn forget_points(&mut self) -> io::Result<()> {
+        self.drop_points()
+    }
+
     async fn read_files(&self, files: &[FileRef]) -> io::Result<Vec<Vec<u8>>> {
         files.iter().map(|f| self.file_bytes(f)).collect()
     }

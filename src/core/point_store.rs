@@ -84,7 +84,7 @@ impl<D: Dir> FolderRun<D> {
     }
 
     /// Forgets both points: a log found damaged before its end is replayed whole again.
-    pub(super) fn drop_points(&self) -> io::Result<()> {
+    pub fn drop_points(&self) -> io::Result<()> {
         self.remove_live_point()?;
         match self.stored_spec()? {
             Some(mut spec) if spec.resume.is_some() => {

@@ -77,6 +77,11 @@ pub trait RunStore {
     async fn resume_points(&self) -> Result<Vec<Vec<u8>>, Self::Error> {
         Ok(Vec::new())
     }
+    /// Drops the resume points: a point trusts the log before it, so once that log is found
+    /// damaged a resume replays it all again (and refuses, naming the damage).
+    async fn forget_points(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
     /// Saved files' contents, in the order asked.
     async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, Self::Error>;
     /// Whether a live process still writes this run (a dead one without finish is crashed).

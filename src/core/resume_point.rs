@@ -10,6 +10,10 @@ use super::digest::JsonMap;
 use super::frame::{HEADER, MAX_FRAME};
 use super::record::RunInfo;
 
+/// Default log bytes between two resume points of a live run: a resume replays at most this
+/// much (plus a batch).
+pub const RESUME_POINT_BYTES: u64 = 16 << 20;
+
 /// A run's state after the first `offset` bytes of its log.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ResumePoint {

@@ -145,6 +145,13 @@ impl RunLog {
         .sealed()
     }
 
+    /// The point after `batch` (the one [`Self::take_batch`] just gave) is appended to a log
+    /// of `good_len` bytes; `None` for an empty batch.
+    pub fn point_after(&self, run: &RunInfo, batch: &[u8], good_len: u64) -> Option<ResumePoint> {
+        let last = Frames::new(batch).last()?.offset as u64;
+        Some(self.point(run, (good_len + batch.len() as u64, good_len + last)))
+    }
+
     /// The state a resume point kept: a resume continues replaying after its offset.
     pub fn from_point(p: ResumePoint) -> RunLog {
         let mut me = RunLog::seeded(p.keys.iter().map(String::as_str), p.step, p.records);

@@ -247,6 +247,9 @@ async fn sync_window<S: RunStore, T: Transport>(
     let end = index.len();
     let state = last.map(|(s, _)| s);
     let corruption = index.all_corruption();
+    if !corruption.is_empty() {
+        store.forget_points().await.map_err(store_err)?;
+    }
     let synced_bytes = last.filter(|_| corruption.is_empty()).map(|(_, len)| len);
     if let Some(s) = state {
         report.state = s;

@@ -9,7 +9,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::core::frame::Frames;
 use crate::core::record::RunInfo;
 use crate::core::resume_point::ResumePoint;
 use crate::core::run_log::RunLog;
@@ -20,9 +19,7 @@ use super::store::RunDir;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer early, bounding memory while logging fast.
 pub(super) const EARLY_FLUSH_BYTES: usize = 1 << 20;
-/// Default log bytes between two resume points: a resume replays at most this much (plus a
-/// batch).
-pub const RESUME_POINT_BYTES: u64 = 16 << 20;
+pub use crate::core::resume_point::RESUME_POINT_BYTES;
 
 /// What `log()` and the writer thread share.
 pub(super) struct Shared {
@@ -93,9 +90,7 @@ pub(super) struct Points {
 /// The state after `buf` is appended to a log of `good_len` bytes, when a resume point is due
 /// (every [`Points::every`] bytes and at close).
 fn due_point(log: &RunLog, points: &Points, buf: &[u8], good_len: u64, due: bool) -> Option<ResumePoint> {
-    let last = Frames::new(buf).last().filter(|_| due)?.offset as u64;
-    let end = good_len + buf.len() as u64;
-    Some(log.point(&points.run, (end, good_len + last)))
+    due.then(|| log.point_after(&points.run, buf, good_len)).flatten()
 }
 
 /// Makes live resume points durable off the writer's thread: an fsync there would hold appends

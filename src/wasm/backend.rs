@@ -3,6 +3,7 @@
 use crate::core::digest::JsonMap;
 use crate::core::record::{FileRef, RunInfo, RunState};
 use crate::core::restore::Seed;
+use crate::core::resume_point::ResumePoint;
 use crate::core::sync::SyncProgress;
 
 use super::fs_host::FsStore;
@@ -55,6 +56,36 @@ impl Backend {
         match self {
             Backend::Idb(s) => s.resume_seed(id).await,
             Backend::Fs(_) | Backend::Memory(_) => Ok(None),
+        }
+    }
+
+    /// Whether runs here keep resume points: a folder does; IndexedDB resumes from its own
+    /// seed, and memory does not outlive the page.
+    pub fn keeps_points(&self) -> bool {
+        matches!(self, Backend::Fs(_))
+    }
+
+    /// Replaces the live run's resume point.
+    pub async fn put_point(&self, id: &str, point: &ResumePoint) -> Result<(), StoreError> {
+        match self {
+            Backend::Fs(s) => s.put_point(id, point),
+            Backend::Idb(_) | Backend::Memory(_) => Ok(()),
+        }
+    }
+
+    /// The run's resume points as stored, for a resume to pick the furthest intact one.
+    pub async fn resume_points(&self, id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        match self {
+            Backend::Fs(s) => s.resume_points(id).await,
+            Backend::Idb(_) | Backend::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Drops the run's resume points (its log was found damaged).
+    pub async fn forget_points(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Backend::Fs(s) => s.forget_points(id),
+            Backend::Idb(_) | Backend::Memory(_) => Ok(()),
         }
     }
 
@@ -158,16 +189,18 @@ impl Backend {
     /// Records the end of a run with its digest (the merged config and the summary, kept in
     /// memory as it was logged): a folder writes them as `files/config.json` and
     /// `files/summary.json`, so finishing never reads the log back. IndexedDB keeps `step`,
-    /// which a resume needs once the synced chunks are dropped.
+    /// which a resume needs once the synced chunks are dropped; a folder's `run.spec` keeps
+    /// `point`, the ended run's resume point.
     pub async fn finish(
         &self,
         info: &RunInfo,
         state: RunState,
         (config, summary): (&JsonMap, &JsonMap),
         step: u64,
+        point: Option<&ResumePoint>,
     ) -> Result<(), StoreError> {
         match self {
-            Backend::Fs(s) => s.finish(info, state, config, summary).await,
+            Backend::Fs(s) => s.finish(info, state, config, summary, point).await,
             Backend::Idb(s) => s.finish(info, state, step).await,
             Backend::Memory(s) => s.set_state(info, state).await,
         }

@@ -13,6 +13,7 @@ use crate::core::digest::JsonMap;
 use crate::core::folder::{find_run, run_id_of_path, runs_in, Dir, FolderRun};
 use crate::core::layout::{LOCK, RECORDS};
 use crate::core::record::{FileRef, RunInfo, RunState};
+use crate::core::resume_point::ResumePoint;
 use crate::core::sync::{RunStore, SyncProgress};
 
 /// Bytes of log a sync or a resume reads at once through `readAt`.
@@ -315,18 +316,35 @@ impl FsStore {
     }
 
     /// Writes the digest kept while logging as `files/config.json` and `files/summary.json`,
-    /// then records the run's end.
+    /// then records the run's end with its resume point in `run.spec` (the live one goes).
     pub async fn finish(
         &self,
         info: &RunInfo,
         state: RunState,
         config: &JsonMap,
         summary: &JsonMap,
+        point: Option<&ResumePoint>,
     ) -> Result<(), StoreError> {
         let run = self.run(&info.id)?;
         run.put_json("config.json", config).map_err(store_err)?;
         run.put_json("summary.json", summary).map_err(store_err)?;
-        self.set_state(info, state).await
+        let resume = run.spec_point(point).map_err(store_err)?;
+        run.write_specs(info, state, resume).map_err(store_err)?;
+        run.remove_live_point().map_err(store_err)?;
+        self.dir.remove(&run.path().join(LOCK)).map_err(store_err)
+    }
+
+    /// Replaces the live run's resume point (atomically).
+    pub fn put_point(&self, id: &str, point: &ResumePoint) -> Result<(), StoreError> {
+        self.run(id)?.put_resume_point(point).map_err(store_err)
+    }
+
+    pub fn forget_points(&self, id: &str) -> Result<(), StoreError> {
+        self.run(id)?.drop_points().map_err(store_err)
+    }
+
+    pub async fn resume_points(&self, id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        RunStore::resume_points(&self.run(id)?).await.map_err(store_err)
     }
 
     /// Whether another process is writing run `id`.

@@ -17,6 +17,7 @@ use crate::core::init::{check, open, InitError, NewRun, Resume, RunHome};
 use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::record::{FileRef, Meta, RunInfo, RunState};
 use crate::core::restore::{resume_state, ResumeError, Resumed};
+use crate::core::resume_point::{ResumePoint, RESUME_POINT_BYTES};
 use crate::core::run_log::{LogOptions, Logged, RunLog};
 use crate::core::value::Value;
 
@@ -79,6 +80,8 @@ struct Inner {
     stored_bytes: u64,
     /// The flush on its way to the store, shared so `unflushed` can write it again.
     inflight: Option<Rc<InFlight>>,
+    /// Log length from which the next flush leaves a resume point (stores that keep them).
+    next_point: u64,
     finished: bool,
 }
 
@@ -106,6 +109,7 @@ impl Inner {
             refusal: None,
             files: Vec::new(),
             spare: Vec::new(),
+            next_point: stored_bytes + RESUME_POINT_BYTES,
             finished: false,
         }
     }
@@ -271,15 +275,26 @@ impl Store {
 }
 
 async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
-    let (store, id, batch) = {
+    flush_with_point(inner, false).await.map(|_| JsValue::UNDEFINED)
+}
+
+/// Flushes, and where the store keeps resume points, makes one for the log as stored once
+/// the batch lands: every [`RESUME_POINT_BYTES`] (stored as the live point), or whenever
+/// `ending` (returned, for the ended run's `run.spec`).
+async fn flush_with_point(inner: Rc<RefCell<Inner>>, ending: bool) -> Result<Option<ResumePoint>, JsValue> {
+    let (store, id, batch, point) = {
         let mut me = inner.borrow_mut();
         let mut bytes = std::mem::take(&mut me.spare);
         me.log.take_batch(&mut bytes);
         let files = std::mem::take(&mut me.files);
         if bytes.is_empty() && files.is_empty() {
             me.spare = bytes;
-            return Ok(JsValue::UNDEFINED);
+            return Ok(None);
         }
+        let due = ending || me.stored_bytes + bytes.len() as u64 >= me.next_point;
+        let point = (due && me.store.backend.keeps_points())
+            .then(|| me.log.point_after(&me.info, &bytes, me.stored_bytes))
+            .flatten();
         let batch = Rc::new(InFlight {
             seq: me.stored_records,
             upto: me.log.records(),
@@ -287,12 +302,18 @@ async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
             files,
         });
         me.inflight = Some(Rc::clone(&batch));
-        (me.store.clone(), me.info.id.clone(), batch)
+        (me.store.clone(), me.info.id.clone(), batch, point)
     };
     let result = store
         .backend
         .append(&id, batch.seq, &batch.bytes, &batch.files)
         .await;
+    let stored = result.is_ok();
+    if let Some(p) = point.as_ref().filter(|_| stored && !ending) {
+        // A point not written leaves the older one: a resume replays more. Its cause (a full
+        // disk) fails the next append too, and that one is reported.
+        let _ = store.backend.put_point(&id, p).await;
+    }
     let mut me = inner.borrow_mut();
     me.inflight = None;
     let batch = Rc::unwrap_or_clone(batch);
@@ -301,7 +322,10 @@ async fn flush(inner: Rc<RefCell<Inner>>) -> Result<JsValue, JsValue> {
             me.stored_records = batch.upto;
             me.stored_bytes += batch.bytes.len() as u64;
             me.spare = batch.bytes;
-            Ok(JsValue::UNDEFINED)
+            if let Some(p) = &point {
+                me.next_point = p.offset + RESUME_POINT_BYTES;
+            }
+            Ok(point)
         }
         Err(e) => {
             me.log.restore_batch(batch.bytes);
@@ -539,7 +563,7 @@ impl WasmRun {
                 let step = me.log.step();
                 (me.store.clone(), me.info.clone(), config, me.log.summary(), step)
             };
-            flush(Rc::clone(&inner)).await?;
+            let point = flush_with_point(Rc::clone(&inner), true).await?;
             let state = if exit_code == 0 {
                 RunState::Finished
             } else {
@@ -547,7 +571,7 @@ impl WasmRun {
             };
             store
                 .backend
-                .finish(&info, state, (&config, &summary), step)
+                .finish(&info, state, (&config, &summary), step, point.as_ref())
                 .await
                 .map_err(js_error)?;
             Ok(JsValue::UNDEFINED)

@@ -60,6 +60,14 @@ impl RunStore for StoredRun<'_> {
         self.backend.log_len(&self.id).await
     }
 
+    async fn resume_points(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.backend.resume_points(&self.id).await
+    }
+
+    async fn forget_points(&mut self) -> Result<(), StoreError> {
+        self.backend.forget_points(&self.id).await
+    }
+
     async fn read_files(&self, files: &[FileRef]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::with_capacity(files.len());
         for f in files {

@@ -37,21 +37,21 @@ fn candidates(t: &Table, per: usize) -> Table {
         let mut picked = Vec::new();
         for start in (0..c.rows.len()).step_by(per) {
             let end = (start + per).min(c.rows.len());
-            let (mut lo, mut hi) = (None::<usize>, None::<usize>);
+            let (mut lo, mut hi) = (None::<(usize, f64)>, None::<(usize, f64)>);
             for i in start..end {
                 let v = c.cells.chart(i);
                 if v.is_nan() {
                     continue;
                 }
-                if lo.is_none_or(|m| v < c.cells.chart(m)) {
-                    lo = Some(i);
+                if lo.is_none_or(|(_, m)| v < m) {
+                    lo = Some((i, v));
                 }
-                if hi.is_none_or(|m| v > c.cells.chart(m)) {
-                    hi = Some(i);
+                if hi.is_none_or(|(_, m)| v > m) {
+                    hi = Some((i, v));
                 }
             }
             picked.extend(
-                [Some(start), Some(end - 1), lo, hi]
+                [Some(start), Some(end - 1), lo.map(|l| l.0), hi.map(|h| h.0)]
                     .into_iter()
                     .flatten()
                     .map(|i| c.rows[i]),
