@@ -76,18 +76,22 @@ pub fn stats(t: &Table) -> BTreeMap<String, KeyStats> {
             first_step: t.steps[c.rows[0] as usize],
             last_step: t.steps[c.rows[c.rows.len() - 1] as usize],
         };
-        for i in 0..c.cells.len() {
-            let v = c.cells.chart(i);
-            let is_num = match &c.cells {
-                Cells::Num(_) => true,
-                Cells::Json(_) => stored_number(&c.cells.json(i)).is_some(),
-            };
-            s.num += u64::from(is_num);
+        let mut add = |v: f64| {
             if !v.is_nan() {
                 s.min = Some(s.min.map_or(v, |m| m.min(v)));
                 s.max = Some(s.max.map_or(v, |m| m.max(v)));
             }
+        };
+        match &c.cells {
+            Cells::Num(nums) => nums.iter().for_each(|&v| add(v)),
+            Cells::Json(_) => (0..c.cells.len()).for_each(|i| add(c.cells.chart(i))),
         }
+        s.num = match &c.cells {
+            Cells::Num(nums) => nums.len() as u64,
+            Cells::Json(_) => (0..c.cells.len())
+                .filter(|&i| stored_number(&c.cells.json(i)).is_some())
+                .count() as u64,
+        };
         out.insert(c.name.clone(), s);
     }
     out

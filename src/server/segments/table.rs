@@ -34,6 +34,7 @@ impl Cells {
     }
 
     /// Value `i` as a chart draws it: NaN for what is not a number.
+    #[inline]
     pub fn chart(&self, i: usize) -> f64 {
         match self {
             Cells::Num(v) => v[i],

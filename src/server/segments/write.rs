@@ -91,9 +91,18 @@ pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, Serve
         return Ok(None);
     };
     let [object, agg_key, agg2_key] = keys(run_id, kind, first_seq, last_seq)?;
-    let data = Bytes::from(format::encode(t)?);
-    let agg = pre_aggregate(t, FINE)?;
-    let agg2 = pre_aggregate(t, COARSE)?;
+    // The three encodings are independent: while one sync waits for its answer, the rows and
+    // the two pre-aggregates encode on cores of their own.
+    let (data, agg, agg2) = std::thread::scope(|s| {
+        let agg = s.spawn(|| pre_aggregate(t, FINE));
+        let agg2 = s.spawn(|| pre_aggregate(t, COARSE));
+        let data = format::encode(t).map(Bytes::from);
+        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        (data, join(agg), join(agg2))
+    });
+    let (data, agg, agg2) = (data?, agg?, agg2?);
     let named = |bytes: &Option<Bytes>, key: Key| bytes.as_ref().map(|_| key.as_ref().to_owned());
     let segment = Segment {
         object: object.as_ref().to_owned(),
