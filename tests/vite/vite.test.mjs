@@ -64,6 +64,9 @@ test("the built app logs into IndexedDB in Chromium and syncs every row exactly 
   page.on("pageerror", (e) => errors.push(e.message));
   const q = new URLSearchParams({ server: server.url, key: server.key, steps: String(STEPS) });
   await page.goto(`http://127.0.0.1:${web.address().port}/?${q}`);
+  // The load event does not wait for a module's top-level await (the wasm instantiation in
+  // tidelog's browser entry): wait for the app to have set itself up.
+  await page.waitForFunction(() => window.tidelogApp !== undefined);
   const { id } = await page.evaluate(() => window.tidelogApp.ready);
   const stored = await page.evaluate((runId) => new Promise((resolve, reject) => {
     const req = indexedDB.open("tidelog");
