@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
 use miniz_oxide::deflate::stream::deflate;
-use miniz_oxide::{MZFlush, MZStatus};
+use miniz_oxide::{MZError, MZFlush, MZStatus};
 
 /// gzip level: column planes compress well already at a fast level.
 const LEVEL: u8 = 1;
@@ -45,6 +45,11 @@ pub struct GzSink {
 impl GzSink {
     /// An empty stream.
     pub fn new() -> GzSink {
+        GzSink::with_scratch(64 << 10)
+    }
+
+    /// An empty stream whose deflate calls write at most `scratch` bytes each.
+    fn with_scratch(scratch: usize) -> GzSink {
         GzSink {
             comp: Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(
                 LEVEL.into(),
@@ -52,7 +57,7 @@ impl GzSink {
                 0,
             ))),
             out: HEADER.to_vec(),
-            scratch: vec![0; 64 << 10],
+            scratch: vec![0; scratch.max(1)],
             crc: crc32fast::Hasher::new(),
             len: 0,
         }
@@ -107,20 +112,26 @@ impl GzSink {
     fn deflate(&mut self, mut data: &[u8], flush: MZFlush) {
         self.crc.update(data);
         self.len += data.len() as u64;
+        // A `Full` flush is asked once: calling it again would add an empty block each time.
+        // Later calls only drain what it left, and `Finish` must be repeated until the end.
+        let mut now = flush;
         loop {
-            let res = deflate(&mut self.comp, data, &mut self.scratch, flush);
+            let res = deflate(&mut self.comp, data, &mut self.scratch, now);
             self.out.extend_from_slice(&self.scratch[..res.bytes_written]);
             data = &data[res.bytes_consumed..];
             let done = match res.status {
                 Ok(MZStatus::StreamEnd) => true,
-                // Without Finish, deflate returns once the input is taken and output written.
-                Ok(_) => {
-                    flush != MZFlush::Finish && data.is_empty() && res.bytes_written < self.scratch.len()
-                }
-                Err(e) => unreachable!("deflate into a growing buffer: {e:?}"),
+                // deflate returns once the input is taken and the output written, or full.
+                Ok(_) => now != MZFlush::Finish && data.is_empty() && res.bytes_written < self.scratch.len(),
+                // Called again after the output filled exactly: nothing was left to write.
+                Err(MZError::Buf) if data.is_empty() && now == MZFlush::None => true,
+                Err(e) => unreachable!("deflate into a scratch buffer: {e:?}"),
             };
             if done {
                 return;
+            }
+            if now == MZFlush::Full {
+                now = MZFlush::None;
             }
         }
     }
@@ -180,6 +191,25 @@ mod tests {
         // Stored blocks cost 5 bytes per 64 KiB; the smooth spans shrink to almost nothing.
         assert!(gz.len() < noise.len() + 4_000, "{}", gz.len());
         assert!(gz.len() > noise.len(), "{}", gz.len());
+    }
+
+    #[test]
+    fn output_that_fills_the_scratch_exactly_is_all_written() {
+        // Even over 251 values: noise to the sampler, so the stored path runs too.
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        assert!(is_noise(&data[..20_000]));
+        for scratch in [1, 2, 3, 5, 8, 13, 64, 100] {
+            let mut gz = GzSink::with_scratch(scratch);
+            for piece in data.chunks(977) {
+                gz.write(piece);
+            }
+            gz.write_spans(&data, &[0..20_000, 20_000..40_000]);
+            assert_eq!(
+                gunzip(&gz.finish()),
+                [&data[..], &data].concat(),
+                "scratch {scratch}"
+            );
+        }
     }
 
     #[test]
