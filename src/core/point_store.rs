@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::folder::{write_json, Dir, FolderRun};
 use super::layout::{RunSpec, RESUME, RUN_SPEC};
+use super::record::{RunInfo, RunState};
 use super::resume_point::ResumePoint;
 
 /// Largest point kept or read (its JSON); a bigger one is dropped and a resume replays more.
@@ -50,6 +51,20 @@ impl<D: Dir> FolderRun<D> {
             }
         }
         Ok(())
+    }
+
+    /// Records the end of a run: `run.spec` in `state` with the ended run's point (see
+    /// [`Self::spec_point`]), then the live point goes, so the folder holds only CONTRACT §3's
+    /// entries. Every writer (native, Node) ends a run through this.
+    pub fn write_ended(
+        &self,
+        info: &RunInfo,
+        state: RunState,
+        point: Option<&ResumePoint>,
+    ) -> io::Result<()> {
+        let resume = self.spec_point(point)?;
+        self.write_specs(info, state, resume)?;
+        self.remove_live_point()
     }
 
     /// The point `run.spec` is to hold: `point` if it fits the cap, else the one it holds (a

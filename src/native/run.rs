@@ -295,7 +295,7 @@ pub fn init(settings: Settings) -> Result<Run, RunError> {
     }
     write_json_atomic(&files.join("config.json"), &me.config).map_err(io_at(&files))?;
     write_json_atomic(&files.join("metadata.json"), &metadata(&me.info)).map_err(io_at(&files))?;
-    me.write_specs(RunState::Running, None)?;
+    me.write_specs(RunState::Running)?;
     let shared = Arc::clone(&me.shared);
     let points = Points {
         folder: RunDir::new(&me.dir),
@@ -542,17 +542,15 @@ impl Run {
         }
         let path = self.dir.join(FILES).join("summary.json");
         write_json_atomic(&path, &last).map_err(io_at(&path))?;
-        self.write_specs(
-            match finish {
-                Some((0, _)) => RunState::Finished,
-                Some(_) => RunState::Failed,
-                None => RunState::Crashed,
-            },
-            point.as_ref(),
-        )?;
-        // An ended run needs no liveness lock, and keeps its resume point in `run.spec`: the
-        // folder holds only CONTRACT §3's entries.
-        self.folder().remove_live_point().map_err(io_at(&self.dir))?;
+        let state = match finish {
+            Some((0, _)) => RunState::Finished,
+            Some(_) => RunState::Failed,
+            None => RunState::Crashed,
+        };
+        self.folder()
+            .write_ended(&self.info, state, point.as_ref())
+            .map_err(io_at(&self.dir))?;
+        // An ended run needs no liveness lock.
         let _ = fs::remove_file(self.dir.join(LOCK));
         Ok(())
     }
@@ -593,10 +591,11 @@ impl Run {
         }
     }
 
-    fn write_specs(&self, state: RunState, point: Option<&ResumePoint>) -> Result<(), RunError> {
+    /// `run.spec` of the live run, keeping the ended point a resumed run had.
+    fn write_specs(&self, state: RunState) -> Result<(), RunError> {
         let folder = self.folder();
         folder
-            .spec_point(point)
+            .spec_point(None)
             .and_then(|resume| folder.write_specs(&self.info, state, resume))
             .map_err(io_at(&self.dir))
     }

@@ -328,9 +328,7 @@ impl FsStore {
         let run = self.run(&info.id)?;
         run.put_json("config.json", config).map_err(store_err)?;
         run.put_json("summary.json", summary).map_err(store_err)?;
-        let resume = run.spec_point(point).map_err(store_err)?;
-        run.write_specs(info, state, resume).map_err(store_err)?;
-        run.remove_live_point().map_err(store_err)?;
+        run.write_ended(info, state, point).map_err(store_err)?;
         self.dir.remove(&run.path().join(LOCK)).map_err(store_err)
     }
 
@@ -339,10 +337,12 @@ impl FsStore {
         self.run(id)?.put_resume_point(point).map_err(store_err)
     }
 
+    /// Drops the run's resume points (its log was found damaged).
     pub fn forget_points(&self, id: &str) -> Result<(), StoreError> {
         self.run(id)?.drop_points().map_err(store_err)
     }
 
+    /// The run's resume points as stored.
     pub async fn resume_points(&self, id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
         RunStore::resume_points(&self.run(id)?).await.map_err(store_err)
     }

@@ -88,8 +88,7 @@ impl GzSink {
     /// Ends the stream: the last block, then CRC-32 and length (mod 2^32), little-endian.
     pub fn finish(mut self) -> Vec<u8> {
         self.deflate(&[], MZFlush::Finish);
-        self.out
-            .extend_from_slice(&self.crc.clone().finalize().to_le_bytes());
+        self.out.extend_from_slice(&self.crc.finalize().to_le_bytes());
         self.out.extend_from_slice(&(self.len as u32).to_le_bytes());
         self.out
     }
@@ -170,15 +169,8 @@ mod tests {
 
     #[test]
     fn noise_is_stored_and_the_rest_compressed_in_one_readable_stream() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let noise: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut next = crate::core::bundle::tests::xorshift(0x2545_F491_4F6C_DD1D);
+        let noise: Vec<u8> = (0..200_000).map(|_| next() as u8).collect();
         let smooth: Vec<u8> = (0..200_000u32).map(|i| (i / 1000) as u8).collect();
         let data = [&smooth[..], &noise[..], &smooth[..]].concat();
         let spans = [0..200_000, 200_000..400_000, 400_000..600_000];

@@ -214,6 +214,16 @@ fn plan_splits_a_long_log_into_ranges() {
     assert!(ranges > 3, "{ranges}");
 }
 
+/// Pseudo-random 64-bit words (xorshift64) from `seed`: bytes no compressor can shrink.
+pub(super) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 /// A table of one row per entry of `cols[..][i]`, every key in every row.
 fn table(names: &[&str], cols: &[Vec<f64>]) -> Vec<u8> {
     let mut log = Vec::new();
@@ -234,13 +244,7 @@ fn table(names: &[&str], cols: &[Vec<f64>]) -> Vec<u8> {
 #[test]
 fn numbers_come_back_bit_exact_from_the_narrowest_planes() {
     let n = 1000;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let mut noise = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut noise = xorshift(0x9E37_79B9_7F4A_7C15);
     let narrow: Vec<f64> = (0..n)
         .map(|_| f64::from(f32::from_bits(noise() as u32 & 0x3fff_ffff)))
         .collect();

@@ -82,14 +82,16 @@ pub fn stats(t: &Table) -> BTreeMap<String, KeyStats> {
                 s.max = Some(s.max.map_or(v, |m| m.max(v)));
             }
         };
-        match &c.cells {
-            Cells::Num(nums) => nums.iter().for_each(|&v| add(v)),
-            Cells::Json(_) => (0..c.cells.len()).for_each(|i| add(c.cells.chart(i))),
-        }
         s.num = match &c.cells {
-            Cells::Num(nums) => nums.len() as u64,
+            Cells::Num(nums) => {
+                nums.iter().for_each(|&v| add(v));
+                nums.len() as u64
+            }
             Cells::Json(_) => (0..c.cells.len())
-                .filter(|&i| stored_number(&c.cells.json(i)).is_some())
+                .filter(|&i| {
+                    add(c.cells.chart(i));
+                    stored_number(&c.cells.json(i)).is_some()
+                })
                 .count() as u64,
         };
         out.insert(c.name.clone(), s);
