@@ -40,6 +40,21 @@ mod native {
             .unwrap_or(0)
     }
 
+    /// CPU seconds (user + system) process `pid` has used: on a machine shared with other
+    /// work, steadier than the wall time.
+    fn cpu_secs(pid: &str) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: u64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum();
+        ticks as f64 / 100.0
+    }
+
     fn dir_bytes(dir: &Path) -> u64 {
         std::fs::read_dir(dir).map_or(0, |entries| {
             entries
@@ -113,6 +128,7 @@ mod native {
         let pid = server.0.id();
         let mut store = RunDir::new(&run_dir);
         let mut transport = HttpTransport::new(&url, &key, Duration::from_secs(600));
+        let (server_cpu, client_cpu) = (cpu_secs(&pid.to_string()), cpu_secs("self"));
         let t = Instant::now();
         let report = pollster::block_on(sync_run(
             &mut store,
@@ -126,6 +142,11 @@ mod native {
             "ingest (sync end to end): {:.2} s, {:.0} rows/s",
             secs,
             report.rows_added as f64 / secs
+        );
+        println!(
+            "CPU during the sync: server {:.2} s, client {:.2} s",
+            cpu_secs(&pid.to_string()) - server_cpu,
+            cpu_secs("self") - client_cpu
         );
         let after_ingest = status_kib(pid, "VmHWM:") as f64 / 1024.0;
         let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -28,11 +28,48 @@ fn why(e: ureq::Error) -> String {
     }
 }
 
-fn with_headers<B>(mut rb: ureq::RequestBuilder<B>, req: &Request<'_>) -> ureq::RequestBuilder<B> {
-    for (k, v) in &req.headers {
-        rb = rb.header(*k, v);
+/// A [`Request`] that owns its body, to travel to the thread that sends it.
+struct Job {
+    method: Method,
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    read: &'static [&'static str],
+}
+
+impl Job {
+    fn with_headers<B>(&self, mut rb: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        for (k, v) in &self.headers {
+            rb = rb.header(*k, v);
+        }
+        rb
     }
-    rb
+
+    /// Puts the request on the wire: the status, the headers it reads, the body.
+    fn run(&self, agent: &ureq::Agent) -> Result<Response, String> {
+        let url = self.url.as_str();
+        let sent = match self.method {
+            Method::Get => self.with_headers(agent.get(url)).call(),
+            Method::Head => self.with_headers(agent.head(url)).call(),
+            Method::Post => self.with_headers(agent.post(url)).send(&self.body[..]),
+            Method::Patch => self.with_headers(agent.patch(url)).send(&self.body[..]),
+        };
+        let mut resp = sent.map_err(why)?;
+        let headers = self
+            .read
+            .iter()
+            .filter_map(|&name| {
+                let v = resp.headers().get(name)?.to_str().ok()?;
+                Some((name, v.to_owned()))
+            })
+            .collect();
+        let body = resp.body_mut().read_to_vec().map_err(why)?;
+        Ok(Response {
+            status: resp.status().as_u16(),
+            headers,
+            body,
+        })
+    }
 }
 
 impl HttpTransport {
@@ -63,29 +100,27 @@ impl Transport for HttpTransport {
         &self.server
     }
 
+    /// The request goes out on a thread of its own, so the sync engine builds the next bundle
+    /// while this one is on the wire and the server stores it.
     async fn send(&mut self, req: &Request<'_>) -> Result<Response, String> {
-        let url = req.url.as_str();
-        let sent = match req.method {
-            Method::Get => with_headers(self.agent.get(url), req).call(),
-            Method::Head => with_headers(self.agent.head(url), req).call(),
-            Method::Post => with_headers(self.agent.post(url), req).send(req.body),
-            Method::Patch => with_headers(self.agent.patch(url), req).send(req.body),
+        let job = Job {
+            method: req.method,
+            url: req.url.clone(),
+            headers: req.headers.clone(),
+            body: req.body.to_vec(),
+            read: req.read,
         };
-        let mut resp = sent.map_err(why)?;
-        let headers = req
-            .read
-            .iter()
-            .filter_map(|&name| {
-                let v = resp.headers().get(name)?.to_str().ok()?;
-                Some((name, v.to_owned()))
+        let agent = self.agent.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("tidelog-http".into())
+            .spawn(move || {
+                // The receiver is gone only when the sync itself was dropped.
+                let _ = tx.send(job.run(&agent));
             })
-            .collect();
-        let body = resp.body_mut().read_to_vec().map_err(why)?;
-        Ok(Response {
-            status: resp.status().as_u16(),
-            headers,
-            body,
-        })
+            .map_err(|e| format!("could not start a thread for the request: {e}"))?;
+        rx.await
+            .map_err(|_| "the request's thread ended without an answer".to_owned())?
     }
 
     async fn sleep(&mut self, ms: u64) {

@@ -36,7 +36,11 @@ try {
     const p = await page.evaluate(() => t.call("pending"));
     assert(p.unsynced === 0 && p.buffered === 0 && !p.lastError, `the worker synced itself: ${JSON.stringify(p)}`);
     await page.evaluate(() => t.flush());
-    await until("the page's run on the server", async () => (await page.evaluate(() => t.sync())).ok && (await srv.rows("page-w1")).length === 300);
+    let seen;
+    await until("the page's run on the server", async () => {
+      seen = { sync: await page.evaluate(() => t.sync()), rows: (await srv.rows("page-w1")).length };
+      return seen.sync.ok && seen.rows === 300;
+    }).catch((e) => { throw new Error(`${e.message}; last seen ${JSON.stringify(seen).slice(0, 500)}`); });
     contiguous(await srv.rows("page-w1"), 300, { src: "page" });
     const work = await srv.rows("work-w1");
     contiguous(work, 1000, { src: "worker" });

