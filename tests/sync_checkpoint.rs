@@ -341,3 +341,44 @@ fn a_torn_or_stale_checkpoint_is_rebuilt_from_byte_0() {
     sync_with(&dir, &probe, &server, &key, &opts).unwrap();
     assert_eq!(values(&server, &key, &id), expected(logged));
 }
+
+/// Bundles are built ahead while the one before is on the wire, except those that carry
+/// saved files: a run with files here and there, in small bundles and windows, arrives whole
+/// (every row once, every file's bytes, the end state on the last bundle), as it does one
+/// bundle at a time.
+#[test]
+fn bundles_built_ahead_and_in_their_turn_carry_every_row_and_file_once() {
+    let (work, _data, server, key) = setup();
+    let run = quiet(work.path(), "ahead");
+    let mut saved = Vec::new();
+    for i in 0..600 {
+        run.log([("v", f64::from(i))]).unwrap();
+        if i % 150 == 75 {
+            let bytes = format!("file at step {i}").repeat(50).into_bytes();
+            run.save(&format!("f{i}.txt"), &bytes).unwrap();
+            saved.push((format!("f{i}.txt"), bytes));
+        }
+    }
+    let id = run.id().to_owned();
+    let dir = run.finish(0).unwrap();
+    let opts = SyncOptions {
+        max_bundle_log_bytes: 2000,
+        ..SyncOptions::default()
+    };
+    let probe = Probe {
+        window: Some(8000),
+        ..Probe::default()
+    };
+    let report = sync_with(&dir, &probe, &server, &key, &opts).unwrap();
+    assert!(report.bundles > 8, "many bundles: {}", report.bundles);
+    assert_eq!(report.rows_added, 600);
+    assert_eq!(values(&server, &key, &id), expected(600));
+    for (name, bytes) in &saved {
+        let (status, got) = get_bytes(&server.url, &key, &format!("/api/v1/runs/{id}/files/{name}"));
+        assert_eq!((status, &got), (200, bytes), "{name}");
+    }
+    let (_, run) = get(&server.url, &key, &format!("/api/v1/runs/{id}"));
+    assert_eq!(run["state"], "finished", "{run}");
+    let again = sync_with(&dir, &Probe::default(), &server, &key, &opts).unwrap();
+    assert_eq!((again.bundles, again.rows_added), (0, 0), "{again:?}");
+}
