@@ -1,6 +1,8 @@
 //! The I/O-free core shared by every home: record model, log framing, step semantics,
 //! bundles and the sync engine. No files, threads, clocks or sockets in here.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod ahead;
 pub mod bundle;
 pub mod checkpoint;
 pub mod digest;

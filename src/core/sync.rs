@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::ops::Range;
 
+#[cfg(not(target_arch = "wasm32"))]
+use super::ahead::{both, Ahead};
 use super::bundle::{write_bundle_skipping, BundleError, MAX_BUNDLE_FILE_BYTES};
 use super::checkpoint::Checkpoint;
 use super::frame::{is_one_frame, Corruption};
@@ -300,7 +302,7 @@ async fn sync_window<S: RunStore, T: Transport>(
             }
         };
         #[cfg(not(target_arch = "wasm32"))]
-        let next = Ahead::plan(index, opts, progress, range.end);
+        let next = ahead_range(index, opts, progress, range.end);
         let mut ledger = StoreLedger {
             store: &mut *store,
             progress: &mut *progress,
@@ -378,83 +380,21 @@ fn state_for(state: Option<RunState>, range: &Range<u64>, end: u64) -> RunState 
     }
 }
 
-/// A bundle built ahead of its turn, while the one before it was on the wire, with what it
-/// was built for. Natively only, where the transport sends from a thread of its own: in the
-/// wasm module the overlap cost 0.8 KB gzipped, over its size budget.
+/// The range after `from` when its bundle would carry no files: only then can it be built
+/// before `from` is acknowledged.
 #[cfg(not(target_arch = "wasm32"))]
-struct Ahead {
-    range: Range<u64>,
-    state: RunState,
-    skip: BTreeSet<String>,
-    bundle: super::bundle::Bundle,
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl Ahead {
-    /// Whether this bundle is the one to send for `range` in `state`, skipping `skip`.
-    fn fits(&self, range: &Range<u64>, state: RunState, skip: &BTreeSet<String>) -> bool {
-        self.range == *range && self.state == state && self.skip == *skip
-    }
-
-    /// The range after `from` when its bundle would carry no files: only then can it be
-    /// built before `from` is acknowledged.
-    fn plan(
-        index: &LogIndex<'_>,
-        opts: &SyncOptions,
-        progress: &SyncProgress,
-        from: u64,
-    ) -> Option<Range<u64>> {
-        Some(fit_files(
-            index,
-            index.plan(from, opts.max_bundle_log_bytes),
-            progress,
-        ))
-        .filter(|r| !r.is_empty() && unsent_files(index, r.clone(), progress).is_empty())
-    }
-
-    /// Builds the bundle of `range`; a failure is left for its turn, which reports it.
-    fn build(
-        index: &LogIndex<'_>,
-        run: &RunInfo,
-        state: RunState,
-        range: Range<u64>,
-        skip: BTreeSet<String>,
-    ) -> Option<Ahead> {
-        let bundle = write_bundle_skipping(index, run, state, range.clone(), &[], &skip).ok()?;
-        Some(Ahead {
-            range,
-            state,
-            skip,
-            bundle,
-        })
-    }
-}
-
-/// Runs `a` and `b` together: `b` works while `a` waits on the network.
-#[cfg(not(target_arch = "wasm32"))]
-async fn both<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let std::task::Poll::Ready(x) = a.as_mut().poll(cx) {
-                ra = Some(x);
-            }
-        }
-        if rb.is_none() {
-            if let std::task::Poll::Ready(y) = b.as_mut().poll(cx) {
-                rb = Some(y);
-            }
-        }
-        match (ra.take(), rb.take()) {
-            (Some(x), Some(y)) => std::task::Poll::Ready((x, y)),
-            (x, y) => {
-                (ra, rb) = (x, y);
-                std::task::Poll::Pending
-            }
-        }
-    })
-    .await
+fn ahead_range(
+    index: &LogIndex<'_>,
+    opts: &SyncOptions,
+    progress: &SyncProgress,
+    from: u64,
+) -> Option<Range<u64>> {
+    Some(fit_files(
+        index,
+        index.plan(from, opts.max_bundle_log_bytes),
+        progress,
+    ))
+    .filter(|r| !r.is_empty() && unsent_files(index, r.clone(), progress).is_empty())
 }
 
 /// The run's identity as uploaded: its start record, with the project and entity overrides.
