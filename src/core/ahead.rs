@@ -42,32 +42,3 @@ impl Ahead {
         })
     }
 }
-
-/// Runs `a` and `b` together: `b` works while `a` waits on the network.
-pub(super) async fn both<A: std::future::Future, B: std::future::Future>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let std::task::Poll::Ready(x) = a.as_mut().poll(cx) {
-                ra = Some(x);
-            }
-        }
-        if rb.is_none() {
-            if let std::task::Poll::Ready(y) = b.as_mut().poll(cx) {
-                rb = Some(y);
-            }
-        }
-        match (ra.take(), rb.take()) {
-            (Some(x), Some(y)) => std::task::Poll::Ready((x, y)),
-            (x, y) => {
-                (ra, rb) = (x, y);
-                std::task::Poll::Pending
-            }
-        }
-    })
-    .await
-}

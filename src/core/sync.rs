@@ -7,7 +7,7 @@ use std::fmt::Display;
 use std::ops::Range;
 
 #[cfg(not(target_arch = "wasm32"))]
-use super::ahead::{both, Ahead};
+use super::ahead::Ahead;
 use super::bundle::{write_bundle_skipping, BundleError, MAX_BUNDLE_FILE_BYTES};
 use super::checkpoint::Checkpoint;
 use super::frame::{is_one_frame, Corruption};
@@ -317,7 +317,8 @@ async fn sync_window<S: RunStore, T: Transport>(
         let ack = {
             let build =
                 async { next.and_then(|r| Ahead::build(index, run, state_for(state, &r, end), r, skip)) };
-            let (ack, built) = both(delivery, build).await;
+            // `join` polls the delivery first: its request is on the wire before the build runs.
+            let (ack, built) = futures_util::future::join(delivery, build).await;
             ahead = built;
             ack
         };

@@ -64,7 +64,8 @@ pub fn schema(group: &str, ints: &[(&str, bool)], keys: &[(&str, Kind)]) -> PqRe
     Type::group_type_builder(group).with_fields(fields).build()
 }
 
-/// zstd at level 1 (twice as fast as 3 here for 3 % more bytes); INT64 columns delta-encoded and DOUBLE columns byte-stream-split, which is what makes
+/// zstd at level 1 (it encodes in about three quarters of level 3's time here, for 3 % more
+/// bytes); INT64 columns delta-encoded and DOUBLE columns byte-stream-split, which makes
 /// float32-like values and counters compress to a few bytes.
 pub fn properties(ints: &[(&str, bool)], keys: &[(&str, Kind)]) -> WriterProperties {
     let mut b = WriterProperties::builder()

@@ -46,22 +46,22 @@ fn candidates(t: &Table, per: usize) -> Table {
         for (b, chunk) in values.chunks(per).enumerate() {
             let start = b * per;
             // The first smallest and first largest number of the bucket; NaN is no number.
-            let (mut lo, mut hi) = (usize::MAX, usize::MAX);
+            let (mut lo, mut hi) = (None::<usize>, None::<usize>);
             for (i, &v) in chunk.iter().enumerate() {
                 if v.is_nan() {
                     continue;
                 }
-                if lo == usize::MAX || v < chunk[lo] {
-                    lo = i;
+                if lo.is_none_or(|m| v < chunk[m]) {
+                    lo = Some(i);
                 }
-                if hi == usize::MAX || v > chunk[hi] {
-                    hi = i;
+                if hi.is_none_or(|m| v > chunk[m]) {
+                    hi = Some(i);
                 }
             }
             picked.extend(
-                [0, chunk.len() - 1, lo, hi]
+                [Some(0), Some(chunk.len() - 1), lo, hi]
                     .into_iter()
-                    .filter(|&i| i != usize::MAX)
+                    .flatten()
                     .map(|i| c.rows[start + i]),
             );
         }
