@@ -21,7 +21,7 @@ use crate::core::value::Value;
 use super::layout::{find_run, read_json, run_dir_name, write_json_atomic, FILES, LOCK, RECORDS, ROOT};
 use super::store::RunDir;
 use super::sysmetrics::{Sampler, DEFAULT_INTERVAL};
-use super::writer::{writer_loop, Points, Shared, EARLY_FLUSH_BYTES, RESUME_POINT_BYTES};
+use super::writer::{writer_loop, Points, Shared, RESUME_POINT_BYTES};
 use crate::core::init::{open, InitError, NewRun, RunHome};
 use crate::core::layout::{check_saved_file, run_id_from};
 use crate::core::media::Media;
@@ -378,10 +378,9 @@ impl Run {
         I: IntoIterator<Item = (K, V)>,
     {
         let mut log = self.shared.lock();
+        let before = log.batch_len();
         let out = log.log(ts_ms, items, opts);
-        if log.batch_len() >= EARLY_FLUSH_BYTES {
-            self.shared.wake.notify_one();
-        }
+        self.shared.grew(before, log.batch_len());
         out
     }
 
@@ -401,10 +400,9 @@ impl Run {
     ) -> Result<Logged, LogError> {
         let now = now_ms();
         let mut log = self.shared.lock();
+        let before = log.batch_len();
         let out = log.log_ids(now, ids_values, others, opts);
-        if log.batch_len() >= EARLY_FLUSH_BYTES {
-            self.shared.wake.notify_one();
-        }
+        self.shared.grew(before, log.batch_len());
         out
     }
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::record::RunInfo;
 use crate::core::resume_point::ResumePoint;
@@ -18,7 +18,7 @@ use super::store::RunDir;
 /// Longest a logged value waits in memory before it reaches the file.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// A batch this large wakes the writer early, bounding memory while logging fast.
-pub(super) const EARLY_FLUSH_BYTES: usize = 1 << 20;
+const EARLY_FLUSH_BYTES: usize = 1 << 20;
 pub use crate::core::resume_point::RESUME_POINT_BYTES;
 
 /// What `log()` and the writer thread share.
@@ -38,6 +38,15 @@ pub(super) struct Shared {
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, RunLog> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the writer when a batch has just grown from `before` to `after` bytes past
+    /// [`EARLY_FLUSH_BYTES`]: once a batch, as a wake is a syscall and the writer takes a
+    /// non-empty batch without waiting.
+    pub(super) fn grew(&self, before: usize, after: usize) {
+        if before < EARLY_FLUSH_BYTES && after >= EARLY_FLUSH_BYTES {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -179,22 +188,30 @@ pub(super) fn writer_loop(
         .map_err(|e| log::warn!("tidelog: no resume points while the run is live ({e})"))
         .ok();
     let mut newest = None;
+    let mut taken = Instant::now();
     let made = loop {
         let (closing, asked, point) = {
             let mut log = shared.lock();
-            let idle = |log: &RunLog| {
-                log.batch_len() == 0
+            // Everything in the batch was logged since `taken`, so it may wait until then
+            // plus FLUSH_INTERVAL: a fast loop hands over batches of EARLY_FLUSH_BYTES, not
+            // whatever a write left behind, and no lock is fought over per record.
+            let deadline = taken + FLUSH_INTERVAL;
+            loop {
+                let waits = log.batch_len() < EARLY_FLUSH_BYTES
                     && !shared.closing.load(Ordering::Acquire)
-                    && shared.asked.load(Ordering::Acquire) == flushed
-            };
-            if idle(&log) {
+                    && shared.asked.load(Ordering::Acquire) == flushed;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !waits || left.is_zero() {
+                    break;
+                }
                 log = shared
                     .wake
-                    .wait_timeout(log, FLUSH_INTERVAL)
+                    .wait_timeout(log, left)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
             log.take_batch(&mut buf);
+            taken = Instant::now();
             let closing = shared.closing.load(Ordering::Acquire);
             let due = closing || good_len + buf.len() as u64 >= next_point;
             (
