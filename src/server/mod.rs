@@ -2,6 +2,7 @@
 
 mod access_log;
 mod auth;
+mod background;
 mod dashboard;
 mod db;
 mod delete;

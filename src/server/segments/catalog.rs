@@ -99,6 +99,29 @@ pub fn stats(t: &Table) -> BTreeMap<String, KeyStats> {
     out
 }
 
+/// The per-key stats of segments `group` (in sequence order) taken together, from theirs.
+pub fn merged_stats(group: &[Segment]) -> BTreeMap<String, KeyStats> {
+    let mut out: BTreeMap<String, KeyStats> = BTreeMap::new();
+    for s in group.iter().flat_map(|g| &g.stats) {
+        let (name, next) = s;
+        let Some(acc) = out.get_mut(name) else {
+            out.insert(name.clone(), next.clone());
+            continue;
+        };
+        let pick = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            (a, b) => a.or(b),
+        };
+        acc.count += next.count;
+        acc.num += next.num;
+        acc.min = pick(acc.min, next.min, f64::min);
+        acc.max = pick(acc.max, next.max, f64::max);
+        acc.last.clone_from(&next.last);
+        acc.last_step = next.last_step;
+    }
+    out
+}
+
 fn int(v: u64) -> Result<i64, ServerError> {
     i64::try_from(v).map_err(|_| ServerError::Corrupt(format!("{v} is out of range")))
 }

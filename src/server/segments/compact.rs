@@ -7,15 +7,18 @@
 //! besides compacting after its own ingests, it sweeps the catalog for runs another replica
 //! ingested.
 
+use axum::body::Bytes;
+
 use super::catalog::{self, Segment};
-use super::read::{decode_all, fetch};
+use super::format;
+use super::read::fetch;
 use super::table::Table;
-use super::write::{build, delete, Built};
+use super::write::{build, build_spliced, delete, Built};
 use super::{Ctx, KINDS};
 use crate::server::db::begin_write;
 use crate::server::error::ServerError;
 use crate::server::lease::Leases;
-use crate::server::AppState;
+use crate::server::{background, AppState};
 
 /// A segment of fewer rows than this is small: merged once enough of them gather.
 pub const SMALL_ROWS: u64 = 1 << 16;
@@ -96,9 +99,38 @@ pub async fn compact_run(ctx: Ctx<'_>, leases: &Leases, run_id: &str) -> Result<
 /// of all their rows; false when the catalog no longer held all of them (nothing changed).
 pub async fn merge(ctx: Ctx<'_>, run_id: &str, kind: &str, group: &[Segment]) -> Result<bool, ServerError> {
     let objects: Vec<&str> = group.iter().map(|s| s.object.as_str()).collect();
-    let tables = decode_all(fetch(ctx.store, &objects).await?, None).await?;
-    let (run, k) = (run_id.to_owned(), kind.to_owned());
-    let built = tokio::task::spawn_blocking(move || build(&run, &k, &Table::concat(tables))).await??;
+    let bytes = fetch(ctx.store, &objects).await?;
+    let rows: u64 = group.iter().map(|s| s.rows).sum();
+    // Each member's rows, where it has no pre-aggregate, stand for it in the merged one's.
+    let aggs = if rows >= group.len() as u64 * format::SPLICE_MIN_ROWS {
+        let fine: Vec<&str> = group
+            .iter()
+            .map(|s| s.agg.as_deref().unwrap_or(&s.object))
+            .collect();
+        let coarse: Vec<&str> = group
+            .iter()
+            .map(|s| s.agg2.as_deref().or(s.agg.as_deref()).unwrap_or(&s.object))
+            .collect();
+        Some((fetch(ctx.store, &fine).await?, fetch(ctx.store, &coarse).await?))
+    } else {
+        None
+    };
+    let (run, k, members) = (run_id.to_owned(), kind.to_owned(), group.to_vec());
+    let built = background::run("tidelog-compact", move || {
+        let decoded = |objects: Vec<Bytes>| -> Result<Vec<Table>, ServerError> {
+            objects
+                .into_iter()
+                .map(|b| format::decode(b, &|_| true))
+                .collect()
+        };
+        if let Some((fine, coarse)) = aggs {
+            if let Some(data) = format::splice(&bytes)? {
+                return build_spliced(&members, data, decoded(fine)?, decoded(coarse)?);
+            }
+        }
+        build(&run, &k, &Table::concat(decoded(bytes)?))
+    })
+    .await?;
     let Some(built) = built else {
         return Ok(false);
     };
@@ -260,5 +292,111 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    /// `n` segments of `per` rows each added to run `r`, the one numbered `extra_in` with a
+    /// key of its own; the whole table.
+    async fn add_many(ctx: Ctx<'_>, n: u64, per: u64, extra_in: Option<u64>) -> Table {
+        let mut parts = Vec::new();
+        for i in 0..n {
+            let mut t = rows(i * per..(i + 1) * per);
+            if extra_in == Some(i) {
+                let mut extra = t.cols[0].clone();
+                extra.name = "extra".into();
+                t.cols.push(extra);
+            }
+            testing::add(ctx, &t).await;
+            parts.push(t);
+        }
+        Table::concat(parts)
+    }
+
+    /// The run's history read whole, through fine pre-aggregates, and through coarse ones.
+    async fn reads(ctx: Ctx<'_>) -> [Table; 3] {
+        let at = |levels| Query {
+            kind: HISTORY_KIND,
+            run_id: "r",
+            keys: None,
+            min_step: 0,
+            max_step: i64::MAX as u64,
+            levels,
+        };
+        let fine = Some(super::super::read::Levels {
+            fine_over: 0,
+            coarse_over: u64::MAX,
+        });
+        let coarse = Some(super::super::read::Levels {
+            fine_over: 0,
+            coarse_over: 0,
+        });
+        let mut out = Vec::new();
+        for levels in [None, fine, coarse] {
+            out.push(Table::concat(tables(ctx, &at(levels)).await.unwrap()));
+        }
+        out.try_into().unwrap()
+    }
+
+    async fn row_groups(ctx: Ctx<'_>, object: &str) -> usize {
+        use parquet::file::reader::FileReader;
+        let bytes = fetch(ctx.store, &[object]).await.unwrap().remove(0);
+        parquet::file::serialized_reader::SerializedFileReader::new(bytes)
+            .unwrap()
+            .num_row_groups()
+    }
+
+    /// Compacts run `r` into one segment of `whole`'s stats; it and its row groups.
+    async fn merged_once(ctx: Ctx<'_>, whole: &Table) -> (Segment, usize) {
+        let leases = Leases::new().unwrap();
+        assert_eq!(compact_run(ctx, &leases, "r").await.unwrap(), 1);
+        let mut now = catalog::list(ctx.db, "r", HISTORY_KIND, 0, i64::MAX as u64)
+            .await
+            .unwrap();
+        assert_eq!(now.len(), 1);
+        let merged = now.remove(0);
+        assert_eq!(merged.stats, catalog::stats(whole));
+        let groups = row_groups(ctx, &merged.object).await;
+        (merged, groups)
+    }
+
+    #[tokio::test]
+    async fn large_segments_are_spliced_and_read_the_same_at_every_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = testing::open(dir.path()).await;
+        let ctx = testing::ctx(&db, &store);
+        let per = format::SPLICE_MIN_ROWS + 808;
+        let whole = add_many(ctx, MERGE_AT, per, None).await;
+        let before = reads(ctx).await;
+        assert_eq!(before[0], whole);
+        assert!(
+            before[1].len() < whole.len() / 20,
+            "fine pre-aggregates were read"
+        );
+        let (merged, groups) = merged_once(ctx, &whole).await;
+        assert_eq!(
+            groups, MERGE_AT as usize,
+            "the members' row groups were copied, not re-encoded"
+        );
+        assert_eq!(
+            (merged.first_seq, merged.last_seq, merged.rows),
+            (0, whole.len() as u64 - 1, whole.len() as u64)
+        );
+        assert!(merged.agg.is_some() && merged.agg2.is_some());
+        assert_eq!(reads(ctx).await, before);
+    }
+
+    #[tokio::test]
+    async fn segments_of_other_keys_or_small_ones_are_merged_by_re_encoding() {
+        for (per, extra_in) in [
+            (format::SPLICE_MIN_ROWS + 808, Some(3)),
+            (format::SPLICE_MIN_ROWS / 2, None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (db, store) = testing::open(dir.path()).await;
+            let ctx = testing::ctx(&db, &store);
+            let whole = add_many(ctx, MERGE_AT, per, extra_in).await;
+            let (_, groups) = merged_once(ctx, &whole).await;
+            assert_eq!(groups, 1, "per {per}, extra {extra_in:?}");
+            assert_eq!(reads(ctx).await[0], whole);
+        }
     }
 }

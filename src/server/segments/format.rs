@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use parquet::basic::{Compression, Encoding, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
 use parquet::column::reader::ColumnReader;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result as PqResult};
 use parquet::file::properties::WriterProperties;
@@ -174,6 +175,65 @@ pub fn encode(t: &Table) -> Result<Vec<u8>, ServerError> {
         write_group(&mut w, &data)?;
     }
     Ok(w.into_inner()?)
+}
+
+/// Rows the row groups of segments must hold on average for [`splice`] to copy them: smaller
+/// ones are re-encoded, so that a live run's many small syncs never add up to thousands of
+/// row groups (and a merged segment of such is not small, so is not merged again).
+pub const SPLICE_MIN_ROWS: u64 = 8192;
+
+/// The segments `members` (in sequence order) as one object holding their row groups, each
+/// column chunk copied as it is, never decoded; `None` when their schemas differ or their row
+/// groups hold under [`SPLICE_MIN_ROWS`] on average.
+pub fn splice(members: &[Bytes]) -> Result<Option<Vec<u8>>, ServerError> {
+    let readers = members
+        .iter()
+        .map(|b| SerializedFileReader::new(b.clone()))
+        .collect::<PqResult<Vec<_>>>()?;
+    let Some(first) = readers.first() else {
+        return Ok(None);
+    };
+    let schema = first.metadata().file_metadata().schema_descr_ptr();
+    let same = readers
+        .iter()
+        .all(|r| r.metadata().file_metadata().schema_descr().root_schema() == schema.root_schema());
+    let groups = readers.iter().flat_map(|r| r.metadata().row_groups());
+    let (count, rows) = groups.fold((0u64, 0u64), |(n, rows), g| {
+        (n + 1, rows + u64::try_from(g.num_rows()).unwrap_or(0))
+    });
+    if !same || rows < count * SPLICE_MIN_ROWS {
+        return Ok(None);
+    }
+    let keys: Vec<(&str, Kind)> = schema.columns()[SEGMENT_INTS.len().min(schema.num_columns())..]
+        .iter()
+        .map(|c| {
+            let kind = match c.physical_type() {
+                Physical::DOUBLE => Kind::Number,
+                _ => Kind::Json,
+            };
+            (c.name(), kind)
+        })
+        .collect();
+    let props = Arc::new(properties(&SEGMENT_INTS, &keys));
+    let mut w = SerializedFileWriter::new(Vec::new(), schema.root_schema_ptr(), props)?;
+    for (r, bytes) in readers.iter().zip(members) {
+        for g in r.metadata().row_groups() {
+            let mut rg = w.next_row_group()?;
+            for c in g.columns() {
+                let chunk = ColumnCloseResult {
+                    bytes_written: u64::try_from(c.compressed_size()).map_err(corrupt)?,
+                    rows_written: u64::try_from(g.num_rows()).map_err(corrupt)?,
+                    metadata: c.clone(),
+                    bloom_filter: None,
+                    column_index: None,
+                    offset_index: None,
+                };
+                rg.append_column(bytes, chunk)?;
+            }
+            rg.close()?;
+        }
+    }
+    Ok(Some(w.into_inner()?))
 }
 
 fn corrupt(why: impl std::fmt::Display) -> ServerError {

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use object_store::path::Path as Key;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use super::catalog::{stats, Segment};
+use super::catalog::{merged_stats, stats, Segment};
 use super::format;
 use super::table::{Cells, Table};
 use crate::server::auth::random_hex;
@@ -98,7 +98,7 @@ pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, Serve
     let (Some(&first_seq), Some(&last_seq)) = (t.seqs.first(), t.seqs.last()) else {
         return Ok(None);
     };
-    let [object, agg_key, agg2_key] = keys(run_id, kind, first_seq, last_seq)?;
+    let keys = keys(run_id, kind, first_seq, last_seq)?;
     // The three encodings are independent: while one sync waits for its answer, the rows and
     // the two pre-aggregates encode on cores of their own.
     let (data, agg, agg2) = std::thread::scope(|s| {
@@ -110,12 +110,10 @@ pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, Serve
         };
         (data, join(agg), join(agg2))
     });
-    let (data, agg, agg2) = (data?, agg?, agg2?);
-    let named = |bytes: &Option<Bytes>, key: Key| bytes.as_ref().map(|_| key.as_ref().to_owned());
     let segment = Segment {
-        object: object.as_ref().to_owned(),
-        agg: named(&agg, agg_key),
-        agg2: named(&agg2, agg2_key),
+        object: String::new(),
+        agg: None,
+        agg2: None,
         run_id: run_id.to_owned(),
         kind: kind.to_owned(),
         first_seq,
@@ -123,19 +121,49 @@ pub fn build(run_id: &str, kind: &str, t: &Table) -> Result<Option<Built>, Serve
         min_step: t.steps.iter().copied().min().unwrap_or(0),
         max_step: t.steps.iter().copied().max().unwrap_or(0),
         rows: t.len() as u64,
-        bytes: [Some(&data), agg.as_ref(), agg2.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|b| b.len() as u64)
-            .sum(),
+        bytes: 0,
         stats: stats(t),
     };
-    Ok(Some(Built {
-        segment,
-        data,
-        agg,
-        agg2,
-    }))
+    Ok(Some(Built::new(segment, keys, data?, agg?, agg2?)))
+}
+
+/// The segment of `group`'s rows (in sequence order) already spliced into `data`
+/// ([`format::splice`]), its pre-aggregates made of theirs: `fine` and `coarse` hold, per
+/// member, its own fine and coarse one (its fine one, or its rows, where it has none). A
+/// bucket of a member's pre-aggregate is a bucket of the whole, so their rows stand for it.
+pub fn build_spliced(
+    group: &[Segment],
+    data: Vec<u8>,
+    fine: Vec<Table>,
+    coarse: Vec<Table>,
+) -> Result<Option<Built>, ServerError> {
+    let (Some(first), Some(last)) = (group.first(), group.last()) else {
+        return Ok(None);
+    };
+    let rows: u64 = group.iter().map(|s| s.rows).sum();
+    let keys = keys(&first.run_id, &first.kind, first.first_seq, last.last_seq)?;
+    let joined = |tables: Vec<Table>, per: usize| -> Result<Option<Bytes>, ServerError> {
+        if rows <= 4 * per as u64 {
+            return Ok(None);
+        }
+        Ok(Some(Bytes::from(format::encode(&Table::concat(tables))?)))
+    };
+    let segment = Segment {
+        object: String::new(),
+        agg: None,
+        agg2: None,
+        run_id: first.run_id.clone(),
+        kind: first.kind.clone(),
+        first_seq: first.first_seq,
+        last_seq: last.last_seq,
+        min_step: group.iter().map(|s| s.min_step).min().unwrap_or(0),
+        max_step: group.iter().map(|s| s.max_step).max().unwrap_or(0),
+        rows,
+        bytes: 0,
+        stats: merged_stats(group),
+    };
+    let (agg, agg2) = (joined(fine, FINE)?, joined(coarse, COARSE)?);
+    Ok(Some(Built::new(segment, keys, Bytes::from(data), agg, agg2)))
 }
 
 /// A key as the catalog stores it, parsed back.
@@ -144,6 +172,32 @@ pub fn parse_key(key: &str) -> Result<Key, ServerError> {
 }
 
 impl Built {
+    /// `segment` with its objects named by `keys` (rows, fine, coarse) and sized.
+    fn new(
+        mut segment: Segment,
+        keys: [Key; 3],
+        data: Bytes,
+        agg: Option<Bytes>,
+        agg2: Option<Bytes>,
+    ) -> Built {
+        let [object, agg_key, agg2_key] = keys;
+        let named = |bytes: &Option<Bytes>, key: Key| bytes.as_ref().map(|_| key.as_ref().to_owned());
+        segment.object = object.as_ref().to_owned();
+        segment.agg = named(&agg, agg_key);
+        segment.agg2 = named(&agg2, agg2_key);
+        segment.bytes = [Some(&data), agg.as_ref(), agg2.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|b| b.len() as u64)
+            .sum();
+        Built {
+            segment,
+            data,
+            agg,
+            agg2,
+        }
+    }
+
     /// Writes the objects; on failure none is left behind.
     pub async fn put(&self, store: &Store) -> Result<(), ServerError> {
         let mut done = Vec::new();
