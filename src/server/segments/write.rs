@@ -89,7 +89,7 @@ fn pre_aggregate(t: &Table, per: usize) -> Result<Option<Bytes>, ServerError> {
     if t.len() <= 4 * per {
         return Ok(None);
     }
-    Ok(Some(Bytes::from(format::encode(&candidates(t, per))?)))
+    Ok(Some(Bytes::from(format::encode_small(&candidates(t, per))?)))
 }
 
 /// Encodes `t` (rows in sequence order) as a segment of the run's `kind`; `None` when it
@@ -146,7 +146,7 @@ pub fn build_spliced(
         if rows <= 4 * per as u64 {
             return Ok(None);
         }
-        Ok(Some(Bytes::from(format::encode(&Table::concat(tables))?)))
+        Ok(Some(Bytes::from(format::encode_small(&Table::concat(tables))?)))
     };
     let segment = Segment {
         object: String::new(),
