@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"1000000 5000000 10000000"}
-TARGET=${CARGO_TARGET_DIR:-target}
+TARGET=$(realpath "${CARGO_TARGET_DIR:-target}")
 cargo build --quiet --release --bin tidelog
 BIN="$TARGET/release/tidelog"
 BENCH=$(cargo bench --quiet --bench longrun --no-run --message-format=json \
