@@ -3,6 +3,7 @@
 mod access_log;
 mod auth;
 mod background;
+mod cache;
 mod dashboard;
 mod db;
 mod delete;

@@ -13,6 +13,7 @@ use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::cache::Cache;
 use super::error::ServerError;
 
 /// The key of the object naming the layout version, written at first start: a store another
@@ -53,6 +54,8 @@ pub struct Store {
     objects: Arc<dyn ObjectStore>,
     /// The URL it was opened from, credentials never included, for messages.
     url: String,
+    /// Small objects read lately.
+    cache: Arc<Cache>,
 }
 
 impl std::ops::Deref for Store {
@@ -78,9 +81,18 @@ impl Store {
             Some(u) if u.starts_with("s3://") => (s3(u)?, u.to_string()),
             Some(u) => return Err(bad(u, "expected file:///DIR or s3://BUCKET/PREFIX")),
         };
-        let store = Store { objects, url };
+        let store = Store {
+            objects,
+            url,
+            cache: Arc::default(),
+        };
         store.check_format().await?;
         Ok(store)
+    }
+
+    /// Small objects read lately ([`Cache`]): immutable, so never stale.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 
     /// The URL it was opened from, for messages.

@@ -96,13 +96,19 @@ pub async fn fetch(store: &Store, objects: &[&str]) -> Result<Vec<Bytes>, Server
         .map(move |k| {
             let store = store.clone();
             async move {
+                if let Some(kept) = store.cache().get(k.as_ref()) {
+                    return Ok(kept);
+                }
                 let got = store
                     .get(&k)
                     .await
                     .map_err(|e| store.failed("reading a segment", e))?;
-                got.bytes()
+                let bytes = got
+                    .bytes()
                     .await
-                    .map_err(|e| store.failed("reading a segment", e))
+                    .map_err(|e| store.failed("reading a segment", e))?;
+                store.cache().put(k.as_ref(), &bytes);
+                Ok(bytes)
             }
         })
         .buffered(FETCHES)

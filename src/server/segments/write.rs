@@ -225,6 +225,7 @@ impl Built {
 /// wasted space) rather than failing what already committed.
 pub async fn delete<'a>(store: &Store, objects: impl Iterator<Item = &'a str>) {
     for key in objects {
+        store.cache().forget(key);
         let res = match parse_key(key) {
             Ok(k) => store
                 .delete(&k)
