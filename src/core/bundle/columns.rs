@@ -39,7 +39,7 @@ struct Column {
 
 impl Column {
     /// Records that row `r` holds the key; false when the row named it already.
-    #[inline]
+    #[inline(always)]
     fn add_row(&mut self, r: u32) -> bool {
         if self.len == 0 {
             self.first = r;
