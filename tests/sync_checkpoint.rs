@@ -382,3 +382,36 @@ fn bundles_built_ahead_and_in_their_turn_carry_every_row_and_file_once() {
     let again = sync_with(&dir, &Probe::default(), &server, &key, &opts).unwrap();
     assert_eq!((again.bundles, again.rows_added), (0, 0), "{again:?}");
 }
+
+#[test]
+fn a_window_leaves_its_short_tail_to_the_next_one() {
+    let (work, _data, server, key) = setup();
+    let run = quiet(work.path(), "tails");
+    for i in 0..3000 {
+        run.log([("v", f64::from(i))]).unwrap();
+    }
+    let id = run.id().to_owned();
+    let dir = run.finish(0).unwrap();
+    let bundle = 2000;
+    let opts = SyncOptions {
+        max_bundle_log_bytes: bundle,
+        ..SyncOptions::default()
+    };
+    // Two bundles fill a window but for a few records: a bundle of their own each would
+    // make a third of all bundles.
+    let probe = Probe {
+        window: Some(2 * bundle + 100),
+        ..Probe::default()
+    };
+    let report = sync_with(&dir, &probe, &server, &key, &opts).unwrap();
+    let least = log_len(&dir).div_ceil(bundle as u64);
+    assert!(
+        report.bundles >= least && report.bundles * 10 <= least * 11 + 10,
+        "{} bundles for {least} bundles' worth of log",
+        report.bundles
+    );
+    assert_eq!(report.rows_added, 3000);
+    assert_eq!(values(&server, &key, &id), expected(3000));
+    let again = sync_with(&dir, &Probe::default(), &server, &key, &opts).unwrap();
+    assert_eq!((again.bundles, again.rows_added), (0, 0), "{again:?}");
+}

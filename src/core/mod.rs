@@ -13,6 +13,7 @@ pub mod keys;
 pub mod layout;
 pub mod log_index;
 pub mod media;
+mod plan;
 pub mod png;
 pub mod point_store;
 pub mod progress;

@@ -4,16 +4,18 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
-use std::ops::Range;
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::ahead::Ahead;
-use super::bundle::{write_bundle_skipping, BundleError, MAX_BUNDLE_FILE_BYTES};
+use super::bundle::{write_bundle_skipping, BundleError};
 use super::checkpoint::Checkpoint;
 use super::frame::{is_one_frame, Corruption};
 use super::log_index::LogIndex;
+#[cfg(not(target_arch = "wasm32"))]
+use super::plan::ahead_range;
+use super::plan::{fit_files, short_tail, state_for, unsent_files};
 pub use super::progress::{PendingUpload, RunStore, SyncProgress};
-use super::record::{decode, DecodeError, FileRef, Meta, Record, RunInfo, RunState};
+use super::record::{DecodeError, RunInfo, RunState};
 pub use super::transport::{deliver, retry_after_ms, Ack, Transport, TransportError, UploadLedger};
 
 /// Knobs of a sync.
@@ -220,7 +222,7 @@ pub async fn sync_run<S: RunStore, T: Transport>(
                 };
             }
             Err(e) => return Err(e),
-            Ok(()) if more => cp = index.checkpoint(end),
+            Ok(()) if more => cp = index.checkpoint(progress.acked_records),
             Ok(()) => break,
         }
     }
@@ -268,6 +270,7 @@ async fn sync_window<S: RunStore, T: Transport>(
         return Err(SyncError::NoStart);
     }
     let mut run = None;
+    let entered = progress.acked_records;
     #[cfg(not(target_arch = "wasm32"))]
     let mut ahead: Option<Ahead> = None;
     while progress.acked_records < end || stale_state(progress) {
@@ -277,11 +280,18 @@ async fn sync_window<S: RunStore, T: Transport>(
         };
         let range = match &progress.upload {
             Some(u) if u.seq_start == progress.acked_records && u.seq_end <= end => u.seq_start..u.seq_end,
-            _ => fit_files(
-                index,
-                index.plan(progress.acked_records, opts.max_bundle_log_bytes),
-                progress,
-            ),
+            _ => {
+                let range = fit_files(
+                    index,
+                    index.plan(progress.acked_records, opts.max_bundle_log_bytes),
+                    progress,
+                );
+                // Never before the window's first bundle: every window makes progress.
+                if range.start > entered && short_tail(index, opts, &range, last.is_some()) {
+                    break;
+                }
+                range
+            }
         };
         let bundle_state = state_for(state, &range, end);
         let refs = unsent_files(index, range.clone(), progress);
@@ -302,7 +312,8 @@ async fn sync_window<S: RunStore, T: Transport>(
             }
         };
         #[cfg(not(target_arch = "wasm32"))]
-        let next = ahead_range(index, opts, progress, range.end);
+        let next = ahead_range(index, opts, progress, range.end)
+            .filter(|r| !short_tail(index, opts, r, last.is_some()));
         let mut ledger = StoreLedger {
             store: &mut *store,
             progress: &mut *progress,
@@ -372,32 +383,6 @@ async fn sync_window<S: RunStore, T: Transport>(
     Ok(())
 }
 
-/// The state a bundle of `range` carries: the run's, for the one that reaches the log's
-/// `end` of the window that has it; running before.
-fn state_for(state: Option<RunState>, range: &Range<u64>, end: u64) -> RunState {
-    match state {
-        Some(s) if range.end == end => s,
-        _ => RunState::Running,
-    }
-}
-
-/// The range after `from` when its bundle would carry no files: only then can it be built
-/// before `from` is acknowledged.
-#[cfg(not(target_arch = "wasm32"))]
-fn ahead_range(
-    index: &LogIndex<'_>,
-    opts: &SyncOptions,
-    progress: &SyncProgress,
-    from: u64,
-) -> Option<Range<u64>> {
-    Some(fit_files(
-        index,
-        index.plan(from, opts.max_bundle_log_bytes),
-        progress,
-    ))
-    .filter(|r| !r.is_empty() && unsent_files(index, r.clone(), progress).is_empty())
-}
-
 /// The run's identity as uploaded: its start record, with the project and entity overrides.
 fn run_info(index: &LogIndex<'_>, opts: &SyncOptions) -> Result<RunInfo, SyncError> {
     let mut run = index.run().cloned().ok_or(SyncError::NoStart)?;
@@ -408,38 +393,4 @@ fn run_info(index: &LogIndex<'_>, opts: &SyncOptions) -> Result<RunInfo, SyncErr
         run.entity = Some(e.clone());
     }
     Ok(run)
-}
-
-/// The saved files records `range` refer to that the server has neither acknowledged nor
-/// refused, in first-reference order.
-fn unsent_files(index: &LogIndex<'_>, range: Range<u64>, progress: &SyncProgress) -> Vec<FileRef> {
-    index
-        .files(range)
-        .into_iter()
-        .filter(|f| {
-            !progress.acked_files.contains(&f.sha256) && !progress.skipped_files.contains_key(&f.sha256)
-        })
-        .collect()
-}
-
-/// Ends `range` early where the files its bundle would carry outgrow
-/// [`MAX_BUNDLE_FILE_BYTES`]; the first record always stays, so a range is never empty.
-fn fit_files(index: &LogIndex<'_>, range: Range<u64>, progress: &SyncProgress) -> Range<u64> {
-    let mut seen = BTreeSet::new();
-    let mut total = 0u64;
-    for (seq, payload) in index.payloads(range.clone()) {
-        let Ok(Record::Meta(Meta::File(f))) = decode(payload) else {
-            continue;
-        };
-        let fresh = !progress.acked_files.contains(&f.sha256)
-            && !progress.skipped_files.contains_key(&f.sha256)
-            && seen.insert(f.sha256);
-        if fresh {
-            total = total.saturating_add(f.size);
-            if total > MAX_BUNDLE_FILE_BYTES && seq > range.start {
-                return range.start..seq;
-            }
-        }
-    }
-    range
 }
