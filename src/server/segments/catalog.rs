@@ -102,8 +102,7 @@ pub fn stats(t: &Table) -> BTreeMap<String, KeyStats> {
 /// The per-key stats of segments `group` (in sequence order) taken together, from theirs.
 pub fn merged_stats(group: &[Segment]) -> BTreeMap<String, KeyStats> {
     let mut out: BTreeMap<String, KeyStats> = BTreeMap::new();
-    for s in group.iter().flat_map(|g| &g.stats) {
-        let (name, next) = s;
+    for (name, next) in group.iter().flat_map(|g| &g.stats) {
         let Some(acc) = out.get_mut(name) else {
             out.insert(name.clone(), next.clone());
             continue;

@@ -7,6 +7,8 @@
 //! besides compacting after its own ingests, it sweeps the catalog for runs another replica
 //! ingested.
 
+use std::collections::HashMap;
+
 use axum::body::Bytes;
 
 use super::catalog::{self, Segment};
@@ -101,17 +103,8 @@ pub async fn merge(ctx: Ctx<'_>, run_id: &str, kind: &str, group: &[Segment]) ->
     let objects: Vec<&str> = group.iter().map(|s| s.object.as_str()).collect();
     let bytes = fetch(ctx.store, &objects).await?;
     let rows: u64 = group.iter().map(|s| s.rows).sum();
-    // Each member's rows, where it has no pre-aggregate, stand for it in the merged one's.
     let aggs = if rows >= group.len() as u64 * format::SPLICE_MIN_ROWS {
-        let fine: Vec<&str> = group
-            .iter()
-            .map(|s| s.agg.as_deref().unwrap_or(&s.object))
-            .collect();
-        let coarse: Vec<&str> = group
-            .iter()
-            .map(|s| s.agg2.as_deref().or(s.agg.as_deref()).unwrap_or(&s.object))
-            .collect();
-        Some((fetch(ctx.store, &fine).await?, fetch(ctx.store, &coarse).await?))
+        Some(stand_ins(ctx, group, &objects, &bytes).await?)
     } else {
         None
     };
@@ -145,6 +138,41 @@ pub async fn merge(ctx: Ctx<'_>, run_id: &str, kind: &str, group: &[Segment]) ->
             other
         }
     }
+}
+
+/// What stands for each member of `group` in the merged segment's fine and coarse
+/// pre-aggregates: its own, else its fine one, else its rows (`bytes` of `objects`); each
+/// object read once.
+async fn stand_ins(
+    ctx: Ctx<'_>,
+    group: &[Segment],
+    objects: &[&str],
+    bytes: &[Bytes],
+) -> Result<(Vec<Bytes>, Vec<Bytes>), ServerError> {
+    let picks: Vec<[&str; 2]> = group
+        .iter()
+        .map(|s| {
+            let fine = s.agg.as_deref().unwrap_or(&s.object);
+            [fine, s.agg2.as_deref().unwrap_or(fine)]
+        })
+        .collect();
+    let mut wanted: Vec<&str> = picks
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|k| !objects.contains(k))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let fetched = fetch(ctx.store, &wanted).await?;
+    let by_key: HashMap<&str, &Bytes> = objects
+        .iter()
+        .zip(bytes)
+        .chain(wanted.iter().zip(&fetched))
+        .map(|(k, b)| (*k, b))
+        .collect();
+    let level = |i: usize| picks.iter().map(|p| by_key[p[i]].clone()).collect();
+    Ok((level(0), level(1)))
 }
 
 /// The catalog swap: `group`'s rows out and `built`'s in, in one transaction.

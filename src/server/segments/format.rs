@@ -69,11 +69,12 @@ pub fn schema(group: &str, ints: &[(&str, bool)], keys: &[(&str, Kind)]) -> PqRe
 /// bytes); INT64 columns delta-encoded and DOUBLE columns byte-stream-split, which makes
 /// float32-like values and counters compress to a few bytes.
 pub fn properties(ints: &[(&str, bool)], keys: &[(&str, Kind)]) -> WriterProperties {
-    properties_with(
-        Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
-        ints,
-        keys,
-    )
+    properties_with(zstd(), ints, keys)
+}
+
+/// zstd at level 1, of segments and the export.
+fn zstd() -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default())
 }
 
 fn properties_with(
@@ -144,7 +145,7 @@ fn int64(v: &[u64]) -> Result<Vec<i64>, ServerError> {
 
 /// A segment's Parquet bytes: `_seq`, `_step`, `_timestamp`, then a column per key.
 pub fn encode(t: &Table) -> Result<Vec<u8>, ServerError> {
-    encode_with(t, Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+    encode_with(t, zstd())
 }
 
 /// A pre-aggregate's Parquet bytes, uncompressed: every chart of a long range reads one per
